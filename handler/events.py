@@ -1,0 +1,185 @@
+"""Adapters: every invocation shape FC delivers, turned into Requests for the core and back.
+
+    API Gateway / HTTP trigger v1  ->  one Request, answered with the gateway's response struct
+    EventBridge, MNS, direct       ->  a CreateModel Request per registration, answered with its body
+    batch (a JSON array)           ->  one result per item
+    OSS trigger                    ->  each object under registrations/ read and registered; the
+                                       outcome written under registration-results/
+Sources that FC retries (everything but HTTP) raise when a registration failed transiently, so the
+event is delivered again (safe: a repeated registration finds its model); a registration that can
+never succeed is answered and logged, not raised.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote
+
+from .app import MODELS_PATH, App, Caller, Request, Response
+from .errors import ApiError
+from .jsonbody import parse_json
+from .records import new_request_id, record_json
+from .stores.base import InvalidKey, NotFound, StoreError, check_key
+
+log = logging.getLogger(__name__)
+
+REGISTRATIONS = "registrations/"
+RESULTS = "registration-results/"
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+class RetryLater(RuntimeError):
+    """Raised to make FC deliver an event again after a transient failure."""
+
+
+def _lower(headers: Any) -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in headers.items()} if isinstance(headers, dict) else {}
+
+
+def _is_base64(event: dict[str, Any]) -> bool:
+    return event.get("isBase64Encoded") in (True, "true", "True")  # docs show both spellings
+
+
+def _body_bytes(body: Any) -> bytes:
+    return body.encode() if isinstance(body, str) else b""
+
+
+def apigw_request(event: dict[str, Any]) -> Request:
+    return Request(
+        method=str(event.get("httpMethod", "")).upper(), path=str(event.get("path", "")),
+        body=_body_bytes(event.get("body")), body_base64=_is_base64(event),
+        headers=_lower(event.get("headers")), query=event.get("queryParameters") or {},
+    )
+
+
+def http_v1_request(event: dict[str, Any]) -> Request:
+    http = event.get("requestContext", {}).get("http", {})
+    return Request(
+        method=str(http.get("method", "")).upper(), path=str(event.get("rawPath") or http.get("path", "")),
+        body=_body_bytes(event.get("body")), body_base64=_is_base64(event),
+        headers=_lower(event.get("headers")), query=event.get("queryParameters") or {},
+    )
+
+
+def gateway_response(response: Response) -> str:
+    """The struct API Gateway and HTTP triggers require; anything else becomes their 503."""
+    headers = {"Content-Type": "application/json; charset=utf-8", "x-acs-request-id": response.body["RequestId"], **response.headers}
+    return json.dumps({"isBase64Encoded": False, "statusCode": response.status, "headers": headers, "body": response.json()})
+
+
+def create_request(body: Any) -> Request:
+    """A CreateModel Request from an event's payload: an object, or JSON text holding one."""
+    if isinstance(body, bytes):
+        data = body
+    elif isinstance(body, str):
+        data = body.encode("utf-8", "surrogatepass")
+    else:
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return Request("POST", MODELS_PATH, data, headers=JSON_HEADERS)
+
+
+# Where each message source keeps the CreateModel body: (recogniser, payload), checked in order.
+PAYLOADS: list[tuple[Callable[[dict[str, Any]], bool], Callable[[dict[str, Any]], Any]]] = [
+    # MNS queue through EventBridge: the message is a JSON string in data.messageBody
+    (lambda e: "specversion" in e and isinstance(e.get("data"), dict) and "messageBody" in e["data"],
+     lambda e: e["data"]["messageBody"]),
+    (lambda e: "specversion" in e, lambda e: e.get("data")),                       # EventBridge CloudEvent
+    (lambda e: "TopicOwner" in e and "Message" in e, lambda e: e["Message"]),      # MNS topic, JSON format
+    (lambda e: set(e) == {"body", "attrs"}, lambda e: e["body"]),                  # MNS topic, STREAM + attributes
+]
+
+
+def payload_of(event: Any) -> Any:
+    if isinstance(event, dict):
+        for matches, payload in PAYLOADS:
+            if matches(event):
+                return payload(event)
+    return event  # a direct invocation (or a STREAM message): the event is the body
+
+
+def handle_event(app: App, raw: bytes | str, caller: Caller) -> str:
+    """Answer one FC invocation; returns the text FC hands back to the invoker."""
+    try:
+        event = parse_json(raw)
+    except ApiError:
+        event = raw  # not JSON: let the core reject it as a body, with its usual answer and log line
+    if isinstance(event, dict):
+        if "httpMethod" in event:
+            return gateway_response(app.handle(apigw_request(event), caller))
+        if event.get("version") == "v1" and "requestContext" in event:
+            return gateway_response(app.handle(http_v1_request(event), caller))
+        if _is_oss_event(event):
+            return _finish([_register_object(app, record, caller) for record in event["events"]])
+    if isinstance(event, list):
+        return _finish([_handle_message(app, item, caller) for item in event])
+    return _finish([_handle_message(app, event, caller)], single=True)
+
+
+def _handle_message(app: App, message: Any, caller: Caller) -> tuple[Response, dict[str, Any]]:
+    if isinstance(message, str):  # batch items may arrive as escaped JSON
+        try:
+            message = parse_json(message)
+        except ApiError:
+            pass
+    response = app.handle(create_request(payload_of(message)), caller)
+    return response, response.body
+
+
+def _finish(results: list[tuple[Response, dict[str, Any]]], single: bool = False) -> str:
+    """Every item has been tried; now raise if any may succeed on redelivery."""
+    failed = [r.body["RequestId"] for r, _ in results if r.retryable]
+    if failed:
+        raise RetryLater(f"{len(failed)} of {len(results)} registrations failed transiently ({', '.join(failed)}); deliver again")
+    bodies = [body for _, body in results]
+    return json.dumps(bodies[0] if single else bodies, ensure_ascii=False)
+
+
+def _is_oss_event(event: dict[str, Any]) -> bool:
+    records = event.get("events")
+    return isinstance(records, list) and bool(records) and all(isinstance(r, dict) and "oss" in r for r in records)
+
+
+def _register_object(app: App, record: dict[str, Any], caller: Caller) -> tuple[Response, dict[str, Any]]:
+    """Register the CreateModel request held by an uploaded object and record the outcome beside it."""
+    store = app.registry.store
+    oss = record.get("oss", {})
+    bucket, raw_key = oss.get("bucket", {}).get("name", ""), oss.get("object", {}).get("key", "")
+    outcome: dict[str, Any] = {"Object": str(raw_key)[:1024]}
+    try:
+        key = _registration_key(store, str(bucket), str(raw_key))
+        data = store.get(key)
+    except (InvalidKey, NotFound) as e:
+        body = {"RequestId": new_request_id(), "Code": "InvalidRegistration", "Message": _why(e)}
+        log.warning(json.dumps({**body, **outcome, "Operation": "RegisterObject", "Status": 400}))
+        return Response(400, body), {**outcome, **body}
+    except StoreError:
+        body = {"RequestId": new_request_id(), "Code": "ServiceUnavailable", "Message": "could not read the registration"}
+        return Response(503, body), {**outcome, **body}
+    response = app.handle(Request("POST", MODELS_PATH, data, headers=JSON_HEADERS), caller)
+    outcome.update(Status=response.status, **response.body)
+    if not response.retryable:
+        try:
+            store.put(RESULTS + key[len(REGISTRATIONS):], record_json(outcome))
+        except StoreError:
+            return Response(503, response.body), outcome  # deliver again: registering twice is safe
+    return response, outcome
+
+
+def _registration_key(store: Any, bucket: str, object_key: str) -> str:
+    """The store key of an uploaded registration; keys may arrive URL-encoded."""
+    for candidate in dict.fromkeys([object_key, unquote(object_key)]):
+        key = store.locate(bucket, candidate)
+        if key and key.startswith(REGISTRATIONS) and key.endswith(".json"):
+            try:
+                return check_key(key)
+            except InvalidKey:
+                continue
+    raise InvalidKey(f"not a registration object of this store: names must be {REGISTRATIONS}<letters, digits, . _ - =>.json")
+
+
+def _why(error: Exception) -> str:
+    if isinstance(error, NotFound):
+        return "the registration object no longer exists"
+    return str(error)

@@ -1,0 +1,83 @@
+"""Function Compute entry points: `handler` (events, API Gateway, HTTP trigger v1), `wsgi_handler`
+(FC 2.0 HTTP trigger) and `initializer` (once per instance)."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from . import events
+from .app import App, Caller, Request
+from .config import CredentialSource, Settings
+from .registry import Registry
+from .stores import open_store
+from .validation import validator
+
+logging.getLogger("oss2").setLevel(logging.WARNING)  # oss2 logs signed headers (tokens) at DEBUG
+
+credentials = CredentialSource()
+_app: App | None = None
+_lock = threading.Lock()
+
+
+def build_app(settings: Settings) -> App:
+    """An App over the store the settings name, with every schema compiled."""
+    validator("create-model-request.json")
+    store = open_store(settings.store_url, oss_endpoint=settings.oss_endpoint, oss_region=settings.oss_region,
+                       credentials=credentials, pool_size=settings.oss_pool_size)
+    return App(Registry(store), default_workspace=settings.default_workspace, max_body_bytes=settings.max_body_bytes)
+
+
+def get_app() -> App:
+    """The instance's App, built on first use (FC's initializer builds it before any request)."""
+    global _app
+    if _app is None:
+        with _lock:
+            if _app is None:
+                _app = build_app(Settings.from_env())
+    return _app
+
+
+def set_app(app: App | None) -> None:
+    """Use this App for the following invocations (None: build from the environment again)."""
+    global _app
+    _app = app
+
+
+def caller_of(context: Any) -> Caller:
+    credentials.offer(context)
+    account = getattr(context, "account_id", None)
+    return Caller(owner_id=str(account) if account else None)
+
+
+def initializer(context: Any) -> None:
+    credentials.offer(context)
+    get_app()
+
+
+def handler(event: bytes | str, context: Any) -> str:
+    return events.handle_event(get_app(), event, caller_of(context))
+
+
+def wsgi_handler(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    app = get_app()
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    # Never read more than one byte past the limit: the core answers 413 from the length it sees.
+    body = environ["wsgi.input"].read(min(length, app.max_body_bytes + 1)) if length > 0 else b""
+    headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")}
+    if environ.get("CONTENT_TYPE"):
+        headers["content-type"] = environ["CONTENT_TYPE"]
+    request = Request(environ.get("REQUEST_METHOD", "GET").upper(), environ.get("PATH_INFO", ""), body, headers=headers)
+    response = app.handle(request, caller_of(environ.get("fc.context")))
+    data = response.json().encode()
+    reason = {200: "OK"}.get(response.status, "Error")
+    start_response(f"{response.status} {reason}", [
+        ("Content-Type", "application/json; charset=utf-8"), ("Content-Length", str(len(data))),
+        ("x-acs-request-id", response.body["RequestId"]), *response.headers.items(),
+    ])
+    return [data]

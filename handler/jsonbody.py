@@ -1,0 +1,90 @@
+"""Strict JSON decoding of request bodies: UTF-8 only, no duplicates, no NaN, bounded nesting."""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from .errors import BadRequest
+
+MAX_DEPTH = 32
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise BadRequest(f"body has a duplicate key: {key!r}")
+            seen.add(key)
+    return obj
+
+
+def _constant(name: str) -> Any:
+    raise BadRequest(f"body contains {name}, which is not JSON")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise BadRequest(f"body contains a number out of range: {text[:40]}")
+    return value
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_constant, parse_float=_float)
+
+
+def _check(value: Any) -> None:
+    """Reject nesting deeper than MAX_DEPTH and strings that are not valid Unicode (lone surrogates)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise BadRequest("body contains an invalid Unicode escape (lone surrogate)") from None
+        elif isinstance(item, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise BadRequest(f"body is nested deeper than {MAX_DEPTH} levels")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+
+
+def parse_json(body: bytes | str) -> Any:
+    """Decode a JSON document; raise BadRequest naming what is wrong."""
+    if isinstance(body, bytes):
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("body is not valid UTF-8") from None
+    else:
+        text = body
+    if not text.strip():
+        raise BadRequest("body is empty; expected a JSON object")
+    try:
+        value = _DECODER.decode(text)
+    except json.JSONDecodeError as e:
+        raise BadRequest(f"body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise BadRequest(f"body is nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError:  # an integer literal with more digits than Python converts
+        raise BadRequest("body contains a number that is too long") from None
+    _check(value)
+    return value
+
+
+def parse_object(body: bytes | str) -> dict[str, Any]:
+    """Decode a body that must be a JSON object."""
+    value = parse_json(body)
+    if not isinstance(value, dict):
+        raise BadRequest(f"body must be a JSON object, not {_kind(value)}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"}[type(value)]

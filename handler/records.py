@@ -1,0 +1,87 @@
+"""The stored model record: identifiers, timestamps, and the record built from a CreateModel request."""
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+import uuid
+from typing import Any
+
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+_TIME_DIGITS = 9  # base-36 milliseconds: fixed width until the year 5188, so IDs sort by creation
+_RANDOM_DIGITS = 16  # ~83 bits from the OS's CSPRNG: IDs cannot be guessed
+
+# Request fields copied into the record as given, in the SDK's order.
+COPIED_FIELDS = (
+    "ModelName", "ModelDescription", "Origin", "Domain", "Task", "ModelDoc",
+    "ModelType", "OrderNumber", "ParameterSize", "ExtraInfo",
+)
+
+
+def new_request_id() -> str:
+    """An upper-case UUID, as Alibaba Cloud APIs return."""
+    return str(uuid.uuid4()).upper()
+
+
+def new_model_id(now_ms: int | None = None) -> str:
+    """`model-` + creation time + randomness, lower-case letters and digits only."""
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    digits = ""
+    for _ in range(_TIME_DIGITS):
+        ms, rest = divmod(ms, 36)
+        digits = _ALPHABET[rest] + digits
+    return "model-" + digits + "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_DIGITS))
+
+
+def iso_time(epoch_seconds: float) -> str:
+    """UTC ISO 8601 to the second, ending in Z: `2021-01-21T17:12:35Z`."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_seconds))
+
+
+def canonical_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON with sorted keys: equal values give equal bytes."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+
+
+def record_json(record: dict[str, Any]) -> bytes:
+    """The bytes stored for a record (field order kept for people reading the file)."""
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def merged_labels(request: dict[str, Any]) -> list[dict[str, str]]:
+    """`Tag` and its deprecated spelling `Labels` are one list: Tag first, duplicates dropped."""
+    labels: list[dict[str, str]] = []
+    for label in [*request.get("Tag", []), *request.get("Labels", [])]:
+        if label not in labels:
+            labels.append(label)
+    return labels
+
+
+def normalized_request(request: dict[str, Any], workspace_id: str) -> dict[str, Any]:
+    """What a CreateModel request asks for once defaults are applied: two requests asking for the
+    same model have equal normalized forms (and so equal fingerprints)."""
+    normal = {name: request[name] for name in COPIED_FIELDS if name in request}
+    normal["WorkspaceId"] = workspace_id
+    normal["Accessibility"] = request.get("Accessibility", "PRIVATE")
+    normal["Labels"] = merged_labels(request)
+    return normal
+
+
+def fingerprint(normal: dict[str, Any]) -> str:
+    """A digest of a normalized request."""
+    return hashlib.sha256(canonical_json(normal)).hexdigest()
+
+
+def build_record(normal: dict[str, Any], model_id: str, now: float, owner_id: str | None) -> dict[str, Any]:
+    """The SDK `Model` shape for a new model."""
+    record: dict[str, Any] = {"ModelId": model_id}
+    record.update((name, normal[name]) for name in COPIED_FIELDS if name in normal)
+    record["WorkspaceId"] = normal["WorkspaceId"]
+    record["Accessibility"] = normal["Accessibility"]
+    record["Labels"] = normal["Labels"]
+    record["Tags"] = normal["Labels"]
+    record["GmtCreateTime"] = record["GmtModifiedTime"] = iso_time(now)
+    if owner_id:
+        record["OwnerId"] = owner_id
+    return record

@@ -1,0 +1,88 @@
+"""The storage interface every store implements, and its storage-neutral errors."""
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Iterable
+
+# A key is '/'-separated segments of safe characters: nothing can climb out of a directory,
+# hide a NUL, or be read differently by OSS and a file system.
+_SEGMENT = re.compile(r"[A-Za-z0-9_=-][A-Za-z0-9._=-]{0,199}")
+MAX_KEY_BYTES = 900
+
+
+class StoreError(Exception):
+    """Base of every error a store raises; never carries credentials or endpoints."""
+
+
+class AlreadyExists(StoreError):
+    """The key exists and holds different bytes."""
+
+
+class NotFound(StoreError):
+    """The key does not exist."""
+
+
+class Unavailable(StoreError):
+    """The storage could not be reached or kept failing after retries (transient)."""
+
+
+class InvalidKey(StoreError):
+    """The key is not one this project would ever build (a bug or an injection attempt)."""
+
+
+def check_key(key: str) -> str:
+    """Return key if every segment is safe, else raise InvalidKey."""
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise InvalidKey("key too long")
+    for segment in key.split("/"):
+        if not _SEGMENT.fullmatch(segment):
+            raise InvalidKey("unsafe key segment")
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    """Return prefix if it is empty or a safe key ending in '/', else raise InvalidKey."""
+    if prefix and not (prefix.endswith("/") and check_key(prefix[:-1])):
+        raise InvalidKey("unsafe prefix")
+    return prefix
+
+
+class Store(abc.ABC):
+    """Bytes under keys. Keys are relative to the store's root; every method checks them first.
+
+    `create` is the only primitive uniqueness rests on: it is atomic, and it is idempotent for a
+    retry of the same write (same key, same bytes), so a write whose reply was lost can be sent again.
+    """
+
+    @abc.abstractmethod
+    def create(self, key: str, data: bytes) -> None:
+        """Store data under key if the key is absent or already holds exactly data; else AlreadyExists."""
+
+    def create_all(self, items: Iterable[tuple[str, bytes]]) -> None:
+        """`create` each item; a store may overlap them. Raises the first error after all finished."""
+        for key, data in items:
+            self.create(key, data)
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes:
+        """The bytes under key, or NotFound."""
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Store data under key, replacing what is there (readers see the old or the new bytes)."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove key; removing an absent key is not an error."""
+
+    def locate(self, bucket: str, object_key: str) -> str | None:
+        """The key of this store that an object of a bucket is, or None if it lies outside the store."""
+        return object_key
+
+    @abc.abstractmethod
+    def list(self, prefix: str, start_after: str = "", limit: int | None = None) -> list[str]:
+        """Keys below prefix ('' or a key ending in '/'), recursively, in ascending byte order.
+
+        Only keys greater than start_after are returned, at most limit of them.
+        """

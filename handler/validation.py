@@ -1,0 +1,115 @@
+"""Loads schemas/ once per process and validates documents against them with jsonschema.
+
+The schemas are the single source of truth. Two rules are added here because JSON Schema cannot
+say them: `x-maxUtf8Bytes` (a string's length in UTF-8 bytes) and "integer" meaning a JSON integer
+literal (no 1.0, no true).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import referencing
+import referencing.jsonschema
+from jsonschema.exceptions import ValidationError
+
+from .errors import InvalidParameter
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+MAX_MESSAGES = 5
+
+
+def _max_utf8_bytes(validator: Any, limit: int, instance: Any, schema: dict) -> Iterable[ValidationError]:
+    if isinstance(instance, str) and len(instance.encode("utf-8", "surrogatepass")) > limit:
+        yield ValidationError(f"is longer than {limit} bytes in UTF-8")
+
+
+def _is_integer(checker: Any, instance: Any) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_Base = jsonschema.Draft202012Validator
+Validator = jsonschema.validators.extend(
+    _Base,
+    validators={"x-maxUtf8Bytes": _max_utf8_bytes},
+    type_checker=_Base.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+
+
+@lru_cache(maxsize=None)
+def load_schemas() -> dict[str, dict]:
+    """Every schema in schemas/, by file name."""
+    return {p.name: json.loads(p.read_text("utf-8")) for p in sorted(SCHEMA_DIR.glob("*.json"))}
+
+
+@lru_cache(maxsize=None)
+def validator(name: str) -> Any:
+    """The compiled validator of schemas/<name> (built once per process)."""
+    # Without "$schema", jsonschema keeps our Validator class when it follows a $ref instead of
+    # switching to the stock Draft 2020-12 class (which knows neither of our two rules).
+    schemas = {key: {k: v for k, v in s.items() if k != "$schema"} for key, s in load_schemas().items()}
+    registry = referencing.Registry().with_resources(
+        (key, referencing.Resource(schema, referencing.jsonschema.DRAFT202012)) for key, schema in schemas.items()
+    )
+    return Validator(schemas[name], registry=registry)
+
+
+def validate(name: str, document: Any) -> None:
+    """Raise InvalidParameter naming each field that breaks a rule of schemas/<name>."""
+    errors = sorted(validator(name).iter_errors(document), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    if errors:
+        messages = [describe(e) for e in errors[:MAX_MESSAGES]]
+        more = len(errors) - MAX_MESSAGES
+        raise InvalidParameter("; ".join(messages) + (f"; and {more} more" if more > 0 else ""))
+
+
+def field_path(path: Iterable[Any]) -> str:
+    """`Tag[0].Key` for the path ('Tag', 0, 'Key')."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def describe(error: ValidationError) -> str:
+    """A message naming the field and the rule it breaks, without echoing large values."""
+    where = field_path(error.absolute_path)
+    rule, schema = error.validator, error.schema
+    if rule == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else "a field"
+        return f"{_join(where, missing)} is required"
+    if rule in ("additionalProperties", "unevaluatedProperties"):
+        allowed = set(schema.get("properties", {}))
+        extra = sorted(k for k in error.instance if k not in allowed)
+        names = ", ".join(extra)
+        return f"{where + ': ' if where else ''}unknown field{'s' if len(extra) > 1 else ''} {names}"
+    subject = where or "body"
+    if rule == "type":
+        return f"{subject} must be {_article(schema['type'])}"
+    if rule == "enum":
+        return f"{subject} must be one of {', '.join(map(str, schema['enum']))}"
+    if rule == "minLength":
+        return f"{subject} must be at least {schema['minLength']} character{'s' if schema['minLength'] > 1 else ''}"
+    if rule == "maxLength":
+        return f"{subject} must be at most {schema['maxLength']} characters"
+    if rule == "x-maxUtf8Bytes":
+        return f"{subject} must be at most {schema['x-maxUtf8Bytes']} bytes in UTF-8"
+    if rule == "pattern":
+        return f"{subject} {schema.get('x-patternMessage', 'must match ' + schema['pattern'])}"
+    if rule in ("minimum", "maximum"):
+        return f"{subject} must be {'at least' if rule == 'minimum' else 'at most'} {schema[rule]}"
+    return f"{subject} is invalid ({rule})"
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _article(kind: str | list[str]) -> str:
+    if isinstance(kind, list):
+        return " or ".join(_article(k) for k in kind)
+    return {"integer": "an integer", "object": "an object", "array": "an array"}.get(kind, f"a {kind}")
