@@ -1,0 +1,91 @@
+"""Shared fixtures: apps over each store, FC contexts, the loopback OSS server."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from handler import index
+from handler.app import App
+from handler.registry import Registry
+from handler.stores.base import Store
+from handler.stores.file import FileStore
+from handler.stores.memory import MemoryStore
+from tests.fake_oss import FakeOss
+
+EVENTS = Path(__file__).parent / "events"
+
+
+class FakeCredentials:
+    def __init__(self, key_id: str = "STS.test-key-id", secret: str = "test-secret", token: str = "test-token") -> None:
+        self.access_key_id, self.access_key_secret, self.security_token = key_id, secret, token
+
+
+class FakeContext:
+    """The attributes of FC's Python context that the function reads."""
+
+    def __init__(self, account_id: str | None = "1234567890", credentials: FakeCredentials | None = None) -> None:
+        self.request_id = "1-test"
+        self.account_id = account_id
+        self.credentials = credentials or FakeCredentials()
+
+
+def event_bytes(name: str) -> bytes:
+    return (EVENTS / name).read_bytes()
+
+
+def invoke(event: Any, context: Any = None) -> Any:
+    """Send an event through the real FC entry point and decode what it returns."""
+    raw = event if isinstance(event, bytes) else json.dumps(event).encode()
+    return json.loads(index.handler(raw, context or FakeContext()))
+
+
+@pytest.fixture(scope="session")
+def fake_oss() -> Iterator[FakeOss]:
+    with FakeOss() as server:
+        yield server
+
+
+@pytest.fixture
+def oss(fake_oss: FakeOss) -> FakeOss:
+    fake_oss.reset()
+    return fake_oss
+
+
+def make_oss_store(server: FakeOss, prefix: str = "registry/", **options: Any) -> Store:
+    from handler.config import Credentials
+    from handler.stores.oss import OssStore
+
+    return OssStore(server.bucket, prefix, endpoint=server.endpoint,
+                    credentials=lambda: Credentials("test-key-id", "test-secret", None), **options)
+
+
+@pytest.fixture(params=["memory", "file", "oss"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """Each store in turn: the contract every store must keep."""
+    if request.param == "memory":
+        return MemoryStore()
+    if request.param == "file":
+        return FileStore(tmp_path / "store")
+    server = request.getfixturevalue("oss")
+    return make_oss_store(server)
+
+
+@pytest.fixture
+def use_app() -> Iterator[Callable[[Store], App]]:
+    """Install an App over a given store as the function's app for one test."""
+    def install(store: Store, **options: Any) -> App:
+        app = App(Registry(store), default_workspace=options.pop("default_workspace", "default"), **options)
+        index.set_app(app)
+        return app
+
+    yield install
+    index.set_app(None)
+
+
+@pytest.fixture
+def memory_app(use_app: Callable[..., App]) -> App:
+    return use_app(MemoryStore())

@@ -1,0 +1,145 @@
+"""The contract every store keeps: memory, file, and OSS (real oss2 against the loopback server)."""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from handler.stores import open_store
+from handler.stores.base import AlreadyExists, InvalidKey, NotFound, Store
+from handler.stores.file import FileStore
+from handler.stores.memory import MemoryStore
+
+
+def test_create_then_get(any_store: Store) -> None:
+    any_store.create("models/a.json", b'{"x":1}')
+    assert any_store.get("models/a.json") == b'{"x":1}'
+
+
+def test_create_is_idempotent_for_the_same_bytes(any_store: Store) -> None:
+    any_store.create("k/v", b"same")
+    any_store.create("k/v", b"same")
+    assert any_store.get("k/v") == b"same"
+
+
+def test_create_never_replaces_different_bytes(any_store: Store) -> None:
+    any_store.create("k/v", b"first")
+    with pytest.raises(AlreadyExists):
+        any_store.create("k/v", b"second")
+    assert any_store.get("k/v") == b"first"
+
+
+def test_get_missing_is_not_found(any_store: Store) -> None:
+    with pytest.raises(NotFound):
+        any_store.get("models/none.json")
+
+
+def test_put_replaces_and_delete_removes(any_store: Store) -> None:
+    any_store.put("k/v", b"one")
+    any_store.put("k/v", b"two")
+    assert any_store.get("k/v") == b"two"
+    any_store.delete("k/v")
+    any_store.delete("k/v")  # absent: not an error
+    with pytest.raises(NotFound):
+        any_store.get("k/v")
+
+
+def test_create_all_writes_every_item(any_store: Store) -> None:
+    any_store.create_all([("a/1", b"1"), ("a/2", b"2"), ("b/3", b"")])
+    assert [any_store.get(k) for k in ("a/1", "a/2", "b/3")] == [b"1", b"2", b""]
+
+
+def test_list_is_ordered_recursive_and_bounded(any_store: Store) -> None:
+    for key in ["w/1/models/c", "w/1/models/a", "w/1/models/b", "w/1/other/z", "w/10/models/x", "w/1/models/sub/d"]:
+        any_store.create(key, b"")
+    assert any_store.list("w/1/models/") == ["w/1/models/a", "w/1/models/b", "w/1/models/c", "w/1/models/sub/d"]
+    assert any_store.list("w/1/models/", start_after="w/1/models/a", limit=2) == ["w/1/models/b", "w/1/models/c"]
+    assert any_store.list("w/2/") == []
+    assert len(any_store.list("")) == 6
+
+
+def test_list_pages_past_a_thousand_keys(any_store: Store) -> None:
+    keys = [f"many/{i:05d}" for i in range(1100)]
+    any_store.create_all((k, b"") for k in keys)
+    assert any_store.list("many/") == keys
+
+
+@pytest.mark.parametrize("key", [
+    "../escape", "a/../../b", "/abs", "a//b", "a/", "", ".hidden", "a/./b", "a\x00b", "a/%2F..", "a b", "k/" + "x" * 1000,
+    "a\\b", "names/é",
+])
+def test_unsafe_keys_are_refused_before_any_io(any_store: Store, key: str) -> None:
+    for attempt in (lambda: any_store.create(key, b"x"), lambda: any_store.get(key), lambda: any_store.put(key, b"x"),
+                    lambda: any_store.delete(key)):
+        with pytest.raises(InvalidKey):
+            attempt()
+
+
+@pytest.mark.parametrize("prefix", ["../", "a", "/", "a//", "a/../", "x\x00/"])
+def test_unsafe_list_prefixes_are_refused(any_store: Store, prefix: str) -> None:
+    with pytest.raises(InvalidKey):
+        any_store.list(prefix)
+
+
+def test_racing_creates_have_exactly_one_winner(any_store: Store) -> None:
+    barrier = threading.Barrier(16)
+
+    def attempt(i: int) -> bool:
+        barrier.wait()
+        try:
+            any_store.create("names/w/claim.json", f"writer-{i}".encode())
+            return True
+        except AlreadyExists:
+            return False
+
+    with ThreadPoolExecutor(16) as pool:
+        wins = list(pool.map(attempt, range(16)))
+    assert wins.count(True) == 1
+    assert any_store.get("names/w/claim.json") == f"writer-{wins.index(True)}".encode()
+
+
+def test_file_store_writes_appear_whole(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    versions = [bytes([65 + i]) * 200_000 for i in range(4)]
+    store.put("big/v", versions[0])
+    seen: set[bytes] = set()
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.add(store.get("big/v"))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for i in range(200):
+        store.put("big/v", versions[i % 4])
+    stop.set()
+    reader.join()
+    assert seen <= set(versions)
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".tmp-")]
+
+
+def test_file_store_never_follows_a_planted_symlink_out(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "root"
+    (root / "models").mkdir(parents=True)
+    os.symlink(outside, root / "models" / "evil")
+    store = FileStore(root)
+    with pytest.raises(InvalidKey):
+        store.create("models/evil/x.json", b"x")
+    assert list(outside.iterdir()) == []
+
+
+def test_store_urls(tmp_path: Path) -> None:
+    assert isinstance(open_store("memory://"), MemoryStore)
+    store = open_store(f"file://{tmp_path}/s")
+    assert isinstance(store, FileStore) and store.root == (tmp_path / "s").resolve()
+    for bad in ["nothing", "s3://b/p", "file://", "oss://"]:
+        with pytest.raises(ValueError):
+            open_store(bad)
+    with pytest.raises(ValueError, match="OSS_ENDPOINT"):
+        open_store("oss://bucket/prefix")
