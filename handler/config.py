@@ -15,9 +15,14 @@ DEFAULT_MAX_BODY_BYTES = 1 << 20
 
 
 class Credentials(NamedTuple):
+    """Access key pair and, for STS credentials, the security token."""
+
     access_key_id: str
     access_key_secret: str
-    security_token: str | None
+    security_token: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Credentials(access_key_id={self.access_key_id!r}, access_key_secret=***, security_token=***)"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,35 @@
+# Two commands for a fresh machine with Python 3.10+: `make serve` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: serve test bench vendor clean
+
+serve: $(VENV)/.runtime
+	$(BIN)/python -m handler serve $(ARGS)
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest $(ARGS)
+
+bench: $(VENV)/.dev
+	$(BIN)/python -m bench $(ARGS)
+
+# Dependencies for Function Compute (python3.10, x86_64 Linux), shipped beside the code in vendor/.
+vendor: requirements.txt
+	rm -rf vendor
+	$(PYTHON) -m pip install -q --target vendor --python-version 3.10 --platform manylinux2014_x86_64 \
+		--implementation cp --only-binary=:all: --no-deps $$(grep -vE '^(#|$$|oss2|crcmod)' requirements.txt)
+	$(PYTHON) -m pip install -q --target vendor --no-deps --no-compile $$(grep -E '^(oss2|crcmod)==' requirements.txt)
+
+$(VENV)/.runtime: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+clean:
+	rm -rf $(VENV) vendor .pytest_cache .hypothesis

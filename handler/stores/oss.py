@@ -1,0 +1,236 @@
+"""A Store on Alibaba Cloud OSS through oss2: create-only writes, bounded retries, no leaked secrets."""
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+import oss2
+import requests
+
+from ..config import Credentials
+from .base import AlreadyExists, NotFound, Store, StoreError, Unavailable, check_key, check_prefix
+
+# At DEBUG oss2 logs signed headers (x-oss-security-token); at INFO every 404/409.
+logging.getLogger("oss2").setLevel(logging.WARNING)
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_BACKOFF_BASE = 0.05
+_BACKOFF_CAP = 1.0
+_AUTH_CODES = frozenset({"AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId",
+                         "SecurityTokenExpired", "InvalidSecurityToken", "NoSuchBucket"})
+_PARALLEL = 16  # create_all's worker threads, shared by every store in the process
+
+_lock = threading.Lock()
+_sessions: dict[int, oss2.Session] = {}
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+class _Vanished(Exception):
+    """The object a create collided with was deleted before it could be read back: try again."""
+
+    status, code = 409, "Vanished"
+
+
+def _session(pool_size: int) -> oss2.Session:
+    """One connection pool per process (and pool size), without requests' per-call proxy scan."""
+    with _lock:
+        if pool_size not in _sessions:
+            session = oss2.Session(pool_size=pool_size)
+            session.session.trust_env = False
+            _sessions[pool_size] = session
+        return _sessions[pool_size]
+
+
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _executor
+    with _lock:
+        if _executor is None:
+            _executor = concurrent.futures.ThreadPoolExecutor(_PARALLEL, thread_name_prefix="oss-create")
+        return _executor
+
+
+def _content_md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+def _transient(status: int, code: str) -> bool:
+    return status < 0 or status >= 500 or status == 429 or code == _Vanished.code
+
+
+class OssStore(Store):
+    """Keys live at prefix+key in one bucket; every call retries transient failures within a deadline."""
+
+    def __init__(self, bucket: str, prefix: str = "", *, endpoint: str,
+                 credentials: Callable[[], Credentials], region: str | None = None,
+                 connect_timeout: float = 2.0, read_timeout: float = 6.0,
+                 attempts: int = 4, deadline: float = 20.0, pool_size: int = 16) -> None:
+        if not oss2.utils.is_valid_bucket_name(bucket):
+            raise ValueError("invalid OSS bucket name")
+        if not oss2.utils.is_valid_endpoint(endpoint):
+            raise ValueError("invalid OSS endpoint")
+        if attempts < 1 or pool_size < 1 or min(connect_timeout, read_timeout) <= 0:
+            raise ValueError("attempts, pool_size and timeouts must be positive")
+        if deadline < connect_timeout + read_timeout:
+            raise ValueError("deadline must leave room for one try (connect_timeout + read_timeout)")
+        self._bucket_name = bucket
+        self._prefix = check_prefix(prefix)
+        self._endpoint = endpoint
+        self._credentials = credentials
+        self._region = region
+        self._timeouts = (connect_timeout, read_timeout)
+        self._attempts = attempts
+        self._deadline = deadline
+        self._session = _session(pool_size)
+        self._cached: tuple[Credentials, oss2.Bucket] | None = None
+        self._cache_lock = threading.Lock()
+
+    def _bucket(self) -> oss2.Bucket:
+        """The Bucket for the current credentials; rebuilt (cheaply, same pool) when they rotate."""
+        creds = self._credentials()
+        cached = self._cached
+        if cached is not None and cached[0] == creds:
+            return cached[1]
+        with self._cache_lock:
+            if self._cached is None or self._cached[0] != creds:
+                self._cached = (creds, self._new_bucket(creds))
+            return self._cached[1]
+
+    def _new_bucket(self, creds: Credentials) -> oss2.Bucket:
+        ak, sk, token = creds
+        if self._region:
+            auth = (oss2.StsAuth(ak, sk, token, auth_version=oss2.AUTH_VERSION_4) if token
+                    else oss2.AuthV4(ak, sk))
+        else:
+            auth = oss2.StsAuth(ak, sk, token) if token else oss2.Auth(ak, sk)
+        return oss2.Bucket(auth, self._endpoint, self._bucket_name, session=self._session,
+                           connect_timeout=self._timeouts, enable_crc=False, region=self._region)
+
+    def _call(self, op: str, fn: Callable[[oss2.Bucket], T]) -> T:
+        """Run fn, retrying transient failures with full-jitter backoff within attempts and deadline.
+
+        Errors are raised outside any `except` block, so no oss2 exception (with its headers and
+        request details) is chained to what callers see.
+        """
+        start = time.monotonic()
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return fn(self._bucket())
+            except oss2.exceptions.RequestError as e:  # refused, reset or timed out: outcome unknown
+                status, code = e.status, type(e.exception).__name__
+            except oss2.exceptions.OssError as e:
+                status, code = e.status, e.code
+            except requests.RequestException as e:  # a body read failing after the reply started
+                status, code = -2, type(e).__name__
+            except _Vanished:
+                status, code = _Vanished.status, _Vanished.code
+            if not _transient(status, code) or attempt == self._attempts:
+                break
+            delay = random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1)))
+            if time.monotonic() - start + delay + sum(self._timeouts) > self._deadline:
+                break
+            log.warning("oss %s: attempt %d failed (%s %s), retrying", op, attempt, status, code)
+            time.sleep(delay)
+        raise self._error(op, status, code)
+
+    @staticmethod
+    def _error(op: str, status: int, code: str) -> StoreError:
+        if status == 404 and code in ("NoSuchKey", ""):
+            return NotFound("key not found")
+        if _transient(status, code) or status in (401, 403) or code in _AUTH_CODES:
+            log.error("oss %s failed: %s %s", op, status, code)
+            return Unavailable("object storage unavailable")
+        return StoreError(f"unexpected object storage reply ({status} {code})")
+
+    def locate(self, bucket: str, object_key: str) -> str | None:
+        if bucket != self._bucket_name or not object_key.startswith(self._prefix):
+            return None
+        return object_key[len(self._prefix):]
+
+    def _full(self, key: str) -> str:
+        return self._prefix + check_key(key)
+
+    def create(self, key: str, data: bytes) -> None:
+        full = self._full(key)
+        headers = {"x-oss-forbid-overwrite": "true", "Content-MD5": _content_md5(data)}
+
+        def attempt(bucket: oss2.Bucket) -> None:
+            try:
+                bucket.put_object(full, data, headers=headers)
+                return
+            except oss2.exceptions.ServerError as e:
+                if (e.status, e.code) != (409, "FileAlreadyExists"):
+                    raise
+            # Our own earlier write whose reply was lost, an identical retry, or someone else's bytes.
+            try:
+                existing = bucket.get_object(full).read()
+            except oss2.exceptions.NoSuchKey:
+                existing = None
+            if existing is None:
+                raise _Vanished()
+            if existing != data:
+                raise AlreadyExists("key exists with different content")
+
+        self._call("create", attempt)
+
+    def create_all(self, items: Iterable[tuple[str, bytes]]) -> None:
+        items = [(check_key(key), data) for key, data in items]
+        if len(items) <= 1:
+            for key, data in items:
+                self.create(key, data)
+            return
+        futures = [_pool().submit(self.create, key, data) for key, data in items]
+        concurrent.futures.wait(futures)
+        for future in futures:
+            error = future.exception()
+            if error is not None:
+                raise error
+
+    def get(self, key: str) -> bytes:
+        full = self._full(key)
+        return self._call("get", lambda bucket: bucket.get_object(full).read())
+
+    def put(self, key: str, data: bytes) -> None:
+        full = self._full(key)
+        headers = {"Content-MD5": _content_md5(data)}
+        self._call("put", lambda bucket: bucket.put_object(full, data, headers=headers))
+
+    def delete(self, key: str) -> None:
+        full = self._full(key)
+
+        def attempt(bucket: oss2.Bucket) -> None:
+            try:
+                bucket.delete_object(full)
+            except oss2.exceptions.NoSuchKey:
+                pass  # OSS answers 204 for an absent key; be lenient if a proxy says 404
+
+        self._call("delete", attempt)
+
+    def list(self, prefix: str, start_after: str = "", limit: int | None = None) -> list[str]:
+        full_prefix = self._prefix + check_prefix(prefix)
+        if start_after.endswith("/"):
+            check_prefix(start_after)
+        elif start_after:
+            check_key(start_after)
+        after = self._prefix + start_after if start_after else ""
+        if limit is not None and limit < 0:
+            raise ValueError("limit must not be negative")
+        keys: list[str] = []
+        token = ""
+        while limit is None or len(keys) < limit:
+            max_keys = 1000 if limit is None else min(1000, limit - len(keys))
+            page = self._call("list", lambda bucket: bucket.list_objects_v2(
+                prefix=full_prefix, start_after=after, max_keys=max_keys, continuation_token=token))
+            keys.extend(obj.key[len(self._prefix):] for obj in page.object_list)
+            if not page.is_truncated:
+                break
+            token = page.next_continuation_token
+        return keys if limit is None else keys[:limit]
