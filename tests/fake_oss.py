@@ -176,6 +176,11 @@ class FakeOss:
             self._rules.clear()
             self.connections_opened = 0
 
+    def heal(self) -> None:
+        """Drop every fault rule not yet used up; objects and the log stay."""
+        with self._lock:
+            self._rules.clear()
+
     def inject(self, method: str, key: str | None = None, *, prefix: str | None = None,
                action: Fault, times: int = 1) -> None:
         """Apply `action` to the next `times` requests of `method` on `key` (or keys under `prefix`,

@@ -1,0 +1,259 @@
+"""One model per name in a workspace, whatever fails and whoever races: crashes at every write,
+lost replies, concurrent callers, and registrations from uploaded OSS objects."""
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from handler import events, index
+from handler.app import App
+from handler.local import LocalServer
+from handler.registry import claim_key, marker_prefix, record_key
+from handler.stores.base import Store, Unavailable
+from handler.stores.file import FileStore
+from handler.stores.memory import MemoryStore
+from tests import fake_oss
+from tests.conftest import FakeContext, event_bytes, invoke, make_oss_store
+
+REQUEST = {"ModelName": "resnet", "WorkspaceId": "42", "Domain": "cv", "Tag": [{"Key": "k", "Value": "v"}]}
+WRITES = ["record", "marker", "claim"]
+
+
+def kind_of(key: str) -> str:
+    return "record" if key.startswith("models/") else "marker" if key.startswith("workspaces/") else "claim"
+
+
+class CrashingStore(Store):
+    """Wraps a store; the first write of a given kind fails before or after it reaches the store."""
+
+    def __init__(self, inner: Store, kind: str, when: str) -> None:
+        self.inner, self.kind, self.when, self.fired = inner, kind, when, False
+
+    def _write(self, key: str, do: Any) -> None:
+        if self.fired or kind_of(key) != self.kind:
+            return do()
+        self.fired = True
+        if self.when == "after":
+            do()  # committed, but the caller never hears so: a timeout or a lost reply
+        raise Unavailable("injected")
+
+    def create(self, key: str, data: bytes) -> None:
+        self._write(key, lambda: self.inner.create(key, data))
+
+    def put(self, key: str, data: bytes) -> None:
+        self._write(key, lambda: self.inner.put(key, data))
+
+    def delete(self, key: str) -> None:
+        self._write(key, lambda: self.inner.delete(key))
+
+    def get(self, key: str) -> bytes:
+        return self.inner.get(key)
+
+    def list(self, prefix: str, start_after: str = "", limit: int | None = None) -> list[str]:
+        return self.inner.list(prefix, start_after, limit)
+
+
+def post(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    result = invoke({"httpMethod": "POST", "path": "/api/v1/models", "headers": {}, "body": json.dumps(body)})
+    return result["statusCode"], json.loads(result["body"])
+
+
+@pytest.mark.parametrize("kind", WRITES)
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_crash_at_any_write_then_a_retry_gives_one_model(any_store: Store, use_app, kind: str, when: str) -> None:
+    app = use_app(CrashingStore(any_store, kind, when))
+    status, first = post(REQUEST)
+    assert status == 503 and first["Code"] == "ServiceUnavailable"
+
+    status, retried = post(REQUEST)
+    assert status == 200
+    assert app.registry.list_ids("42") == [retried["ModelId"]]
+    if kind == "claim" and when == "after":
+        # The first attempt committed: its ModelId is the one the retry must answer.
+        committed = json.loads(any_store.get(claim_key("42", "resnet")))["ModelId"]
+        assert retried["ModelId"] == committed
+    # Whatever the crash left behind is invisible.
+    for key in any_store.list("models/"):
+        model_id = key[len("models/"):-len(".json")]
+        assert (app.registry.get(model_id) is not None) == (model_id == retried["ModelId"])
+
+
+@pytest.mark.parametrize("kind", ["record", "marker"])
+def test_a_leftover_never_blocks_the_name(any_store: Store, use_app, kind: str) -> None:
+    use_app(CrashingStore(any_store, kind, "after"))
+    assert post(REQUEST)[0] == 503
+    status, body = post({**REQUEST, "Domain": "nlp"})  # a different request for the same name
+    assert status == 200 and "ModelId" in body
+
+
+def test_same_name_with_different_fields_is_a_409_naming_the_model(any_store: Store, use_app) -> None:
+    use_app(any_store)
+    _, first = post(REQUEST)
+    status, body = post({**REQUEST, "ModelDescription": "changed"})
+    assert (status, body["Code"]) == (409, "ModelAlreadyExists")
+    assert "resnet" in body["Message"] and first["ModelId"] in body["Message"]
+    assert post({**REQUEST, "WorkspaceId": "43"})[0] == 200  # names are per workspace
+
+
+def test_a_retry_spelled_differently_is_the_same_request(any_store: Store, use_app) -> None:
+    use_app(any_store)
+    _, first = post(REQUEST)
+    reordered = {"Accessibility": "PRIVATE", "Labels": REQUEST["Tag"], **{k: v for k, v in reversed(REQUEST.items()) if k != "Tag"}}
+    status, again = post(reordered)
+    assert (status, again["ModelId"]) == (200, first["ModelId"])
+
+
+@pytest.mark.parametrize("identical", [True, False])
+def test_racing_creates_of_one_name(any_store: Store, use_app, identical: bool) -> None:
+    app = use_app(any_store)
+    callers = 16
+    barrier = threading.Barrier(callers)
+
+    def create(i: int) -> tuple[int, dict[str, Any]]:
+        barrier.wait()
+        return post(REQUEST if identical else {**REQUEST, "OrderNumber": i})
+
+    with ThreadPoolExecutor(callers) as pool:
+        results = list(pool.map(create, range(callers)))
+    [model_id] = app.registry.list_ids("42")
+    winners = [body for status, body in results if status == 200]
+    if identical:
+        assert all(body["ModelId"] == model_id for body in winners) and len(winners) == callers
+    else:
+        assert [body["ModelId"] for body in winners] == [model_id]
+        assert all(status == 409 and model_id in body["Message"] for status, body in results if status != 200)
+    # The losers cleaned up after themselves: one record, one marker.
+    assert len(any_store.list("models/")) == 1 and len(any_store.list(marker_prefix("42"))) == 1
+
+
+def test_local_server_under_parallel_clients(use_app, tmp_path: Path) -> None:
+    app = use_app(FileStore(tmp_path))
+    server = LocalServer(("127.0.0.1", 0), index.handler, app.max_body_bytes)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    data = json.dumps(REQUEST).encode()
+
+    def call(_: int) -> tuple[int, str]:
+        request = urllib.request.Request(server.url + "/api/v1/models", data, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())["ModelId"]
+
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            results = list(pool.map(call, range(36)))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert {status for status, _ in results} == {200}
+    assert {model_id for _, model_id in results} == set(app.registry.list_ids("42"))
+    assert len(set(app.registry.list_ids("42"))) == 1
+
+
+# --- OSS: the real client against the loopback server, failures injected on the wire -----------
+
+def test_lost_replies_on_every_write_are_absorbed(oss: fake_oss.FakeOss, use_app) -> None:
+    app = use_app(make_oss_store(oss))
+    for prefix in ("registry/models/", "registry/workspaces/", "registry/names/"):
+        oss.inject("PUT", prefix=prefix, action=fake_oss.commit_then_drop())
+    status, body = post(REQUEST)
+    assert status == 200
+    assert app.registry.list_ids("42") == [body["ModelId"]]
+    assert sum(1 for r in oss.log if r.fault == "commit_then_drop") == 3
+
+
+def test_an_outage_that_outlasts_the_retries_is_503_and_a_later_retry_succeeds(oss: fake_oss.FakeOss, use_app) -> None:
+    app = use_app(make_oss_store(oss))
+    oss.inject("PUT", prefix="registry/names/", action=fake_oss.error(503, "ServiceUnavailable"), times=100)
+    status, body = post(REQUEST)
+    assert (status, body["Code"]) == (503, "ServiceUnavailable")
+    assert sum(1 for r in oss.log if r.key.startswith("registry/names/")) > 1  # it did retry
+    oss.reset()
+    status, body = post(REQUEST)
+    assert status == 200 and app.registry.list_ids("42") == [body["ModelId"]]
+
+
+def test_racing_creates_over_oss_open_no_more_connections_than_the_pool(oss: fake_oss.FakeOss, use_app) -> None:
+    # Each create overlaps two writes, so 8 callers need a pool of 16.
+    app = use_app(make_oss_store(oss, pool_size=16))
+    barrier = threading.Barrier(8)
+
+    def create(i: int) -> int:
+        barrier.wait()
+        return post({**REQUEST, "ModelName": f"m{i % 2}"})[0]
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(create, range(8))) == {200}
+    assert len(app.registry.list_ids("42")) == 2
+    assert oss.connections_opened <= 16
+
+
+def oss_event(server: fake_oss.FakeOss, key: str) -> dict[str, Any]:
+    event = json.loads(event_bytes("oss.json"))
+    event["events"][0]["oss"]["bucket"]["name"] = server.bucket
+    event["events"][0]["oss"]["object"]["key"] = key
+    return event
+
+
+def test_a_registration_uploaded_to_oss_becomes_one_model_even_when_the_first_attempt_fails(
+    oss: fake_oss.FakeOss, use_app
+) -> None:
+    app = use_app(make_oss_store(oss))
+    oss.seed("registry/registrations/resnet.json", json.dumps(REQUEST).encode())
+    oss.inject("PUT", prefix="registry/names/", action=fake_oss.commit_then_drop())
+    oss.inject("PUT", prefix="registry/names/", action=fake_oss.error(500, "InternalError"), times=100)
+    with pytest.raises(events.RetryLater):
+        index.handler(json.dumps(oss_event(oss, "registry/registrations/resnet.json")).encode(), FakeContext())
+    oss.heal()
+    [result] = invoke(oss_event(oss, "registry/registrations/resnet.json"))  # FC delivers the event again
+    [model_id] = app.registry.list_ids("42")
+    assert result["ModelId"] == model_id
+    outcome = json.loads(oss.objects["registry/registration-results/resnet.json"])
+    assert (outcome["Status"], outcome["ModelId"], outcome["Object"]) == (200, model_id, "registry/registrations/resnet.json")
+
+
+def test_registration_keys_may_arrive_url_encoded(oss: fake_oss.FakeOss, use_app) -> None:
+    app = use_app(make_oss_store(oss))
+    oss.seed("registry/registrations/v1=a.json", json.dumps(REQUEST).encode())
+    [result] = invoke(oss_event(oss, "registry/registrations/v1%3Da.json"))
+    assert app.registry.list_ids("42") == [result["ModelId"]]
+
+
+@pytest.mark.parametrize(("key", "content"), [
+    ("registry/registrations/bad.json", b'{"ModelName": ""}'),
+    ("registry/registrations/bad.json", b"not json"),
+    ("registry/registrations/missing.json", None),
+    ("registry/elsewhere/x.json", b"{}"),
+    ("registry/registrations/../models/x.json", b"{}"),
+])
+def test_a_registration_that_can_never_succeed_is_answered_not_retried(
+    oss: fake_oss.FakeOss, use_app, key: str, content: bytes | None
+) -> None:
+    app = use_app(make_oss_store(oss))
+    if content is not None:
+        oss.seed(key, content)
+    [result] = invoke(oss_event(oss, key))  # no RetryLater: FC would only fail again
+    assert result["Code"] in ("InvalidParameter", "InvalidBody", "InvalidRegistration")
+    assert app.registry.store.list("models/") == []
+
+
+def test_a_registration_from_another_bucket_is_refused(oss: fake_oss.FakeOss, use_app) -> None:
+    use_app(make_oss_store(oss))
+    oss.seed("registry/registrations/resnet.json", json.dumps(REQUEST).encode())
+    event = oss_event(oss, "registry/registrations/resnet.json")
+    event["events"][0]["oss"]["bucket"]["name"] = "someone-elses-bucket"
+    [result] = invoke(event)
+    assert result["Code"] == "InvalidRegistration"
+
+
+def test_registrations_work_on_the_file_store_too(use_app, tmp_path: Path) -> None:
+    app = use_app(FileStore(tmp_path))
+    (tmp_path / "registrations").mkdir()
+    (tmp_path / "registrations" / "resnet.json").write_text(json.dumps(REQUEST))
+    [result] = invoke(oss_event(fake_oss.FakeOss(), "registrations/resnet.json"))
+    assert app.registry.list_ids("42") == [result["ModelId"]]
+    assert json.loads((tmp_path / "registration-results" / "resnet.json").read_text())["ModelId"] == result["ModelId"]
