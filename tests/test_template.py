@@ -1,0 +1,353 @@
+"""template.yml and .funignore: what a deployer relies on and `fun validate` cannot check.
+
+The template is read as data; ROS intrinsics (Ref, Fn::Sub, Fn::GetAtt) are resolved with
+the parameters' defaults, a sample bucket and a sample region. The entry points are imported from a
+copy of exactly the files .funignore lets Funcraft ship, in a fresh interpreter.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from handler.app import MODELS_PATH
+from handler.config import Settings
+from handler.events import REGISTRATIONS, RESULTS
+from handler.stores.base import check_prefix
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yml"
+SAMPLE = {"BucketName": "example-model-registry", "ALIYUN::Region": "cn-hangzhou", "ALIYUN::AccountId": "1234567890"}
+ENTRY_POINT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*")
+FUNCTION, SERVICE = "Aliyun::Serverless::Function", "Aliyun::Serverless::Service"
+
+
+class _RosLoader(yaml.SafeLoader):
+    """SafeLoader that reads ROS short tags (!Ref, !Sub, !GetAtt ...) as their long forms."""
+
+
+def _short_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {"Ref" if suffix == "Ref" else f"Fn::{suffix}": value}
+
+
+_RosLoader.add_multi_constructor("!", _short_tag)
+TPL: dict[str, Any] = yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_RosLoader)
+
+
+def _params() -> dict[str, str]:
+    values = {k: v for k, v in SAMPLE.items() if k.startswith("ALIYUN::")}
+    for name, spec in TPL.get("Parameters", {}).items():
+        values[name] = str(spec["Default"]) if "Default" in spec else SAMPLE[name]
+    return values
+
+
+PARAMS = _params()
+
+
+def resolve(node: Any) -> Any:
+    """The value ROS would compute for node, given PARAMS (Ref, Fn::GetAtt and the string form of Fn::Sub)."""
+    if isinstance(node, list):
+        return [resolve(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if "Ref" in node:
+        return PARAMS[node["Ref"]] if node["Ref"] in PARAMS else _attribute(node["Ref"], "Name")
+    if "Fn::GetAtt" in node:
+        return _attribute(*node["Fn::GetAtt"])
+    if "Fn::Sub" in node:
+        def sub(m: re.Match[str]) -> str:
+            return PARAMS[m.group(1)] if m.group(1) in PARAMS else _attribute(*m.group(1).split(".", 1))
+        return re.sub(r"\$\{([^}]+)\}", sub, node["Fn::Sub"])
+    assert not any(k.startswith("Fn::") for k in node), f"this test cannot resolve {node}"
+    return {k: resolve(v) for k, v in node.items()}
+
+
+def _attribute(resource: str, attribute: str) -> str:
+    spec = TPL["Resources"][resource]
+    assert spec["Type"] == "ALIYUN::OSS::Bucket" and attribute == "Name", f"cannot resolve {resource}.{attribute}"
+    return resolve(spec["Properties"]["BucketName"])
+
+
+def services() -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in TPL["Resources"].items() if r["Type"] == SERVICE}
+
+
+def functions() -> dict[str, dict[str, Any]]:
+    """Every function by name, with its properties and events resolved."""
+    found = {name: {"Properties": resolve(r["Properties"]), "Events": resolve(r.get("Events", {}))}
+             for svc in services().values() for name, r in svc.items() if isinstance(r, dict) and r.get("Type") == FUNCTION}
+    assert found, "template.yml defines no function"
+    return found
+
+
+def bucket_name() -> str:
+    (bucket,) = [r for r in TPL["Resources"].values() if r["Type"] == "ALIYUN::OSS::Bucket"]
+    return resolve(bucket["Properties"]["BucketName"])
+
+
+def code_dir(fn: dict[str, Any]) -> Path:
+    return (TEMPLATE.parent / fn["Properties"]["CodeUri"]).resolve()
+
+
+# --- .funignore: gitignore rules, as Funcraft's `ignore` package applies them --------------------------
+
+def _glob(pattern: str) -> str:
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        else:
+            out.append({"*": "[^/]*", "?": "[^/]"}.get(pattern[i], re.escape(pattern[i])))
+            i += 1
+    return "".join(out)
+
+
+def funignore_rules(directory: Path) -> list[tuple[bool, bool, re.Pattern[str]]]:
+    """(negated, directories only, regex of the relative path) per rule of directory/.funignore."""
+    path = directory / ".funignore"
+    rules = []
+    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negated = line.startswith("!")
+        line = line.lstrip("!")
+        dir_only = line.endswith("/")
+        line = line.rstrip("/")
+        anchored = "/" in line
+        regex = _glob(line.lstrip("/"))
+        rules.append((negated, dir_only, re.compile(regex if anchored else f"(?:.*/)?{regex}")))
+    return rules
+
+
+def ignored(rules: list[tuple[bool, bool, re.Pattern[str]]], relpath: str) -> bool:
+    """Whether Funcraft leaves relpath out: the last matching rule decides, an excluded directory excludes all
+    below it, and relpath itself is asked about without a trailing '/' (as Funcraft does), so a rule ending in
+    '/' only reaches what lies below the directory it names."""
+    parts = relpath.split("/")
+    for depth in range(1, len(parts) + 1):
+        path, is_dir = "/".join(parts[:depth]), depth < len(parts)
+        verdict = False
+        for negated, dir_only, regex in rules:
+            if (is_dir or not dir_only) and regex.fullmatch(path):
+                verdict = not negated
+        if verdict:
+            return True
+    return False
+
+
+def shipped(directory: Path) -> Iterator[str]:
+    """Relative paths of the files Funcraft would upload from directory."""
+    rules = funignore_rules(directory)
+    for top, dirs, files in os.walk(directory):
+        rel = Path(top).relative_to(directory).as_posix()
+        prefix = "" if rel == "." else rel + "/"
+        dirs[:] = [d for d in dirs if not ignored(rules, prefix + d)]
+        yield from (prefix + f for f in files if not ignored(rules, prefix + f))
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of what Funcraft uploads: the files of the (one) code directory that .funignore keeps."""
+    (source,) = {code_dir(fn) for fn in functions().values()}
+    target = tmp_path_factory.mktemp("code")
+    for rel in shipped(source):
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / rel, target / rel)
+    return target
+
+
+def run_in(directory: Path, script: str, env: Mapping[str, str] | None = None) -> Any:
+    """Run script in a fresh interpreter with only directory on sys.path for project code (site-packages stay)."""
+    prelude = f"import sys, json; sys.path.insert(0, {str(directory)!r})\n"
+    proc = subprocess.run([sys.executable, "-I", "-c", prelude + script], cwd=directory, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **(env or {})})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --- 1. entry points ---------------------------------------------------------------------------------
+
+SIGNATURE_PROBE = """
+import importlib, inspect
+out = {}
+for spec in %s:
+    module, name = spec.split(".")
+    mod = importlib.import_module(module)
+    fn = getattr(mod, name, None)
+    params = [p.name for p in inspect.signature(fn).parameters.values()
+              if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)] if callable(fn) else None
+    out[spec] = {"params": params, "file": getattr(mod, "__file__", None),
+                 "handler_pkg": getattr(sys.modules.get("handler"), "__file__", None)}
+print(json.dumps(out))
+"""
+
+
+def test_entry_points_are_file_function_and_resolve_in_shipped_code(package: Path) -> None:
+    for name, fn in functions().items():
+        props = fn["Properties"]
+        roles = {"Handler": props["Handler"], **({"Initializer": props["Initializer"]} if "Initializer" in props else {})}
+        for spec in roles.values():
+            assert ENTRY_POINT.fullmatch(spec), f"{name}: {spec!r} is not FC's documented file.function form"
+        found = run_in(package, SIGNATURE_PROBE % json.dumps(sorted(set(roles.values()))))
+        for role, spec in roles.items():
+            got = found[spec]
+            assert got["params"] is not None, f"{name}: {spec} is not a callable in the shipped code"
+            for module in (got["file"], got["handler_pkg"]):
+                assert Path(module).resolve().is_relative_to(package.resolve()), f"{spec} was imported from {module}"
+            if role == "Initializer":
+                assert len(got["params"]) == 1, f"{name}: initializer(context) expected, got {got['params']}"
+            elif any(ev["Type"] == "HTTP" for ev in fn["Events"].values()):
+                assert got["params"] == ["environ", "start_response"], f"{name}: FC 2.0 HTTP functions are WSGI apps"
+            else:
+                assert len(got["params"]) == 2 and got["params"] != ["environ", "start_response"], \
+                    f"{name}: handler(event, context) expected, got {got['params']}"
+
+
+def test_initializer_builds_the_app_from_the_template_environment(package: Path) -> None:
+    """With the environment the template sets, the shipped initializer compiles schemas and opens the store."""
+    pytest.importorskip("oss2")  # preinstalled on FC's python3.10; needed here only to build the OSS store
+    script = """
+import index
+from types import SimpleNamespace
+creds = SimpleNamespace(access_key_id="AKID", access_key_secret="SECRET", security_token="TOKEN")
+index.initializer(SimpleNamespace(credentials=creds, account_id="1234567890", request_id="init"))
+from handler.index import get_app
+print(json.dumps(type(get_app().registry.store).__name__))
+"""
+    for name, fn in functions().items():
+        env = {k: str(v) for k, v in fn["Properties"]["EnvironmentVariables"].items()}
+        assert run_in(package, script, env) == "OssStore", name
+
+
+# --- 2. what ships -----------------------------------------------------------------------------------
+
+def test_funignore_ships_the_code_and_nothing_else(package: Path) -> None:
+    (source,) = {code_dir(fn) for fn in functions().values()}
+    rules = funignore_rules(source)
+    for needed in ("index.py", "handler", "schemas"):
+        assert (source / needed).exists(), f"{needed} is missing from CodeUri {source}"
+        assert not ignored(rules, needed), f".funignore excludes {needed}"
+    assert (package / "index.py").is_file()
+    for tree in ("handler", "schemas"):
+        expected = {p.relative_to(source).as_posix() for p in (source / tree).rglob("*") if p.is_file()}
+        assert expected and expected <= {p.relative_to(package).as_posix() for p in (package / tree).rglob("*")}, tree
+    for left_out in ("tests/test_template.py", "tests", "bench/run.py", ".ci/run", ".git/HEAD",
+                     "README.md", "template.yml", ".funignore"):
+        assert ignored(rules, left_out), f".funignore ships {left_out}"
+
+
+# --- 3. environment and the OSS trigger --------------------------------------------------------------
+
+class RecordingEnv(Mapping[str, str]):
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self.values, self.read = dict(values), set()
+
+    def __getitem__(self, key: str) -> str:
+        self.read.add(key)
+        return self.values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return self.values.get(key, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def test_every_variable_the_template_sets_is_read_by_the_code() -> None:
+    for name, fn in functions().items():
+        variables = {k: str(v) for k, v in fn["Properties"]["EnvironmentVariables"].items()}
+        env = RecordingEnv(variables)
+        settings = Settings.from_env(env)
+        assert set(variables) <= env.read, f"{name} sets variables the code never reads: {set(variables) - env.read}"
+        store = urlsplit(variables["MODEL_STORE"])
+        assert (store.scheme, store.netloc) == ("oss", bucket_name()), variables["MODEL_STORE"]
+        assert settings.store_url == variables["MODEL_STORE"]
+
+
+def test_oss_trigger_watches_registrations_and_never_the_results() -> None:
+    triggers = [(name, ev["Properties"]) for name, fn in functions().items()
+                for ev in fn["Events"].values() if ev["Type"] == "OSS"]
+    assert triggers, "no OSS trigger"
+    for name, trigger in triggers:
+        store = urlsplit(functions()[name]["Properties"]["EnvironmentVariables"]["MODEL_STORE"])
+        root = check_prefix(store.path.strip("/") + "/")  # the store prefix OssStore uses
+        assert trigger["BucketName"] == store.netloc == bucket_name()
+        key = trigger["Filter"]["Key"]
+        assert (key["Prefix"], key["Suffix"]) == (root + REGISTRATIONS, ".json")
+        assert not (root + RESULTS).startswith(key["Prefix"]), "results would re-trigger the function"
+        assert trigger["Events"] and all(e.startswith("oss:ObjectCreated:") for e in trigger["Events"])
+
+
+# --- 4. sizing, routing, permissions -----------------------------------------------------------------
+
+def test_runtime_memory_and_connection_pool() -> None:
+    for name, fn in functions().items():
+        props = fn["Properties"]
+        assert props["Runtime"] == "python3.10", name
+        assert props["MemorySize"] >= 128 and props["MemorySize"] % 64 == 0, name
+        pool = Settings.from_env({k: str(v) for k, v in props["EnvironmentVariables"].items()}).oss_pool_size
+        assert pool >= 2 * props.get("InstanceConcurrency", 1), f"{name}: OSS_POOL_SIZE {pool} starves concurrent creates"
+
+
+def _api_routes() -> list[tuple[str, str, dict[str, Any]]]:
+    return [(path, method, op) for r in TPL["Resources"].values() if r["Type"] == "Aliyun::Serverless::Api"
+            for path, ops in r["Properties"]["DefinitionBody"].items() for method, op in ops.items()]
+
+
+def test_api_routes_create_model_to_the_event_function() -> None:
+    (svc_name,) = services()
+    routes = {(path, method.upper()): op for path, method, op in _api_routes()}
+    op = routes[(MODELS_PATH, "POST")]
+    target = re.fullmatch(r"acs:fc:::services/\$\{(.+)\.Arn\}/functions/\$\{(.+)\.Arn\}/", op["x-aliyun-apigateway-fc"]["arn"])
+    assert target and target.group(1) == svc_name, op["x-aliyun-apigateway-fc"]["arn"]
+    fn = functions()[target.group(2)]
+    assert fn["Properties"]["Handler"] == "index.handler", "API Gateway events need the event handler"
+    assert not any(ev["Type"] == "HTTP" for ev in fn["Events"].values())
+    assert op["x-aliyun-apigateway-request-config"]["requestMode"] == "PASSTHROUGH"
+
+
+def test_service_policy_names_only_the_store_bucket() -> None:
+    bucket = bucket_name()
+    for name, svc in services().items():
+        policies = resolve(svc["Properties"]["Policies"])
+        assert isinstance(policies, list) and all(isinstance(p, dict) for p in policies), "managed policies grant too much"
+        statements = [s for p in policies for s in p["Statement"]]
+        resources = [r for s in statements for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])]
+        assert resources, name
+        for arn in resources:
+            assert arn == f"acs:oss:*:*:{bucket}" or arn.startswith(f"acs:oss:*:*:{bucket}/"), arn
+        actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+        assert actions <= {"oss:PutObject", "oss:GetObject", "oss:DeleteObject", "oss:ListObjects"}, actions
+
+
+# --- 5. timeouts -------------------------------------------------------------------------------------
+
+def test_api_waits_at_least_as_long_as_the_function_may_run() -> None:
+    for path, method, op in _api_routes():
+        arn = op["x-aliyun-apigateway-fc"]["arn"]
+        fn = functions()[re.search(r"functions/\$\{(.+)\.Arn\}", arn).group(1)]
+        assert op["x-aliyun-apigateway-fc"]["timeout"] >= fn["Properties"]["Timeout"] * 1000, (path, method)
