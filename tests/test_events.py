@@ -171,3 +171,22 @@ def test_app_is_built_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
         index.set_app(None)
     record = json.loads((tmp_path / "models" / f"{body['ModelId']}.json").read_text())
     assert record["WorkspaceId"] == "4242"
+
+
+def test_wsgi_entry_serves_fc2_http_triggers(memory_app: App) -> None:
+    import io
+
+    body = json.dumps({"ModelName": "wsgi-model", "WorkspaceId": "7"}).encode()
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/models", "CONTENT_TYPE": "application/json",
+               "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), "fc.context": FakeContext(account_id="99")}
+    seen: dict = {}
+    chunks = index.wsgi_handler(environ, lambda status, headers: seen.update(status=status, headers=dict(headers)))
+    answer = json.loads(b"".join(chunks))
+    assert seen["status"].startswith("200") and seen["headers"]["Content-Type"].startswith("application/json")
+    assert seen["headers"]["Content-Length"] == str(len(b"".join(chunks)))
+    record = stored(memory_app, answer["ModelId"])
+    assert (record["ModelName"], record["WorkspaceId"], record["OwnerId"]) == ("wsgi-model", "7", "99")
+
+    environ.update(REQUEST_METHOD="DELETE", **{"wsgi.input": io.BytesIO(b"")}, CONTENT_LENGTH="0")
+    index.wsgi_handler(environ, lambda status, headers: seen.update(status=status, headers=dict(headers)))
+    assert seen["status"].startswith("405") and seen["headers"]["Allow"] == "POST"
