@@ -115,17 +115,18 @@ class App:
             raise UnsupportedMediaType(f"Content-Type {media_type[:100]} is not supported; send application/json")
         body = request.body
         if request.body_base64:
-            self._check_size(len(body) * 3 // 4)
+            if len(body) > -(-self.max_body_bytes // 3) * 4:  # longer than the base64 of any allowed body
+                raise self._too_large()
             try:
                 body = base64.b64decode(body, validate=True)
             except ValueError:
                 raise BadRequest("body is marked base64 but is not valid base64") from None
-        self._check_size(len(body))
+        if len(body) > self.max_body_bytes:
+            raise self._too_large()
         return parse_object(body)
 
-    def _check_size(self, size: int) -> None:
-        if size > self.max_body_bytes:
-            raise PayloadTooLarge(f"body is larger than the limit of {self.max_body_bytes} bytes")
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"body is larger than the limit of {self.max_body_bytes} bytes")
 
 
 ROUTES: list[tuple[re.Pattern[str], dict[str, tuple[str, Operation]]]] = [

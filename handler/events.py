@@ -18,8 +18,6 @@ from typing import Any
 from urllib.parse import unquote
 
 from .app import MODELS_PATH, App, Caller, Request, Response
-from .errors import ApiError
-from .jsonbody import parse_json
 from .records import new_request_id, record_json
 from .stores.base import InvalidKey, NotFound, StoreError, check_key
 
@@ -43,7 +41,7 @@ def _is_base64(event: dict[str, Any]) -> bool:
 
 
 def _body_bytes(body: Any) -> bytes:
-    return body.encode() if isinstance(body, str) else b""
+    return body.encode("utf-8", "surrogatepass") if isinstance(body, str) else b""
 
 
 def apigw_request(event: dict[str, Any]) -> Request:
@@ -70,13 +68,13 @@ def gateway_response(response: Response) -> str:
 
 
 def create_request(body: Any) -> Request:
-    """A CreateModel Request from an event's payload: an object, or JSON text holding one."""
+    """A CreateModel Request for a payload: JSON text (sent on exactly as it came), or a value."""
     if isinstance(body, bytes):
         data = body
     elif isinstance(body, str):
-        data = body.encode("utf-8", "surrogatepass")
+        data = body.encode("utf-8", "surrogatepass")  # a lone surrogate is the core's to refuse
     else:
-        data = json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
     return Request("POST", MODELS_PATH, data, headers=JSON_HEADERS)
 
 
@@ -91,20 +89,18 @@ PAYLOADS: list[tuple[Callable[[dict[str, Any]], bool], Callable[[dict[str, Any]]
 ]
 
 
-def payload_of(event: Any) -> Any:
-    if isinstance(event, dict):
-        for matches, payload in PAYLOADS:
-            if matches(event):
-                return payload(event)
-    return event  # a direct invocation (or a STREAM message): the event is the body
+def _envelope(raw: bytes | str) -> Any:
+    """The event's JSON, only to recognise its shape (None if it is not JSON). The request body it
+    carries is checked strictly by the core, from the exact text it arrived as."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
 
 
 def handle_event(app: App, raw: bytes | str, caller: Caller) -> str:
     """Answer one FC invocation; returns the text FC hands back to the invoker."""
-    try:
-        event = parse_json(raw)
-    except ApiError:
-        event = raw  # not JSON: let the core reject it as a body, with its usual answer and log line
+    event = _envelope(raw)
     if isinstance(event, dict):
         if "httpMethod" in event:
             return gateway_response(app.handle(apigw_request(event), caller))
@@ -113,17 +109,20 @@ def handle_event(app: App, raw: bytes | str, caller: Caller) -> str:
         if _is_oss_event(event):
             return _finish([_register_object(app, record, caller) for record in event["events"]])
     if isinstance(event, list):
-        return _finish([_handle_message(app, item, caller) for item in event])
-    return _finish([_handle_message(app, event, caller)], single=True)
+        return _finish([_handle_message(app, item, None, caller) for item in event])
+    return _finish([_handle_message(app, event, raw, caller)], single=True)
 
 
-def _handle_message(app: App, message: Any, caller: Caller) -> tuple[Response, dict[str, Any]]:
-    if isinstance(message, str):  # batch items may arrive as escaped JSON
-        try:
-            message = parse_json(message)
-        except ApiError:
-            pass
-    response = app.handle(create_request(payload_of(message)), caller)
+def _handle_message(app: App, message: Any, text: bytes | str | None, caller: Caller) -> tuple[Response, dict[str, Any]]:
+    """Register the request one message carries; `text` is the message as it arrived, if known."""
+    if isinstance(message, str):  # a batch item sent as escaped JSON
+        text, message = message, _envelope(message)
+    if isinstance(message, dict):
+        for matches, payload in PAYLOADS:
+            if matches(message):
+                text, message = None, payload(message)
+                break
+    response = app.handle(create_request(message if text is None else text), caller)
     return response, response.body
 
 

@@ -24,6 +24,8 @@ _lock = threading.Lock()
 
 def build_app(settings: Settings) -> App:
     """An App over the store the settings name, with every schema compiled."""
+    if not validator("common.json#/$defs/WorkspaceId").is_valid(settings.default_workspace):
+        raise ValueError("DEFAULT_WORKSPACE_ID must be 1 to 64 letters, digits, '_' or '-'")
     validator("create-model-request.json")
     store = open_store(settings.store_url, oss_endpoint=settings.oss_endpoint, oss_region=settings.oss_region,
                        credentials=credentials, pool_size=settings.oss_pool_size)

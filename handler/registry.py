@@ -23,7 +23,7 @@ from typing import Any
 
 from . import records
 from .errors import ModelNameConflict
-from .stores.base import AlreadyExists, NotFound, Store, StoreError
+from .stores.base import AlreadyExists, NotFound, Store, StoreError, check_key
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +56,12 @@ class Registry:
         """
         model_id = records.new_model_id()
         workspace_id, name = normal["WorkspaceId"], normal["ModelName"]
+        # Every key is checked before the first write, so a refused one leaves nothing behind.
+        keys = [check_key(k) for k in (record_key(model_id), marker_prefix(workspace_id) + model_id, claim_key(workspace_id, name))]
         record = records.build_record(normal, model_id, time.time(), owner_id)
-        self.store.create_all([
-            (record_key(model_id), records.record_json(record)),
-            (marker_prefix(workspace_id) + model_id, b""),
-        ])
+        self.store.create_all([(keys[0], records.record_json(record)), (keys[1], b"")])
         mine = {"ModelId": model_id, "Fingerprint": records.fingerprint(normal)}
-        key = claim_key(workspace_id, name)
+        key = keys[2]
         for _ in range(_CLAIM_TRIES):
             try:
                 self.store.create(key, records.canonical_json(mine))

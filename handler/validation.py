@@ -43,19 +43,20 @@ Validator = jsonschema.validators.extend(
 @lru_cache(maxsize=None)
 def load_schemas() -> dict[str, dict]:
     """Every schema in schemas/, by file name."""
-    return {p.name: json.loads(p.read_text("utf-8")) for p in sorted(SCHEMA_DIR.glob("*.json"))}
+    return {p.name: json.loads(p.read_text("utf-8")) for p in sorted(SCHEMA_DIR.glob("*.json")) if p.name != "openapi.json"}
 
 
 @lru_cache(maxsize=None)
 def validator(name: str) -> Any:
-    """The compiled validator of schemas/<name> (built once per process)."""
+    """The compiled validator of schemas/<name>, or of a part of one (`common.json#/$defs/WorkspaceId`);
+    built once per process."""
     # Without "$schema", jsonschema keeps our Validator class when it follows a $ref instead of
     # switching to the stock Draft 2020-12 class (which knows neither of our two rules).
     schemas = {key: {k: v for k, v in s.items() if k != "$schema"} for key, s in load_schemas().items()}
     registry = referencing.Registry().with_resources(
         (key, referencing.Resource(schema, referencing.jsonschema.DRAFT202012)) for key, schema in schemas.items()
     )
-    return Validator(schemas[name], registry=registry)
+    return Validator({"$ref": name} if "#" in name else schemas[name], registry=registry)
 
 
 def validate(name: str, document: Any) -> None:
