@@ -17,7 +17,7 @@ from .errors import (
 )
 from .jsonbody import parse_object
 from .registry import Registry
-from .stores.base import InvalidKey, StoreError
+from .stores.base import InvalidKey, StoreError, time_budget
 from .validation import validate
 
 log = logging.getLogger("handler.access")
@@ -59,6 +59,7 @@ class Caller:
     """What the platform tells about who is calling (FC context)."""
 
     owner_id: str | None = None
+    time_budget: float | None = None  # seconds the request may spend on storage (FC: within the function's timeout)
 
 
 Operation = Callable[["App", Request, Caller, dict[str, Any]], dict[str, Any]]
@@ -78,7 +79,8 @@ class App:
         name, facts = "Unknown", {"RequestId": request_id}
         try:
             name, operation = self._route(request)
-            body = operation(self, request, caller, facts)
+            with time_budget(caller.time_budget):
+                body = operation(self, request, caller, facts)
             response = Response(200, {"RequestId": request_id, **body})
         except ApiError as e:
             response = _error(request_id, e)

@@ -17,6 +17,8 @@ from .validation import validator
 
 logging.getLogger("oss2").setLevel(logging.WARNING)  # oss2 logs signed headers (tokens) at DEBUG
 
+ANSWER_MARGIN = 2.0  # seconds of FC's timeout kept for answering after storage gave up
+
 credentials = CredentialSource()
 _app: App | None = None
 _lock = threading.Lock()
@@ -49,9 +51,12 @@ def set_app(app: App | None) -> None:
 
 
 def caller_of(context: Any) -> Caller:
+    """Who calls, and how long the invocation may take (FC's timeout, less time to answer)."""
     credentials.offer(context)
     account = getattr(context, "account_id", None)
-    return Caller(owner_id=str(account) if account else None)
+    timeout = getattr(getattr(context, "function", None), "timeout", None)
+    budget = max(1.0, float(timeout) - ANSWER_MARGIN) if isinstance(timeout, (int, float)) else None
+    return Caller(owner_id=str(account) if account else None, time_budget=budget)
 
 
 def initializer(context: Any) -> None:

@@ -190,3 +190,27 @@ def test_wsgi_entry_serves_fc2_http_triggers(memory_app: App) -> None:
     environ.update(REQUEST_METHOD="DELETE", **{"wsgi.input": io.BytesIO(b"")}, CONTENT_LENGTH="0")
     index.wsgi_handler(environ, lambda status, headers: seen.update(status=status, headers=dict(headers)))
     assert seen["status"].startswith("405") and seen["headers"]["Allow"] == "POST"
+
+
+def test_storage_calls_are_bounded_by_the_functions_timeout(use_app) -> None:
+    import time
+    from types import SimpleNamespace
+
+    from handler.stores.base import deadline
+
+    seen: list[float | None] = []
+
+    class DeadlineSpy(MemoryStore):
+        def create(self, key: str, data: bytes) -> None:
+            seen.append(deadline())
+            super().create(key, data)
+
+    use_app(DeadlineSpy())
+    context = FakeContext()
+    context.function = SimpleNamespace(timeout=30)
+    started = time.monotonic()
+    invoke({"ModelName": "bounded"}, context)
+    assert len(seen) == 3 and all(d is not None and started + 27 <= d <= time.monotonic() + 28 for d in seen)
+    seen.clear()
+    invoke({"ModelName": "unbounded"}, FakeContext())  # no timeout known: only the store's own bounds
+    assert seen == [None, None, None]

@@ -2,13 +2,35 @@
 from __future__ import annotations
 
 import abc
+import contextvars
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 # A key is '/'-separated segments of safe characters: nothing can climb out of a directory,
 # hide a NUL, or be read differently by OSS and a file system.
 _SEGMENT = re.compile(r"[A-Za-z0-9_=-][A-Za-z0-9._=-]{0,199}")
 MAX_KEY_BYTES = 900
+
+
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("store_deadline", default=None)
+
+
+@contextmanager
+def time_budget(seconds: float | None) -> Iterator[None]:
+    """Every store call made inside (in this context) must be over within `seconds`; None: no bound
+    beyond the store's own. A store that retries stops retrying in time."""
+    token = _deadline.set(None if seconds is None else time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def deadline() -> float | None:
+    """The `time.monotonic()` by which the current request's store calls must be over, if bounded."""
+    return _deadline.get()
 
 
 class StoreError(Exception):
