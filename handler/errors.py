@@ -19,7 +19,6 @@ class ApiError(Exception):
 
     status = 500
     code = "InternalError"
-    retryable = False  # True when the same request may succeed later (events are then redelivered)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -59,8 +58,8 @@ class UnsupportedMediaType(ApiError):
 
 
 class ServiceUnavailable(ApiError):
-    status, code, retryable = 503, "ServiceUnavailable", True
+    status, code = 503, "ServiceUnavailable"
 
 
 class InternalError(ApiError):
-    status, code, retryable = 500, "InternalError", True
+    status, code = 500, "InternalError"
