@@ -87,7 +87,7 @@ class App:
         except StoreError as e:
             response = _error(request_id, _store_error(e))
         except Exception as e:  # noqa: BLE001 - the one place unknown failures become a generic 500
-            log.error("unexpected %s in %s", type(e).__name__, _where(e), extra={"RequestId": request_id})
+            log.error("unexpected %s in %s", type(e).__name__, where(e), extra={"RequestId": request_id})
             response = _error(request_id, InternalError("the service failed unexpectedly; retry later"))
         facts.update(Operation=name, Status=response.status, DurationMs=round((time.perf_counter() - started) * 1000, 2))
         log.info(json.dumps(facts, ensure_ascii=False))
@@ -147,7 +147,7 @@ def _store_error(error: StoreError) -> ApiError:
     return ServiceUnavailable("model storage is unavailable; retry later")
 
 
-def _where(error: BaseException) -> str:
+def where(error: BaseException) -> str:
     """`module:line` of the innermost frame: enough to find a bug, without file system paths."""
     tb = error.__traceback__
     while tb and tb.tb_next:

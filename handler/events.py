@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from .app import MODELS_PATH, App, Caller, Request, Response
+from .app import MODELS_PATH, App, Caller, Request, Response, where
 from .records import new_request_id, record_json
 from .stores.base import InvalidKey, NotFound, StoreError, check_key
 
@@ -79,13 +79,22 @@ def create_request(body: Any) -> Request:
 
 
 # Where each message source keeps the CreateModel body: (recogniser, payload), checked in order.
+# A shape is recognised by several keys with the right types, so that a request body which merely
+# contains one such key (and so is invalid) is answered as the body it is.
+def _has(event: dict[str, Any], **types: type) -> bool:
+    return all(isinstance(event.get(key), kind) for key, kind in types.items())
+
+
+def _cloud_event(e: dict[str, Any]) -> bool:
+    return _has(e, specversion=str, id=str, source=str, type=str)
+
+
 PAYLOADS: list[tuple[Callable[[dict[str, Any]], bool], Callable[[dict[str, Any]], Any]]] = [
     # MNS queue through EventBridge: the message is a JSON string in data.messageBody
-    (lambda e: "specversion" in e and isinstance(e.get("data"), dict) and "messageBody" in e["data"],
-     lambda e: e["data"]["messageBody"]),
-    (lambda e: "specversion" in e, lambda e: e.get("data")),                       # EventBridge CloudEvent
-    (lambda e: "TopicOwner" in e and "Message" in e, lambda e: e["Message"]),      # MNS topic, JSON format
-    (lambda e: set(e) == {"body", "attrs"}, lambda e: e["body"]),                  # MNS topic, STREAM + attributes
+    (lambda e: _cloud_event(e) and _has(e, data=dict) and "messageBody" in e["data"], lambda e: e["data"]["messageBody"]),
+    (_cloud_event, lambda e: e.get("data")),                                                     # EventBridge
+    (lambda e: _has(e, TopicOwner=str, TopicName=str, MessageId=str, Message=str), lambda e: e["Message"]),  # MNS topic, JSON
+    (lambda e: set(e) == {"body", "attrs"} and _has(e, attrs=dict), lambda e: e["body"]),      # MNS topic, STREAM + attributes
 ]
 
 
@@ -102,9 +111,9 @@ def handle_event(app: App, raw: bytes | str, caller: Caller) -> str:
     """Answer one FC invocation; returns the text FC hands back to the invoker."""
     event = _envelope(raw)
     if isinstance(event, dict):
-        if "httpMethod" in event:
+        if _has(event, httpMethod=str, path=str):
             return gateway_response(app.handle(apigw_request(event), caller))
-        if event.get("version") == "v1" and "requestContext" in event:
+        if event.get("version") == "v1" and _has(event, rawPath=str, requestContext=dict):
             return gateway_response(app.handle(http_v1_request(event), caller))
         if _is_oss_event(event):
             return _finish([_register_object(app, record, caller) for record in event["events"]])
@@ -141,13 +150,21 @@ def _is_oss_event(event: dict[str, Any]) -> bool:
 
 
 def _register_object(app: App, record: dict[str, Any], caller: Caller) -> tuple[Response, dict[str, Any]]:
+    try:
+        return _register(app, record, caller)
+    except Exception as e:  # noqa: BLE001 - as in App.handle: a bug is logged by kind and place only
+        log.error("unexpected %s in %s", type(e).__name__, where(e))
+        body = {"RequestId": new_request_id(), "Code": "InternalError", "Message": "the registration failed unexpectedly"}
+        return Response(500, body), body
+
+
+def _register(app: App, record: dict[str, Any], caller: Caller) -> tuple[Response, dict[str, Any]]:
     """Register the CreateModel request held by an uploaded object and record the outcome beside it."""
     store = app.registry.store
-    oss = record.get("oss", {})
-    bucket, raw_key = oss.get("bucket", {}).get("name", ""), oss.get("object", {}).get("key", "")
-    outcome: dict[str, Any] = {"Object": str(raw_key)[:1024]}
+    bucket, raw_key = _dig(record, "oss", "bucket", "name"), _dig(record, "oss", "object", "key")
+    outcome: dict[str, Any] = {"Object": raw_key[:1024]}
     try:
-        key = _registration_key(store, str(bucket), str(raw_key))
+        key = _registration_key(store, bucket, raw_key)
         data = store.get(key)
     except (InvalidKey, NotFound) as e:
         body = {"RequestId": new_request_id(), "Code": "InvalidRegistration", "Message": _why(e)}
@@ -164,6 +181,12 @@ def _register_object(app: App, record: dict[str, Any], caller: Caller) -> tuple[
         except StoreError:
             return Response(503, response.body), outcome  # deliver again: registering twice is safe
     return response, outcome
+
+
+def _dig(value: Any, *path: str) -> str:
+    for name in path:
+        value = value.get(name) if isinstance(value, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def _registration_key(store: Any, bucket: str, object_key: str) -> str:

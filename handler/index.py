@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -15,7 +14,6 @@ from .registry import Registry
 from .stores import open_store
 from .validation import validator
 
-logging.getLogger("oss2").setLevel(logging.WARNING)  # oss2 logs signed headers (tokens) at DEBUG
 
 ANSWER_MARGIN = 2.0  # seconds of FC's timeout kept for answering after storage gave up
 
@@ -61,7 +59,9 @@ def caller_of(context: Any) -> Caller:
 
 def initializer(context: Any) -> None:
     credentials.offer(context)
-    get_app()
+    warm = getattr(get_app().registry.store, "warm", None)
+    if warm is not None:
+        warm()  # e.g. OSS: a connection and a writer thread ready before the first request
 
 
 def handler(event: bytes | str, context: Any) -> str:

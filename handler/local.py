@@ -6,11 +6,16 @@ import json
 import socket
 import uuid
 from collections.abc import Callable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .records import new_request_id
+
 Handler = Callable[[bytes, Any], str]
+OPENAPI_PATH = "/openapi.json"
+_LINE = 65537  # longest chunk-size or trailer line read
 
 
 class LocalContext:
@@ -22,17 +27,26 @@ class LocalContext:
         self.credentials = None
 
 
+class _Unreadable(Exception):
+    """The request's framing cannot be trusted: answer 400 and close the connection."""
+
+
 class _GatewayHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    default_request_version = "HTTP/1.1"  # so that even an unreadable request line gets a status line
     server: LocalServer
 
     def _serve(self) -> None:
         url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0) if (self.headers.get("Content-Length") or "0").isdigit() else 0
-        # Read one byte past the limit at most, so the function can answer 413; the rest is never read.
-        body = self.rfile.read(min(length, self.server.max_body_bytes + 1))
-        if length > len(body):
+        try:
+            body = self._read_body()
+        except _Unreadable as e:
             self.close_connection = True
+            return self.send_error(400, str(e))
+        if url.path == OPENAPI_PATH and self.command in ("GET", "HEAD"):
+            from .openapi import document_bytes  # answered here, as API Gateway would, not by the function
+
+            return self._send(200, {"Content-Type": "application/json; charset=utf-8"}, document_bytes())
         event = {
             "path": url.path, "httpMethod": self.command,
             "headers": {k: v for k, v in self.headers.items()},
@@ -41,14 +55,63 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         }
         result = json.loads(self.server.handler(json.dumps(event).encode(), LocalContext()))
         payload = base64.b64decode(result["body"]) if result.get("isBase64Encoded") else result["body"].encode()
-        self.send_response(result["statusCode"])
-        for name, value in result.get("headers", {}).items():
+        self._send(result["statusCode"], result.get("headers", {}), payload)
+
+    def _read_body(self) -> bytes:
+        """The body, or its first limit+1 bytes (enough for the function to answer 413; the
+        connection is then closed, since the rest is never read)."""
+        limit = self.server.max_body_bytes + 1
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked(limit)
+        declared = self.headers.get("Content-Length")
+        if declared is None:
+            return b""
+        if not declared.isdigit():
+            raise _Unreadable("Content-Length is not a number")
+        length = int(declared)
+        body = self.rfile.read(min(length, limit))
+        if length > len(body):
+            self.close_connection = True
+        return body
+
+    def _read_chunked(self, limit: int) -> bytes:
+        body = bytearray()
+        while True:
+            line = self.rfile.readline(_LINE)
+            try:
+                size = int(line.split(b";")[0].strip(), 16)
+            except ValueError:
+                raise _Unreadable("malformed chunked body") from None
+            if size == 0:
+                while self.rfile.readline(_LINE) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return bytes(body)
+            if len(body) + size > limit:
+                self.close_connection = True
+                return bytes(body) + self.rfile.read(limit - len(body))
+            body += self.rfile.read(size)
+            self.rfile.readline(_LINE)
+
+    def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(payload)
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Protocol errors (bad request line, oversized headers) in the API's JSON error shape."""
+        request_id = new_request_id()
+        phrase = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else "Error"
+        body = {"RequestId": request_id, "Code": phrase.replace(" ", "").replace("-", ""), "Message": message or phrase}
+        self.close_connection = True
+        self.command = getattr(self, "command", None) or ""  # None when the request line was unreadable
+        self._send(code, {"Content-Type": "application/json; charset=utf-8", "x-acs-request-id": request_id},
+                   json.dumps(body).encode())
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 

@@ -5,6 +5,7 @@ import base64
 import concurrent.futures
 import hashlib
 import logging
+import mimetypes
 import random
 import threading
 import time
@@ -19,6 +20,7 @@ from .base import AlreadyExists, NotFound, Store, StoreError, Unavailable, check
 
 # At DEBUG oss2 logs signed headers (x-oss-security-token); at INFO every 404/409.
 logging.getLogger("oss2").setLevel(logging.WARNING)
+logging.getLogger("urllib3").setLevel(logging.WARNING)  # logs the endpoint, bucket and keys at DEBUG
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -149,6 +151,18 @@ class OssStore(Store):
             log.error("oss %s failed: %s %s", op, status, code)
             return Unavailable("object storage unavailable")
         return StoreError(f"unexpected object storage reply ({status} {code})")
+
+    def warm(self) -> None:
+        """Pay now, once per instance (FC's initializer), what the first request would otherwise pay:
+        oss2's Content-Type tables, the Bucket, a writer thread and one pooled connection.
+        Best effort and a single try: a failure here is left to the first request to meet and retry."""
+        if not mimetypes.inited:
+            mimetypes.init()  # oss2 guesses every object's Content-Type; the tables load on first use (~10 ms)
+        _pool().submit(lambda: None).result()  # starts a writer thread
+        try:
+            self._bucket().head_object(self._full("warm-up"))  # 404 expected; the connection stays pooled
+        except (oss2.exceptions.OssError, requests.RequestException, StoreError):
+            pass
 
     def locate(self, bucket: str, object_key: str) -> str | None:
         if bucket != self._bucket_name or not object_key.startswith(self._prefix):
