@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import contextvars
 import hashlib
 import logging
 import mimetypes
@@ -16,7 +17,7 @@ import oss2
 import requests
 
 from ..config import Credentials
-from .base import AlreadyExists, NotFound, Store, StoreError, Unavailable, check_key, check_prefix
+from .base import AlreadyExists, NotFound, Store, StoreError, Unavailable, check_key, check_prefix, deadline
 
 # At DEBUG oss2 logs signed headers (x-oss-security-token); at INFO every 404/409.
 logging.getLogger("oss2").setLevel(logging.WARNING)
@@ -27,6 +28,7 @@ T = TypeVar("T")
 
 _BACKOFF_BASE = 0.05
 _BACKOFF_CAP = 1.0
+_SHORTEST_TRY = 0.2  # seconds: less than this left, and no try is started
 _AUTH_CODES = frozenset({"AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId",
                          "SecurityTokenExpired", "InvalidSecurityToken", "NoSuchBucket"})
 _PARALLEL = 16  # create_all's worker threads, shared by every store in the process
@@ -95,18 +97,21 @@ class OssStore(Store):
         self._cached: tuple[Credentials, oss2.Bucket] | None = None
         self._cache_lock = threading.Lock()
 
-    def _bucket(self) -> oss2.Bucket:
-        """The Bucket for the current credentials; rebuilt (cheaply, same pool) when they rotate."""
+    def _bucket(self, timeouts: tuple[float, float] | None = None) -> oss2.Bucket:
+        """The Bucket for the current credentials; rebuilt (cheaply, same pool) when they rotate.
+        A try that must end sooner than the configured timeouts allow gets a Bucket of its own."""
         creds = self._credentials()
+        if timeouts is not None and timeouts != self._timeouts:
+            return self._new_bucket(creds, timeouts)
         cached = self._cached
         if cached is not None and cached[0] == creds:
             return cached[1]
         with self._cache_lock:
             if self._cached is None or self._cached[0] != creds:
-                self._cached = (creds, self._new_bucket(creds))
+                self._cached = (creds, self._new_bucket(creds, self._timeouts))
             return self._cached[1]
 
-    def _new_bucket(self, creds: Credentials) -> oss2.Bucket:
+    def _new_bucket(self, creds: Credentials, timeouts: tuple[float, float]) -> oss2.Bucket:
         ak, sk, token = creds
         if self._region:
             auth = (oss2.StsAuth(ak, sk, token, auth_version=oss2.AUTH_VERSION_4) if token
@@ -114,18 +119,26 @@ class OssStore(Store):
         else:
             auth = oss2.StsAuth(ak, sk, token) if token else oss2.Auth(ak, sk)
         return oss2.Bucket(auth, self._endpoint, self._bucket_name, session=self._session,
-                           connect_timeout=self._timeouts, enable_crc=False, region=self._region)
+                           connect_timeout=timeouts, enable_crc=False, region=self._region)
 
     def _call(self, op: str, fn: Callable[[oss2.Bucket], T]) -> T:
-        """Run fn, retrying transient failures with full-jitter backoff within attempts and deadline.
+        """Run fn, retrying transient failures with full-jitter backoff, within `attempts`, the
+        store's `deadline` and the request's time budget (base.deadline()): a try never runs past them.
 
         Errors are raised outside any `except` block, so no oss2 exception (with its headers and
         request details) is chained to what callers see.
         """
-        start = time.monotonic()
+        limit = time.monotonic() + self._deadline
+        budget = deadline()
+        if budget is not None:
+            limit = min(limit, budget)
+        status, code = -2, "NoTimeLeft"
         for attempt in range(1, self._attempts + 1):
+            timeouts = self._timeouts_within(limit - time.monotonic())
+            if timeouts is None:
+                break
             try:
-                return fn(self._bucket())
+                return fn(self._bucket(timeouts))
             except oss2.exceptions.RequestError as e:  # refused, reset or timed out: outcome unknown
                 status, code = e.status, type(e.exception).__name__
             except oss2.exceptions.OssError as e:
@@ -137,11 +150,20 @@ class OssStore(Store):
             if not _transient(status, code) or attempt == self._attempts:
                 break
             delay = random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1)))
-            if time.monotonic() - start + delay + sum(self._timeouts) > self._deadline:
+            if time.monotonic() + delay + _SHORTEST_TRY > limit:
                 break
             log.warning("oss %s: attempt %d failed (%s %s), retrying", op, attempt, status, code)
             time.sleep(delay)
         raise self._error(op, status, code)
+
+    def _timeouts_within(self, remaining: float) -> tuple[float, float] | None:
+        """A try's (connect, read) timeouts: the configured ones, shrunk to end within `remaining`."""
+        if remaining < _SHORTEST_TRY:
+            return None
+        total = sum(self._timeouts)
+        if total <= remaining:
+            return self._timeouts
+        return (self._timeouts[0] * remaining / total, self._timeouts[1] * remaining / total)
 
     @staticmethod
     def _error(op: str, status: int, code: str) -> StoreError:
@@ -201,7 +223,8 @@ class OssStore(Store):
             for key, data in items:
                 self.create(key, data)
             return
-        futures = [_pool().submit(self.create, key, data) for key, data in items]
+        # Each write runs in this request's context, so its time budget (base.deadline) holds there too.
+        futures = [_pool().submit(contextvars.copy_context().run, self.create, key, data) for key, data in items]
         concurrent.futures.wait(futures)
         for future in futures:
             error = future.exception()

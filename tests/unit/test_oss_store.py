@@ -238,17 +238,46 @@ def test_other_4xx_is_store_error_without_retry(store, bucket):
     assert not isinstance(info.value, Unavailable) and bucket.put_object.call_count == 1
 
 
-def test_deadline_stops_retries(store, bucket, clock):
+def _times_out_after_its_timeouts(Bucket, clock):
     def timed_out(*args, **kwargs):
-        clock.now += 8.0  # a try that used its whole connect + read timeout
+        clock.now += sum(Bucket.call_args.kwargs["connect_timeout"])  # the try used all its time
         raise request_error()
+    return timed_out
 
-    bucket.put_object.side_effect = timed_out
+
+def test_no_try_runs_past_the_deadline(store, Bucket, bucket, clock):
+    bucket.put_object.side_effect = _times_out_after_its_timeouts(Bucket, clock)
     with pytest.raises(Unavailable):
         store.create("k", b"x")
-    # t=8: 8 + backoff + 8 <= 20, so a second try; t=16: a third could end past 20 s.
-    assert bucket.put_object.call_count == 2
+    # 8 s, 8 s, then a try shrunk to what is left of the 20 s.
+    assert bucket.put_object.call_count == 3
+    assert Bucket.call_args.kwargs["connect_timeout"] == pytest.approx((1.0, 3.0), abs=0.3)
     assert clock.now - 100.0 <= 20.0
+
+
+def test_the_request_time_budget_bounds_every_try(store, Bucket, bucket, clock, mocker):
+    from handler.stores import base
+    from handler.stores.base import time_budget
+
+    mocker.patch.object(base, "time", clock)
+
+    bucket.put_object.side_effect = _times_out_after_its_timeouts(Bucket, clock)
+    with time_budget(5.0), pytest.raises(Unavailable):
+        store.create("k", b"x")
+    assert bucket.put_object.call_count == 1
+    assert Bucket.call_args.kwargs["connect_timeout"] == pytest.approx((1.25, 3.75))
+    assert clock.now - 100.0 <= 5.0
+
+
+def test_no_try_starts_when_the_budget_is_spent(store, Bucket, bucket, clock, mocker):
+    from handler.stores import base
+    from handler.stores.base import time_budget
+
+    mocker.patch.object(base, "time", clock)
+
+    with time_budget(0.1), pytest.raises(Unavailable):
+        store.put("k", b"x")
+    assert bucket.put_object.call_count == 0
 
 
 @pytest.mark.parametrize("failure", [lambda: oss_error(503, "ServiceUnavailable"), request_error,
@@ -427,3 +456,21 @@ def test_list_without_store_prefix(Bucket, bucket, creds):
 def test_list_page_retried(store, bucket):
     bucket.list_objects_v2.side_effect = [request_error(), page(["p/a"])]
     assert store.list("") == ["a"]
+
+
+def test_overlapped_writes_keep_the_callers_time_budget(store, bucket):
+    from handler.stores import base
+
+    seen = []
+    bucket.put_object.side_effect = lambda *args, **kwargs: seen.append(base.deadline())
+    with base.time_budget(30.0):
+        store.create_all([("a", b"1"), ("b", b"2"), ("c", b"3")])
+    assert len(seen) == 3 and None not in seen
+
+
+def test_warm_opens_a_connection_once_and_swallows_failures(store, bucket):
+    bucket.head_object.side_effect = oss_error(404, "NoSuchKey")
+    store.warm()
+    bucket.head_object.side_effect = request_error()
+    store.warm()  # the first request will meet the problem and retry it
+    assert bucket.head_object.call_count == 2
