@@ -14,12 +14,20 @@ test: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench $(ARGS)
 
-# Dependencies for Function Compute (python3.10, x86_64 Linux), shipped beside the code in vendor/.
+# Dependencies for Function Compute (python3.10, x86_64 Linux), shipped beside the code in vendor/,
+# and bytecode compiled by python3.10: FC's code directory is read-only, so a cold start would
+# otherwise compile every module again (about 3x slower).
+FC_PYTHON ?= python3.10
 vendor: requirements.txt
 	rm -rf vendor
 	$(PYTHON) -m pip install -q --target vendor --python-version 3.10 --platform manylinux2014_x86_64 \
 		--implementation cp --only-binary=:all: --no-deps $$(grep -vE '^(#|$$|oss2|crcmod)' requirements.txt)
-	$(PYTHON) -m pip install -q --target vendor --no-deps --no-compile $$(grep -E '^(oss2|crcmod)==' requirements.txt)
+	$(PYTHON) -m pip install -q --target vendor --no-deps $$(grep -E '^(oss2|crcmod)==' requirements.txt)
+	@if command -v $(FC_PYTHON) >/dev/null; then \
+		$(FC_PYTHON) -m compileall -q --invalidation-mode checked-hash vendor handler index.py; \
+	else \
+		echo "warning: $(FC_PYTHON) not found: no python3.10 bytecode shipped; cold starts will be slower" >&2; \
+	fi
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
