@@ -1,0 +1,1 @@
+"""Benchmarks of the model registry: `python -m bench` (or `make bench`)."""
