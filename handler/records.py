@@ -27,11 +27,15 @@ def new_request_id() -> str:
 def new_model_id(now_ms: int | None = None) -> str:
     """`model-` + creation time + randomness, lower-case letters and digits only."""
     ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return "model-" + _base36(ms, _TIME_DIGITS) + _base36(secrets.randbelow(36**_RANDOM_DIGITS), _RANDOM_DIGITS)
+
+
+def _base36(number: int, width: int) -> str:
     digits = ""
-    for _ in range(_TIME_DIGITS):
-        ms, rest = divmod(ms, 36)
+    for _ in range(width):
+        number, rest = divmod(number, 36)
         digits = _ALPHABET[rest] + digits
-    return "model-" + digits + "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_DIGITS))
+    return digits
 
 
 def iso_time(epoch_seconds: float) -> str:
