@@ -17,7 +17,7 @@ from .errors import (
 )
 from .jsonbody import parse_object
 from .registry import Registry
-from .stores.base import InvalidKey, StoreError, time_budget
+from .stores.base import InvalidKey, StoreError, Unavailable
 from .validation import validate
 
 log = logging.getLogger("handler.access")
@@ -33,6 +33,7 @@ class Request:
     path: str
     body: bytes = b""
     body_base64: bool = False  # the body as the gateway sent it: base64 text to decode
+    declared_size: int | None = None  # the size the sender declared for a body left unread (over the limit)
     headers: Mapping[str, str] = field(default_factory=dict)
     query: Mapping[str, str] = field(default_factory=dict)
 
@@ -59,7 +60,6 @@ class Caller:
     """What the platform tells about who is calling (FC context)."""
 
     owner_id: str | None = None
-    time_budget: float | None = None  # seconds the request may spend on storage (FC: within the function's timeout)
 
 
 Operation = Callable[["App", Request, Caller, dict[str, Any]], dict[str, Any]]
@@ -79,8 +79,7 @@ class App:
         name, facts = "Unknown", {"RequestId": request_id}
         try:
             name, operation = self._route(request)
-            with time_budget(caller.time_budget):
-                body = operation(self, request, caller, facts)
+            body = operation(self, request, caller, facts)
             response = Response(200, {"RequestId": request_id, **body})
         except ApiError as e:
             response = _error(request_id, e)
@@ -116,6 +115,8 @@ class App:
         if media_type and media_type != "application/json" and not media_type.endswith("+json"):
             raise UnsupportedMediaType(f"Content-Type {media_type[:100]} is not supported; send application/json")
         body = request.body
+        if request.declared_size is not None and request.declared_size > self.max_body_bytes:
+            raise self._too_large()
         if request.body_base64:
             if len(body) > -(-self.max_body_bytes // 3) * 4:  # longer than the base64 of any allowed body
                 raise self._too_large()
@@ -144,7 +145,10 @@ def _error(request_id: str, error: ApiError) -> Response:
 def _store_error(error: StoreError) -> ApiError:
     if isinstance(error, InvalidKey):
         return InvalidParameter("an identifier in the request is not valid")
-    return ServiceUnavailable("model storage is unavailable; retry later")
+    if isinstance(error, Unavailable):
+        return ServiceUnavailable("model storage is unavailable; retry later")
+    log.error("unexpected storage error %s", type(error).__name__)
+    return InternalError("model storage answered unexpectedly")
 
 
 def where(error: BaseException) -> str:

@@ -52,7 +52,7 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     text = env.get(name)
     if not text:
         return default
-    if not text.isdigit() or int(text) <= 0:
+    if not (text.isascii() and text.isdigit()) or int(text) <= 0:
         raise ValueError(f"{name} must be a positive integer")
     return int(text)
 

@@ -53,9 +53,8 @@ def apigw_request(event: dict[str, Any]) -> Request:
 
 
 def http_v1_request(event: dict[str, Any]) -> Request:
-    http = event.get("requestContext", {}).get("http", {})
     return Request(
-        method=str(http.get("method", "")).upper(), path=str(event.get("rawPath") or http.get("path", "")),
+        method=_text(_dig(event, "requestContext", "http", "method")).upper(), path=str(event.get("rawPath", "")),
         body=_body_bytes(event.get("body")), body_base64=_is_base64(event),
         headers=_lower(event.get("headers")), query=event.get("queryParameters") or {},
     )
@@ -161,11 +160,15 @@ def _register_object(app: App, record: dict[str, Any], caller: Caller) -> tuple[
 def _register(app: App, record: dict[str, Any], caller: Caller) -> tuple[Response, dict[str, Any]]:
     """Register the CreateModel request held by an uploaded object and record the outcome beside it."""
     store = app.registry.store
-    bucket, raw_key = _dig(record, "oss", "bucket", "name"), _dig(record, "oss", "object", "key")
+    bucket, raw_key = _text(_dig(record, "oss", "bucket", "name")), _text(_dig(record, "oss", "object", "key"))
     outcome: dict[str, Any] = {"Object": raw_key[:1024]}
     try:
         key = _registration_key(store, bucket, raw_key)
-        data = store.get(key)
+        size = _dig(record, "oss", "object", "size")
+        if isinstance(size, int) and size > app.max_body_bytes:
+            request = Request("POST", MODELS_PATH, headers=JSON_HEADERS, declared_size=size)  # never read: 413
+        else:
+            request = Request("POST", MODELS_PATH, store.get(key), headers=JSON_HEADERS)
     except (InvalidKey, NotFound) as e:
         body = {"RequestId": new_request_id(), "Code": "InvalidRegistration", "Message": _why(e)}
         log.warning(json.dumps({**body, **outcome, "Operation": "RegisterObject", "Status": 400}))
@@ -173,19 +176,25 @@ def _register(app: App, record: dict[str, Any], caller: Caller) -> tuple[Respons
     except StoreError:
         body = {"RequestId": new_request_id(), "Code": "ServiceUnavailable", "Message": "could not read the registration"}
         return Response(503, body), {**outcome, **body}
-    response = app.handle(Request("POST", MODELS_PATH, data, headers=JSON_HEADERS), caller)
+    response = app.handle(request, caller)
     outcome.update(Status=response.status, **response.body)
     if not response.retryable:
         try:
             store.put(RESULTS + key[len(REGISTRATIONS):], record_json(outcome))
-        except StoreError:
-            return Response(503, response.body), outcome  # deliver again: registering twice is safe
+        except StoreError:  # deliver again: registering twice is safe
+            body = {"RequestId": response.body["RequestId"], "Code": "ServiceUnavailable", "Message": "could not record the outcome"}
+            return Response(503, body), {**outcome, **body}
     return response, outcome
 
 
-def _dig(value: Any, *path: str) -> str:
+def _dig(value: Any, *path: str) -> Any:
+    """value[path[0]][path[1]]..., or None where the event has no such field."""
     for name in path:
         value = value.get(name) if isinstance(value, dict) else None
+    return value
+
+
+def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 

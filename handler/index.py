@@ -12,6 +12,7 @@ from .app import App, Caller, Request
 from .config import CredentialSource, Settings
 from .registry import Registry
 from .stores import open_store
+from .stores.base import time_budget
 from .validation import validator
 
 
@@ -49,12 +50,15 @@ def set_app(app: App | None) -> None:
 
 
 def caller_of(context: Any) -> Caller:
-    """Who calls, and how long the invocation may take (FC's timeout, less time to answer)."""
     credentials.offer(context)
     account = getattr(context, "account_id", None)
+    return Caller(owner_id=str(account) if account else None)
+
+
+def time_left(context: Any) -> float | None:
+    """Seconds an invocation may spend on storage: FC's timeout, less time to answer; None if unknown."""
     timeout = getattr(getattr(context, "function", None), "timeout", None)
-    budget = max(1.0, float(timeout) - ANSWER_MARGIN) if isinstance(timeout, (int, float)) else None
-    return Caller(owner_id=str(account) if account else None, time_budget=budget)
+    return max(1.0, float(timeout) - ANSWER_MARGIN) if isinstance(timeout, (int, float)) else None
 
 
 def initializer(context: Any) -> None:
@@ -65,7 +69,8 @@ def initializer(context: Any) -> None:
 
 
 def handler(event: bytes | str, context: Any) -> str:
-    return events.handle_event(get_app(), event, caller_of(context))
+    with time_budget(time_left(context)):  # one budget for the invocation, a whole batch included
+        return events.handle_event(get_app(), event, caller_of(context))
 
 
 def wsgi_handler(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -80,7 +85,9 @@ def wsgi_handler(environ: dict[str, Any], start_response: Callable[..., Any]) ->
     if environ.get("CONTENT_TYPE"):
         headers["content-type"] = environ["CONTENT_TYPE"]
     request = Request(environ.get("REQUEST_METHOD", "GET").upper(), environ.get("PATH_INFO", ""), body, headers=headers)
-    response = app.handle(request, caller_of(environ.get("fc.context")))
+    context = environ.get("fc.context")
+    with time_budget(time_left(context)):
+        response = app.handle(request, caller_of(context))
     data = response.json().encode()
     reason = {200: "OK"}.get(response.status, "Error")
     start_response(f"{response.status} {reason}", [

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import re
 import socket
+import sys
 import uuid
 from collections.abc import Callable
 from http import HTTPStatus
@@ -16,6 +19,9 @@ from .records import new_request_id
 Handler = Callable[[bytes, Any], str]
 OPENAPI_PATH = "/openapi.json"
 _LINE = 65537  # longest chunk-size or trailer line read
+_DECIMAL = re.compile(r"[0-9]{1,18}")
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+log = logging.getLogger(__name__)
 
 
 class LocalContext:
@@ -66,7 +72,7 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         declared = self.headers.get("Content-Length")
         if declared is None:
             return b""
-        if not declared.isdigit():
+        if not _DECIMAL.fullmatch(declared):
             raise _Unreadable("Content-Length is not a number")
         length = int(declared)
         body = self.rfile.read(min(length, limit))
@@ -78,10 +84,10 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         body = bytearray()
         while True:
             line = self.rfile.readline(_LINE)
-            try:
-                size = int(line.split(b";")[0].strip(), 16)
-            except ValueError:
-                raise _Unreadable("malformed chunked body") from None
+            digits = line.split(b";")[0].strip()
+            if not _HEX.fullmatch(digits):
+                raise _Unreadable("malformed chunked body")
+            size = int(digits, 16)
             if size == 0:
                 while self.rfile.readline(_LINE) not in (b"\r\n", b"\n", b""):
                     pass  # trailers
@@ -129,6 +135,11 @@ class LocalServer(ThreadingHTTPServer):
         super().__init__(address, _GatewayHandler)
         self.handler = handler
         self.max_body_bytes = max_body_bytes
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed mid-request (a client gone, a broken pipe): one line, no traceback."""
+        error = sys.exc_info()[1]
+        log.warning("local server: connection ended by %s", type(error).__name__ if error else "an error")
 
     def get_request(self) -> tuple[socket.socket, Any]:
         conn, addr = super().get_request()

@@ -55,11 +55,10 @@ def record_json(record: dict[str, Any]) -> bytes:
 
 def merged_labels(request: dict[str, Any]) -> list[dict[str, str]]:
     """`Tag` and its deprecated spelling `Labels` are one list: Tag first, duplicates dropped."""
-    labels: list[dict[str, str]] = []
+    labels: dict[tuple[str, str], dict[str, str]] = {}
     for label in [*request.get("Tag", []), *request.get("Labels", [])]:
-        if label not in labels:
-            labels.append(label)
-    return labels
+        labels.setdefault((label["Key"], label["Value"]), label)
+    return list(labels.values())
 
 
 def normalized_request(request: dict[str, Any], workspace_id: str) -> dict[str, Any]:

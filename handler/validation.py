@@ -60,12 +60,17 @@ def validator(name: str) -> Any:
 
 
 def validate(name: str, document: Any) -> None:
-    """Raise InvalidParameter naming each field that breaks a rule of schemas/<name>."""
-    errors = sorted(validator(name).iter_errors(document), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    """Raise InvalidParameter naming each field that breaks a rule of schemas/<name> (the first few)."""
+    errors: list[ValidationError] = []
+    for error in validator(name).iter_errors(document):
+        errors.append(error)
+        # An over-long array is answered at once: checking each of its items could take seconds.
+        if error.validator == "maxItems" or len(errors) > MAX_MESSAGES:
+            break
     if errors:
+        errors.sort(key=lambda e: (list(map(str, e.absolute_path)), e.validator))
         messages = [describe(e) for e in errors[:MAX_MESSAGES]]
-        more = len(errors) - MAX_MESSAGES
-        raise InvalidParameter("; ".join(messages) + (f"; and {more} more" if more > 0 else ""))
+        raise InvalidParameter("; ".join(messages) + ("; and more" if len(errors) > MAX_MESSAGES else ""))
 
 
 def field_path(path: Iterable[Any]) -> str:
@@ -86,11 +91,13 @@ def describe(error: ValidationError) -> str:
     if rule in ("additionalProperties", "unevaluatedProperties"):
         allowed = set(schema.get("properties", {}))
         extra = sorted(k for k in error.instance if k not in allowed)
-        names = ", ".join(extra)
+        names = ", ".join(_clip(k) for k in extra[:MAX_MESSAGES]) + (f" and {len(extra) - MAX_MESSAGES} more" if len(extra) > MAX_MESSAGES else "")
         return f"{where + ': ' if where else ''}unknown field{'s' if len(extra) > 1 else ''} {names}"
     subject = where or "body"
     if rule == "type":
         return f"{subject} must be {_article(schema['type'])}"
+    if rule == "maxItems":
+        return f"{subject} must have at most {schema['maxItems']} items"
     if rule == "enum":
         return f"{subject} must be one of {', '.join(map(str, schema['enum']))}"
     if rule == "minLength":
@@ -104,6 +111,10 @@ def describe(error: ValidationError) -> str:
     if rule in ("minimum", "maximum"):
         return f"{subject} must be {'at least' if rule == 'minimum' else 'at most'} {schema[rule]}"
     return f"{subject} is invalid ({rule})"
+
+
+def _clip(name: str, limit: int = 64) -> str:
+    return name if len(name) <= limit else name[:limit] + "..."
 
 
 def _join(where: str, name: str) -> str:

@@ -212,5 +212,15 @@ def test_storage_calls_are_bounded_by_the_functions_timeout(use_app) -> None:
     invoke({"ModelName": "bounded"}, context)
     assert len(seen) == 3 and all(d is not None and started + 27 <= d <= time.monotonic() + 28 for d in seen)
     seen.clear()
+    invoke([{"ModelName": "batch-1"}, {"ModelName": "batch-2"}], context)
+    assert len(seen) == 6 and len(set(seen)) == 1  # one budget for the whole invocation, not per item
+    seen.clear()
     invoke({"ModelName": "unbounded"}, FakeContext())  # no timeout known: only the store's own bounds
     assert seen == [None, None, None]
+
+
+@pytest.mark.parametrize("http", ["POST", None, 3, ["POST"]])
+def test_a_malformed_http_trigger_event_is_answered_not_raised(memory_app: App, http) -> None:
+    event = {"version": "v1", "rawPath": "/api/v1/models", "body": "{}", "requestContext": {"http": http}}
+    result = invoke(event)
+    assert result["statusCode"] == 405 and json.loads(result["body"])["Code"] == "MethodNotAllowed"

@@ -257,3 +257,15 @@ def test_registrations_work_on_the_file_store_too(use_app, tmp_path: Path) -> No
     [result] = invoke(oss_event(fake_oss.FakeOss(), "registrations/resnet.json"))
     assert app.registry.list_ids("42") == [result["ModelId"]]
     assert json.loads((tmp_path / "registration-results" / "resnet.json").read_text())["ModelId"] == result["ModelId"]
+
+
+def test_an_oversized_registration_is_refused_without_reading_it(oss: fake_oss.FakeOss, use_app) -> None:
+    app = use_app(make_oss_store(oss), max_body_bytes=1024)
+    oss.seed("registry/registrations/huge.json", b" " * 4096)
+    event = oss_event(oss, "registry/registrations/huge.json")
+    event["events"][0]["oss"]["object"]["size"] = 4096
+    [result] = invoke(event)
+    assert result["Code"] == "RequestTooLarge"
+    assert not [r for r in oss.log if r.method == "GET" and r.key.endswith("huge.json")]
+    assert json.loads(oss.objects["registry/registration-results/huge.json"])["Status"] == 413
+    assert app.registry.store.list("models/") == []

@@ -677,3 +677,26 @@ def test_file_store_never_touches_a_path_outside_its_root(use_app, tmp_path: Pat
         inside = os.path.commonpath([real, root_real]) == root_real
         assert inside or (not writes and os.path.commonpath([real, tmp_real]) != tmp_real), (event, path)
     assert outcome["Code"] == "InvalidRegistration" and answer.status == 400
+
+
+@pytest.mark.parametrize("framing", [
+    b"Transfer-Encoding: chunked\r\n\r\n-1\r\nxx\r\n0\r\n\r\n",
+    b"Transfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\n",
+    b"Content-Length: \xb2\r\n\r\n{}",
+    b"Content-Length: 1_0\r\n\r\n{}",
+], ids=["negative-chunk", "signed-chunk", "superscript-length", "underscore-length"])
+def test_local_server_refuses_framing_it_cannot_trust(spy: SpyStore, local_server: LocalServer, framing: bytes) -> None:
+    head = f"POST {MODELS_PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: {JSON}\r\n".encode()
+    (status, payload), = _responses(_raw_exchange(local_server, head + framing))
+    body = json.loads(payload)
+    assert status == 400 and set(body) == {"RequestId", "Code", "Message"}
+    assert spy.calls == []
+
+
+def test_local_server_logs_a_broken_connection_in_one_line(local_server: LocalServer, caplog, capsys) -> None:
+    try:
+        raise BrokenPipeError(32, "Broken pipe", "/secret/path")
+    except BrokenPipeError:
+        local_server.handle_error(None, ("127.0.0.1", 1))
+    assert "BrokenPipeError" in caplog.text and "/secret" not in caplog.text
+    assert "Traceback" not in capsys.readouterr().err

@@ -113,7 +113,7 @@ FAULTS: dict[str, tuple[Callable[[FakeOss, App], None], int]] = {
     "put-dropped": (lambda oss, app: oss.inject("PUT", action=drop(), times=100), 503),
     "access-denied": (lambda oss, app: oss.inject("PUT", action=error(403, "AccessDenied"), times=100), 503),
     "token-expired": (lambda oss, app: oss.inject("PUT", action=error(403, "SecurityTokenExpired"), times=100), 503),
-    "unexpected-reply": (lambda oss, app: oss.inject("PUT", action=error(400, "InvalidArgument"), times=100), 503),
+    "unexpected-reply": (lambda oss, app: oss.inject("PUT", action=error(400, "InvalidArgument"), times=100), 500),
     "reply-lost": (lambda oss, app: oss.inject("PUT", action=commit_then_drop(), times=1), 200),
     "conflict-read-fails": (lambda oss, app: (
         app.registry.create(records.normalized_request({**BODY, "Domain": "cv"}, "default")),
@@ -146,8 +146,9 @@ def test_oss_failures_leak_nothing(oss: FakeOss, use_app, fc_credentials, debug_
         assert outcome.raised is None and "ModelId" in answer_body(outcome)
     elif path == "gateway":
         body = answer_body(outcome)
-        assert set(body) == {"RequestId", "Code", "Message"} and body["Code"] == "ServiceUnavailable"
-        assert body["Message"] == "model storage is unavailable; retry later"
+        assert set(body) == {"RequestId", "Code", "Message"}
+        assert (body["Code"], body["Message"]) == ({503: "ServiceUnavailable", 500: "InternalError"}[status], {
+            503: "model storage is unavailable; retry later", 500: "model storage answered unexpectedly"}[status])
     else:
         assert isinstance(outcome.raised, events.RetryLater)  # FC delivers the event again
     host_port = oss.endpoint.removeprefix("http://")

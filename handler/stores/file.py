@@ -9,7 +9,7 @@ from .base import AlreadyExists, InvalidKey, NotFound, Store, Unavailable, check
 
 
 class FileStore(Store):
-    """Each key is a file below `root`. Writes go to a temporary file first and appear whole:
+    """Each key is a file below `root`. Writes go to a temporary file first, synced, and appear whole:
     `create` publishes with a hard link (which never replaces a file), `put` with a rename."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -27,7 +27,19 @@ class FileStore(Store):
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before any name points at them
         return temp
+
+    @staticmethod
+    def _sync_directory(path: Path) -> None:
+        """Make the new name durable, so that a later write (the name claim) never survives a power
+        loss that this one (the record) does not."""
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def create(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -37,6 +49,7 @@ class FileStore(Store):
                 os.link(temp, path)
             finally:
                 os.unlink(temp)
+            self._sync_directory(path)
         except FileExistsError:
             if path.read_bytes() != data:
                 raise AlreadyExists(key) from None
@@ -57,6 +70,7 @@ class FileStore(Store):
         try:
             temp = self._write_temp(path, data)
             os.replace(temp, path)
+            self._sync_directory(path)
         except OSError as e:
             raise Unavailable(f"file store error: {e.strerror}") from None
 

@@ -28,20 +28,14 @@ T = TypeVar("T")
 
 _BACKOFF_BASE = 0.05
 _BACKOFF_CAP = 1.0
+_CREATE_ROUNDS = 3  # put, find the key deleted before it could be read back, put again...
 _SHORTEST_TRY = 0.2  # seconds: less than this left, and no try is started
 _AUTH_CODES = frozenset({"AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId",
                          "SecurityTokenExpired", "InvalidSecurityToken", "NoSuchBucket"})
-_PARALLEL = 16  # create_all's worker threads, shared by every store in the process
 
 _lock = threading.Lock()
 _sessions: dict[int, oss2.Session] = {}
-_executor: concurrent.futures.ThreadPoolExecutor | None = None
-
-
-class _Vanished(Exception):
-    """The object a create collided with was deleted before it could be read back: try again."""
-
-    status, code = 409, "Vanished"
+_executors: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
 
 
 def _session(pool_size: int) -> oss2.Session:
@@ -54,12 +48,12 @@ def _session(pool_size: int) -> oss2.Session:
         return _sessions[pool_size]
 
 
-def _pool() -> concurrent.futures.ThreadPoolExecutor:
-    global _executor
+def _pool(size: int) -> concurrent.futures.ThreadPoolExecutor:
+    """Writer threads for create_all, one set per process (and pool size), like the connections."""
     with _lock:
-        if _executor is None:
-            _executor = concurrent.futures.ThreadPoolExecutor(_PARALLEL, thread_name_prefix="oss-create")
-        return _executor
+        if size not in _executors:
+            _executors[size] = concurrent.futures.ThreadPoolExecutor(size, thread_name_prefix="oss-write")
+        return _executors[size]
 
 
 def _content_md5(data: bytes) -> str:
@@ -67,7 +61,7 @@ def _content_md5(data: bytes) -> str:
 
 
 def _transient(status: int, code: str) -> bool:
-    return status < 0 or status >= 500 or status == 429 or code == _Vanished.code
+    return status < 0 or status >= 500 or status == 429
 
 
 class OssStore(Store):
@@ -94,6 +88,7 @@ class OssStore(Store):
         self._attempts = attempts
         self._deadline = deadline
         self._session = _session(pool_size)
+        self._pool_size = pool_size
         self._cached: tuple[Credentials, oss2.Bucket] | None = None
         self._cache_lock = threading.Lock()
 
@@ -145,8 +140,6 @@ class OssStore(Store):
                 status, code = e.status, e.code
             except requests.RequestException as e:  # a body read failing after the reply started
                 status, code = -2, type(e).__name__
-            except _Vanished:
-                status, code = _Vanished.status, _Vanished.code
             if not _transient(status, code) or attempt == self._attempts:
                 break
             delay = random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1)))
@@ -169,6 +162,8 @@ class OssStore(Store):
     def _error(op: str, status: int, code: str) -> StoreError:
         if status == 404 and code in ("NoSuchKey", ""):
             return NotFound("key not found")
+        if (status, code) == (409, "FileAlreadyExists"):
+            return AlreadyExists("key exists")
         if _transient(status, code) or status in (401, 403) or code in _AUTH_CODES:
             log.error("oss %s failed: %s %s", op, status, code)
             return Unavailable("object storage unavailable")
@@ -180,11 +175,14 @@ class OssStore(Store):
         Best effort and a single try: a failure here is left to the first request to meet and retry."""
         if not mimetypes.inited:
             mimetypes.init()  # oss2 guesses every object's Content-Type; the tables load on first use (~10 ms)
-        _pool().submit(lambda: None).result()  # starts a writer thread
+        self._writers().submit(lambda: None).result()  # starts a writer thread
         try:
             self._bucket().head_object(self._full("warm-up"))  # 404 expected; the connection stays pooled
         except (oss2.exceptions.OssError, requests.RequestException, StoreError):
             pass
+
+    def _writers(self) -> concurrent.futures.ThreadPoolExecutor:
+        return _pool(self._pool_size)
 
     def locate(self, bucket: str, object_key: str) -> str | None:
         if bucket != self._bucket_name or not object_key.startswith(self._prefix):
@@ -197,25 +195,22 @@ class OssStore(Store):
     def create(self, key: str, data: bytes) -> None:
         full = self._full(key)
         headers = {"x-oss-forbid-overwrite": "true", "Content-MD5": _content_md5(data)}
-
-        def attempt(bucket: oss2.Bucket) -> None:
+        for _ in range(_CREATE_ROUNDS):
             try:
-                bucket.put_object(full, data, headers=headers)
+                self._call("create", lambda bucket: bucket.put_object(full, data, headers=headers))
                 return
-            except oss2.exceptions.ServerError as e:
-                if (e.status, e.code) != (409, "FileAlreadyExists"):
-                    raise
-            # Our own earlier write whose reply was lost, an identical retry, or someone else's bytes.
+            except AlreadyExists:
+                pass
+            # Our own earlier write whose reply was lost, an identical retry, or someone else's bytes:
+            # read it back (a call of its own, so it too ends within the time left).
             try:
-                existing = bucket.get_object(full).read()
-            except oss2.exceptions.NoSuchKey:
-                existing = None
-            if existing is None:
-                raise _Vanished()
+                existing = self.get(key)
+            except NotFound:
+                continue  # deleted in between: put again
             if existing != data:
                 raise AlreadyExists("key exists with different content")
-
-        self._call("create", attempt)
+            return
+        raise Unavailable("object storage unavailable")
 
     def create_all(self, items: Iterable[tuple[str, bytes]]) -> None:
         items = [(check_key(key), data) for key, data in items]
@@ -223,9 +218,13 @@ class OssStore(Store):
             for key, data in items:
                 self.create(key, data)
             return
-        # Each write runs in this request's context, so its time budget (base.deadline) holds there too.
-        futures = [_pool().submit(contextvars.copy_context().run, self.create, key, data) for key, data in items]
-        concurrent.futures.wait(futures)
+        # This thread writes the first item; the others run in this request's context, so its time
+        # budget (base.deadline) holds there too.
+        futures = [self._writers().submit(contextvars.copy_context().run, self.create, key, data) for key, data in items[1:]]
+        try:
+            self.create(*items[0])
+        finally:
+            concurrent.futures.wait(futures)
         for future in futures:
             error = future.exception()
             if error is not None:
