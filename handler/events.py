@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 from .app import MODELS_PATH, App, Caller, Request, Response, where
 from .records import new_request_id, record_json
-from .stores.base import InvalidKey, NotFound, StoreError, check_key
+from .stores.base import InvalidKey, NotFound, Store, StoreError, check_key
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _registration_key(store: Any, bucket: str, object_key: str) -> str:
+def _registration_key(store: Store, bucket: str, object_key: str) -> str:
     """The store key of an uploaded registration; keys may arrive URL-encoded."""
     for candidate in dict.fromkeys([object_key, unquote(object_key)]):
         key = store.locate(bucket, candidate)

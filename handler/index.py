@@ -2,8 +2,8 @@
 (FC 2.0 HTTP trigger) and `initializer` (once per instance)."""
 from __future__ import annotations
 
-import json
 import threading
+from http import HTTPStatus
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -89,8 +89,7 @@ def wsgi_handler(environ: dict[str, Any], start_response: Callable[..., Any]) ->
     with time_budget(time_left(context)):
         response = app.handle(request, caller_of(context))
     data = response.json().encode()
-    reason = {200: "OK"}.get(response.status, "Error")
-    start_response(f"{response.status} {reason}", [
+    start_response(f"{response.status} {HTTPStatus(response.status).phrase}", [
         ("Content-Type", "application/json; charset=utf-8"), ("Content-Length", str(len(data))),
         ("x-acs-request-id", response.body["RequestId"]), *response.headers.items(),
     ])

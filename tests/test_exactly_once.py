@@ -12,12 +12,10 @@ from typing import Any
 import pytest
 
 from handler import events, index
-from handler.app import App
 from handler.local import LocalServer
-from handler.registry import claim_key, marker_prefix, record_key
+from handler.registry import claim_key, marker_prefix
 from handler.stores.base import Store, Unavailable
 from handler.stores.file import FileStore
-from handler.stores.memory import MemoryStore
 from tests import fake_oss
 from tests.conftest import FakeContext, event_bytes, invoke, make_oss_store
 

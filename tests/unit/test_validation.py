@@ -70,7 +70,7 @@ def test_validators_are_compiled_once() -> None:
 def test_every_schema_is_valid_draft_2020_12() -> None:
     import jsonschema
 
-    for name, schema in load_schemas().items():
+    for schema in load_schemas().values():
         jsonschema.Draft202012Validator.check_schema(schema)
 
 
