@@ -1,7 +1,9 @@
 """Shared fixtures: apps over each store, FC contexts, the loopback OSS server."""
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ import pytest
 
 from handler import index
 from handler.app import App
+from handler.local import LocalServer
 from handler.registry import Registry
 from handler.stores.base import Store
 from handler.stores.file import FileStore
@@ -41,6 +44,18 @@ def invoke(event: Any, context: Any = None) -> Any:
     """Send an event through the real FC entry point and decode what it returns."""
     raw = event if isinstance(event, bytes) else json.dumps(event).encode()
     return json.loads(index.handler(raw, context or FakeContext()))
+
+
+@contextlib.contextmanager
+def local_api(max_body_bytes: int = 1 << 20) -> Iterator[LocalServer]:
+    """The local server over real HTTP, in a thread; it answers with whatever app is installed."""
+    server = LocalServer(("127.0.0.1", 0), index.handler, max_body_bytes)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture(scope="session")

@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 
 from handler import events, index
-from handler.local import LocalServer
 from handler.registry import claim_key, marker_prefix
 from handler.stores.base import Store, Unavailable
 from handler.stores.file import FileStore
 from tests import fake_oss
-from tests.conftest import FakeContext, event_bytes, invoke, make_oss_store
+from tests.conftest import FakeContext, event_bytes, invoke, local_api, make_oss_store
 
 REQUEST = {"ModelName": "resnet", "WorkspaceId": "42", "Domain": "cv", "Tag": [{"Key": "k", "Value": "v"}]}
 WRITES = ["record", "marker", "claim"]
@@ -132,21 +131,16 @@ def test_racing_creates_of_one_name(any_store: Store, use_app, identical: bool) 
 
 def test_local_server_under_parallel_clients(use_app, tmp_path: Path) -> None:
     app = use_app(FileStore(tmp_path))
-    server = LocalServer(("127.0.0.1", 0), index.handler, app.max_body_bytes)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     data = json.dumps(REQUEST).encode()
 
-    def call(_: int) -> tuple[int, str]:
-        request = urllib.request.Request(server.url + "/api/v1/models", data, {"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())["ModelId"]
+    with local_api() as server:
+        def call(_: int) -> tuple[int, str]:
+            request = urllib.request.Request(server.url + "/api/v1/models", data, {"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())["ModelId"]
 
-    try:
         with ThreadPoolExecutor(12) as pool:
             results = list(pool.map(call, range(36)))
-    finally:
-        server.shutdown()
-        server.server_close()
     assert {status for status, _ in results} == {200}
     assert {model_id for _, model_id in results} == set(app.registry.list_ids("42"))
     assert len(set(app.registry.list_ids("42"))) == 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,11 +25,10 @@ from schemathesis.specs.openapi.checks import (
 
 from handler import index
 from handler.app import MODELS_PATH, App
-from handler.local import LocalServer
 from handler.registry import Registry, record_key
 from handler.stores.memory import MemoryStore
 from handler.validation import validator
-from tests.conftest import FakeContext
+from tests.conftest import FakeContext, local_api
 from tests.test_hostile_input import SENDERS, STATUS_OF_CODE, Answer, call_wsgi, wsgi_environ
 
 # --- how much to fuzz -------------------------------------------------------------------------------
@@ -290,12 +288,8 @@ def test_arbitrary_input_is_never_a_server_error(data: bytes, path: str) -> None
 def served() -> Iterator[str]:
     """The local API over real HTTP, on a fresh memory store."""
     fresh_app()
-    srv = LocalServer(("127.0.0.1", 0), index.handler, 1 << 20)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv.url
-    srv.shutdown()
-    srv.server_close()
+    with local_api() as srv:
+        yield srv.url
 
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,

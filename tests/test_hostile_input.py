@@ -37,7 +37,7 @@ from handler.stores.file import FileStore
 from handler.stores.memory import MemoryStore
 from handler.stores.oss import OssStore
 from handler.validation import validator
-from tests.conftest import FakeContext
+from tests.conftest import FakeContext, local_api
 
 LIMIT = 1 << 20  # the documented default of MAX_BODY_BYTES
 JSON = "application/json"
@@ -169,12 +169,8 @@ def via_wsgi(body: bytes, content_type: str | None) -> Answer:
 @pytest.fixture(scope="module")
 def local_server() -> Iterator[LocalServer]:
     """The local API over real HTTP; it serves whatever app the test installed."""
-    srv = LocalServer(("127.0.0.1", 0), index.handler, LIMIT)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with local_api(LIMIT) as srv:
+        yield srv
 
 
 def via_local(server: LocalServer, body: bytes, content_type: str | None) -> Answer:

@@ -5,7 +5,6 @@ import copy
 import json
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,12 +17,11 @@ import referencing
 import referencing.jsonschema
 import schemathesis
 
-from handler import errors, index, openapi
+from handler import errors, openapi
 from handler.app import MODELS_PATH
-from handler.local import LocalServer
 from handler.stores.memory import MemoryStore
 from handler.validation import SCHEMA_DIR, Validator, load_schemas, validate
-from tests.conftest import invoke
+from tests.conftest import invoke, local_api
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = SCHEMA_DIR / "openapi.json"
@@ -51,12 +49,8 @@ def pointer(document: dict[str, Any], ref: str) -> Any:
 @pytest.fixture
 def served(use_app) -> Iterator[str]:
     use_app(MemoryStore())
-    srv = LocalServer(("127.0.0.1", 0), index.handler, 1 << 20)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv.url
-    srv.shutdown()
-    srv.server_close()
+    with local_api() as srv:
+        yield srv.url
 
 
 def test_committed_document_is_the_generated_one() -> None:

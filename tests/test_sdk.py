@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,21 +12,17 @@ from alibabacloud_aiworkspace20210204.client import Client
 from alibabacloud_tea_openapi import models as open_api
 from alibabacloud_tea_openapi.exceptions import ClientException
 
-from handler import index
 from handler.app import App
 from handler.local import LocalServer
 from handler.stores.file import FileStore
+from tests.conftest import local_api
 
 
 @pytest.fixture
 def server(use_app, tmp_path: Path) -> Iterator[tuple[LocalServer, App]]:
     app = use_app(FileStore(tmp_path / "store"))
-    srv = LocalServer(("127.0.0.1", 0), index.handler, app.max_body_bytes)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv, app
-    srv.shutdown()
-    srv.server_close()
+    with local_api(app.max_body_bytes) as srv:
+        yield srv, app
 
 
 def sdk_client(srv: LocalServer) -> Client:
