@@ -16,7 +16,7 @@ bench: $(VENV)/.dev
 
 # Dependencies for Function Compute (python3.10, x86_64 Linux), shipped beside the code in vendor/,
 # and bytecode compiled by python3.10: FC's code directory is read-only, so a cold start would
-# otherwise compile every module again (about 3x slower).
+# otherwise compile every module again (3-3.6x slower).
 FC_PYTHON ?= python3.10
 vendor: requirements.txt
 	rm -rf vendor

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 from .app import MODELS_PATH, App, Caller, Request, Response, where
 from .records import new_request_id, record_json
-from .stores.base import InvalidKey, NotFound, Store, StoreError, check_key
+from .stores.base import InvalidKey, NotFound, Store, Unavailable, check_key
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def _register(app: App, record: dict[str, Any], caller: Caller) -> tuple[Respons
         body = {"RequestId": new_request_id(), "Code": "InvalidRegistration", "Message": _why(e)}
         log.warning(json.dumps({**body, **outcome, "Operation": "RegisterObject", "Status": 400}))
         return Response(400, body), {**outcome, **body}
-    except StoreError:
+    except Unavailable:  # any other store error is unexpected: _register_object answers it
         body = {"RequestId": new_request_id(), "Code": "ServiceUnavailable", "Message": "could not read the registration"}
         return Response(503, body), {**outcome, **body}
     response = app.handle(request, caller)
@@ -181,7 +181,7 @@ def _register(app: App, record: dict[str, Any], caller: Caller) -> tuple[Respons
     if not response.retryable:
         try:
             store.put(RESULTS + key[len(REGISTRATIONS):], record_json(outcome))
-        except StoreError:  # deliver again: registering twice is safe
+        except Unavailable:  # deliver again: registering twice is safe
             body = {"RequestId": response.body["RequestId"], "Code": "ServiceUnavailable", "Message": "could not record the outcome"}
             return Response(503, body), {**outcome, **body}
     return response, outcome

@@ -75,10 +75,8 @@ def handler(event: bytes | str, context: Any) -> str:
 
 def wsgi_handler(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     app = get_app()
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
+    declared = str(environ.get("CONTENT_LENGTH") or "0").strip()
+    length = int(declared) if declared.isascii() and declared.isdigit() else 0
     # Never read more than one byte past the limit: the core answers 413 from the length it sees.
     body = environ["wsgi.input"].read(min(length, app.max_body_bytes + 1)) if length > 0 else b""
     headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")}

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .app import where
 from .records import new_request_id
 
 Handler = Callable[[bytes, Any], str]
@@ -67,14 +68,17 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         """The body, or its first limit+1 bytes (enough for the function to answer 413; the
         connection is then closed, since the rest is never read)."""
         limit = self.server.max_body_bytes + 1
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+        codings = self.headers.get_all("Transfer-Encoding") or []
+        lengths = [value.strip() for value in self.headers.get_all("Content-Length") or []]
+        if codings:
+            if [c.strip().lower() for c in ",".join(codings).split(",")] != ["chunked"] or lengths:
+                raise _Unreadable("only Transfer-Encoding: chunked, without Content-Length, is supported")
             return self._read_chunked(limit)
-        declared = self.headers.get("Content-Length")
-        if declared is None:
+        if not lengths:
             return b""
-        if not _DECIMAL.fullmatch(declared):
-            raise _Unreadable("Content-Length is not a number")
-        length = int(declared)
+        if len(set(lengths)) != 1 or not _DECIMAL.fullmatch(lengths[0]):
+            raise _Unreadable("Content-Length is not one number")
+        length = int(lengths[0])
         body = self.rfile.read(min(length, limit))
         if length > len(body):
             self.close_connection = True
@@ -137,9 +141,12 @@ class LocalServer(ThreadingHTTPServer):
         self.max_body_bytes = max_body_bytes
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A connection that failed mid-request (a client gone, a broken pipe): one line, no traceback."""
+        """A failed connection in one line, without a traceback: a client gone, or a bug (with its place)."""
         error = sys.exc_info()[1]
-        log.warning("local server: connection ended by %s", type(error).__name__ if error else "an error")
+        if isinstance(error, OSError):
+            log.warning("local server: connection ended by %s", type(error).__name__)
+        else:
+            log.error("local server: unexpected %s in %s", type(error).__name__, where(error) if error else "?")
 
     def get_request(self) -> tuple[socket.socket, Any]:
         conn, addr = super().get_request()

@@ -23,7 +23,7 @@ from typing import Any
 
 from . import records
 from .errors import ModelNameConflict
-from .stores.base import AlreadyExists, NotFound, Store, StoreError, check_key
+from .stores.base import AlreadyExists, NotFound, Store, StoreError, Unavailable, check_key
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Registry:
                 f"a model named {name!r} already exists in workspace {workspace_id} "
                 f"({theirs['ModelId']}) with different fields"
             )
-        raise StoreError("name claim kept changing")
+        raise Unavailable("name claim kept changing")
 
     def get(self, model_id: str) -> dict[str, Any] | None:
         """The record of a confirmed model, or None (absent, or never confirmed by its claim)."""

@@ -62,15 +62,18 @@ def validator(name: str) -> Any:
 def validate(name: str, document: Any) -> None:
     """Raise InvalidParameter naming each field that breaks a rule of schemas/<name> (the first few)."""
     errors: list[ValidationError] = []
+    more = ""
     for error in validator(name).iter_errors(document):
         errors.append(error)
-        # An over-long array is answered at once: checking each of its items could take seconds.
-        if error.validator == "maxItems" or len(errors) > MAX_MESSAGES:
+        if error.validator == "maxItems":  # answered at once: checking each item could take seconds
+            more = "; the rest was not checked"
+            break
+        if len(errors) > MAX_MESSAGES:
+            more = "; and more"
             break
     if errors:
         errors.sort(key=lambda e: (list(map(str, e.absolute_path)), e.validator))
-        messages = [describe(e) for e in errors[:MAX_MESSAGES]]
-        raise InvalidParameter("; ".join(messages) + ("; and more" if len(errors) > MAX_MESSAGES else ""))
+        raise InvalidParameter("; ".join(describe(e) for e in errors[:MAX_MESSAGES]) + more)
 
 
 def field_path(path: Iterable[Any]) -> str:

@@ -680,7 +680,11 @@ def test_file_store_never_touches_a_path_outside_its_root(use_app, tmp_path: Pat
     b"Transfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\n",
     b"Content-Length: \xb2\r\n\r\n{}",
     b"Content-Length: 1_0\r\n\r\n{}",
-], ids=["negative-chunk", "signed-chunk", "superscript-length", "underscore-length"])
+    b"Content-Length: 2\r\nContent-Length: 9\r\n\r\n{}",
+    b"Transfer-Encoding: gzip\r\n\r\n{}",
+    b"Transfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n0\r\n\r\n",
+], ids=["negative-chunk", "signed-chunk", "superscript-length", "underscore-length", "two-lengths", "gzip-coding",
+        "chunked-and-length"])
 def test_local_server_refuses_framing_it_cannot_trust(spy: SpyStore, local_server: LocalServer, framing: bytes) -> None:
     head = f"POST {MODELS_PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: {JSON}\r\n".encode()
     (status, payload), = _responses(_raw_exchange(local_server, head + framing))
@@ -689,10 +693,13 @@ def test_local_server_refuses_framing_it_cannot_trust(spy: SpyStore, local_serve
     assert spy.calls == []
 
 
-def test_local_server_logs_a_broken_connection_in_one_line(local_server: LocalServer, caplog, capsys) -> None:
+@pytest.mark.parametrize("error", [BrokenPipeError(32, "Broken pipe", "/secret/path"), KeyError("/secret/path")])
+def test_local_server_logs_a_failed_connection_in_one_line(local_server: LocalServer, caplog, capsys, error) -> None:
     try:
-        raise BrokenPipeError(32, "Broken pipe", "/secret/path")
-    except BrokenPipeError:
+        raise error
+    except Exception:
         local_server.handle_error(None, ("127.0.0.1", 1))
-    assert "BrokenPipeError" in caplog.text and "/secret" not in caplog.text
+    assert type(error).__name__ in caplog.text and "/secret" not in caplog.text
     assert "Traceback" not in capsys.readouterr().err
+    if isinstance(error, KeyError):  # a bug, not a client gone: logged as an error, with its place
+        assert caplog.records[-1].levelname == "ERROR" and "test_hostile_input:" in caplog.text

@@ -143,3 +143,15 @@ def test_store_urls(tmp_path: Path) -> None:
             open_store(bad)
     with pytest.raises(ValueError, match="OSS_ENDPOINT"):
         open_store("oss://bucket/prefix")
+
+
+def test_file_store_makes_new_names_durable(tmp_path: Path, mocker) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+    mocker.patch("os.fsync", side_effect=lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    store = FileStore(tmp_path / "root")
+    store.create("names/w/claim.json", b"{}")
+    root = str((tmp_path / "root").resolve())
+    # The bytes, the new name, and each new directory in its parent: a power loss keeps all or none.
+    assert any(p.startswith(root + "/names/w/.tmp-") for p in synced)
+    assert {root + "/names/w", root + "/names", root} <= set(synced)

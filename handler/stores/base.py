@@ -19,9 +19,11 @@ _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("store_
 
 @contextmanager
 def time_budget(seconds: float | None) -> Iterator[None]:
-    """Every store call made inside (in this context) must be over within `seconds`; None: no bound
-    beyond the store's own. A store that retries stops retrying in time."""
-    token = _deadline.set(None if seconds is None else time.monotonic() + seconds)
+    """Every store call made inside (in this context) must be over within `seconds`, or by an outer
+    budget's end if that is sooner; None: no bound of its own. A store that retries stops in time."""
+    outer = _deadline.get()
+    ends = None if seconds is None else time.monotonic() + seconds
+    token = _deadline.set(ends if outer is None else outer if ends is None else min(outer, ends))
     try:
         yield
     finally:

@@ -23,7 +23,7 @@ class FileStore(Store):
         return path
 
     def _write_temp(self, path: Path, data: bytes) -> str:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._make_directories(path.parent)
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -32,14 +32,27 @@ class FileStore(Store):
         return temp
 
     @staticmethod
-    def _sync_directory(path: Path) -> None:
-        """Make the new name durable, so that a later write (the name claim) never survives a power
-        loss that this one (the record) does not."""
-        fd = os.open(path.parent, os.O_RDONLY)
+    def _sync(directory: Path) -> None:
+        """Make the names in a directory durable, so that a later write (the name claim) never
+        survives a power loss that an earlier one (the record) does not."""
+        fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def _make_directories(self, directory: Path) -> None:
+        """Create a directory and its missing parents, each one made durable in its parent."""
+        missing = []
+        while not directory.exists():
+            missing.append(directory)
+            directory = directory.parent
+        for new in reversed(missing):
+            try:
+                new.mkdir()
+            except FileExistsError:
+                continue
+            self._sync(new.parent)
 
     def create(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -49,7 +62,7 @@ class FileStore(Store):
                 os.link(temp, path)
             finally:
                 os.unlink(temp)
-            self._sync_directory(path)
+            self._sync(path.parent)
         except FileExistsError:
             if path.read_bytes() != data:
                 raise AlreadyExists(key) from None
@@ -70,7 +83,7 @@ class FileStore(Store):
         try:
             temp = self._write_temp(path, data)
             os.replace(temp, path)
-            self._sync_directory(path)
+            self._sync(path.parent)
         except OSError as e:
             raise Unavailable(f"file store error: {e.strerror}") from None
 

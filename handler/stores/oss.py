@@ -17,7 +17,7 @@ import oss2
 import requests
 
 from ..config import Credentials
-from .base import AlreadyExists, NotFound, Store, StoreError, Unavailable, check_key, check_prefix, deadline
+from .base import AlreadyExists, NotFound, Store, StoreError, Unavailable, check_key, check_prefix, deadline, time_budget
 
 # At DEBUG oss2 logs signed headers (x-oss-security-token); at INFO every 404/409.
 logging.getLogger("oss2").setLevel(logging.WARNING)
@@ -195,6 +195,10 @@ class OssStore(Store):
     def create(self, key: str, data: bytes) -> None:
         full = self._full(key)
         headers = {"x-oss-forbid-overwrite": "true", "Content-MD5": _content_md5(data)}
+        with time_budget(self._deadline):  # the put, its read-back and their retries: one deadline
+            self._create(key, full, data, headers)
+
+    def _create(self, key: str, full: str, data: bytes, headers: dict[str, str]) -> None:
         for _ in range(_CREATE_ROUNDS):
             try:
                 self._call("create", lambda bucket: bucket.put_object(full, data, headers=headers))
