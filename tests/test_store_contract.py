@@ -155,3 +155,4 @@ def test_file_store_makes_new_names_durable(tmp_path: Path, mocker) -> None:
     # The bytes, the new name, and each new directory in its parent: a power loss keeps all or none.
     assert any(p.startswith(root + "/names/w/.tmp-") for p in synced)
     assert {root + "/names/w", root + "/names", root} <= set(synced)
+    assert not [p for p in synced if not p.startswith(root)]

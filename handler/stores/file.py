@@ -52,7 +52,8 @@ class FileStore(Store):
                 new.mkdir()
             except FileExistsError:
                 continue
-            self._sync(new.parent)
+            if new != self.root:  # the store touches nothing outside its root, not even to sync it
+                self._sync(new.parent)
 
     def create(self, key: str, data: bytes) -> None:
         path = self._path(key)
