@@ -57,11 +57,11 @@ class Registry:
         model_id = records.new_model_id()
         workspace_id, name = normal["WorkspaceId"], normal["ModelName"]
         # Every key is checked before the first write, so a refused one leaves nothing behind.
-        keys = [check_key(k) for k in (record_key(model_id), marker_prefix(workspace_id) + model_id, claim_key(workspace_id, name))]
+        record_at, marker_at, key = (check_key(k) for k in (
+            record_key(model_id), marker_prefix(workspace_id) + model_id, claim_key(workspace_id, name)))
         record = records.build_record(normal, model_id, time.time(), owner_id)
-        self.store.create_all([(keys[0], records.record_json(record)), (keys[1], b"")])
+        self.store.create_all([(record_at, records.record_json(record)), (marker_at, b"")])
         mine = {"ModelId": model_id, "Fingerprint": records.fingerprint(normal)}
-        key = keys[2]
         for _ in range(_CLAIM_TRIES):
             try:
                 self.store.create(key, records.canonical_json(mine))

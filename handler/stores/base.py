@@ -21,9 +21,8 @@ _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("store_
 def time_budget(seconds: float | None) -> Iterator[None]:
     """Every store call made inside (in this context) must be over within `seconds`, or by an outer
     budget's end if that is sooner; None: no bound of its own. A store that retries stops in time."""
-    outer = _deadline.get()
-    ends = None if seconds is None else time.monotonic() + seconds
-    token = _deadline.set(ends if outer is None else outer if ends is None else min(outer, ends))
+    ends = [d for d in (_deadline.get(), None if seconds is None else time.monotonic() + seconds) if d is not None]
+    token = _deadline.set(min(ends) if ends else None)
     try:
         yield
     finally:
@@ -31,7 +30,7 @@ def time_budget(seconds: float | None) -> Iterator[None]:
 
 
 def deadline() -> float | None:
-    """The `time.monotonic()` by which the current request's store calls must be over, if bounded."""
+    """The `time.monotonic()` by which the current invocation's store calls must be over, if bounded."""
     return _deadline.get()
 
 
