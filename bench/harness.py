@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.fake_oss import FakeOss, LoggedRequest, delay
+from testing.fake_oss import FakeOss, LoggedRequest, delay
 
 from .workload import ACCESS_KEY_ID, ACCESS_KEY_SECRET, REPO, STORE_PREFIX, WORKSPACE
 

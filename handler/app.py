@@ -1,33 +1,33 @@
-"""The core: routing, validation, operations and the error contract. Knows no event format and no storage technology."""
+"""The core: routing, request parsing and validation, and the error contract. Knows no event format and no storage technology."""
 from __future__ import annotations
 
 import base64
 import json
 import logging
-import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import records
 from .errors import (
-    ApiError, BadRequest, InternalError, InvalidParameter, MethodNotAllowed, NotFoundError, PayloadTooLarge,
-    ServiceUnavailable, UnsupportedMediaType,
+    ApiError, BadRequest, InternalError, InvalidParameter, PayloadTooLarge, ServiceUnavailable, StoreMisconfigured,
+    UnsupportedMediaType,
 )
 from .jsonbody import parse_object
 from .registry import Registry
-from .stores.base import InvalidKey, StoreError, Unavailable
+from .routes import MODELS_PATH, ROUTER, Route
+from .stores.base import InvalidKey, Misconfigured, StoreError, Unavailable
 from .validation import validate
 
 log = logging.getLogger("handler.access")
 
-MODELS_PATH = "/api/v1/models"
+__all__ = ["MODELS_PATH", "App", "Call", "Caller", "Request", "Response", "where"]
 
 
 @dataclass(frozen=True)
 class Request:
-    """One API call, whatever carried it. Header names are lower-case."""
+    """One API call, whatever carried it. Header names are lower-case; `path` is as sent (percent-encoded)."""
 
     method: str
     path: str
@@ -35,7 +35,8 @@ class Request:
     body_base64: bool = False  # the body as the gateway sent it: base64 text to decode
     declared_size: int | None = None  # the size the sender declared for a body left unread (over the limit)
     headers: Mapping[str, str] = field(default_factory=dict)
-    query: Mapping[str, str] = field(default_factory=dict)
+    query: Sequence[tuple[str, str]] = ()  # decoded (name, value) pairs in order, repeats kept
+    raw_query: str | None = None  # the query string as sent, where the transport keeps it
 
 
 @dataclass(frozen=True)
@@ -62,52 +63,78 @@ class Caller:
     owner_id: str | None = None
 
 
-Operation = Callable[["App", Request, Caller, dict[str, Any]], dict[str, Any]]
+@dataclass
+class Call:
+    """A routed request as an operation sees it."""
+
+    app: App
+    request: Request
+    caller: Caller
+    route: Route
+    params: dict[str, str]  # path parameters, decoded
+    facts: dict[str, Any]  # added to the request's log line
+
+    @property
+    def registry(self) -> Registry:
+        return self.app.registry
+
+    def body(self) -> dict[str, Any]:
+        """The request's JSON object, checked against the route's body schema."""
+        fields = self.app.parse_body(self.request)
+        if self.route.body:
+            validate(self.route.body, fields)
+        return fields
+
+    def query(self) -> dict[str, str]:
+        """The query parameters, each at most once, checked against the route's query schema."""
+        params: dict[str, str] = {}
+        for name, value in self.request.query:
+            if name in params:
+                raise InvalidParameter(f"query parameter {name[:64]} is given more than once")
+            params[name] = value
+        if self.route.query:
+            validate(self.route.query, params, root="query")
+        return params
+
+
+Hook = Callable[[Request], None]  # runs before routing; raises an ApiError to refuse the request
 
 
 class App:
     """Answers Requests; holds only what is safe to share across requests of one instance."""
 
-    def __init__(self, registry: Registry, *, default_workspace: str, max_body_bytes: int = 1 << 20) -> None:
+    def __init__(self, registry: Registry, *, default_workspace: str, max_body_bytes: int = 1 << 20,
+                 hooks: Sequence[Hook] = ()) -> None:
         self.registry = registry
         self.default_workspace = default_workspace
         self.max_body_bytes = max_body_bytes
+        self.hooks = list(hooks)
 
     def handle(self, request: Request, caller: Caller = Caller()) -> Response:
         started = time.perf_counter()
         request_id = records.new_request_id()
-        name, facts = "Unknown", {"RequestId": request_id}
+        facts: dict[str, Any] = {"RequestId": request_id, "Operation": "Unknown"}
         try:
-            name, operation = self._route(request)
-            body = operation(self, request, caller, facts)
+            for hook in self.hooks:
+                hook(request)
+            route, params = ROUTER.match(request.method, request.path)
+            facts["Operation"] = route.operation
+            if "ModelId" in params:
+                validate("common.json#/$defs/ModelId", params["ModelId"], root="ModelId")
+                facts["ModelId"] = params["ModelId"]
+            body = route.call(Call(self, request, caller, route, params, facts))
             response = Response(200, {"RequestId": request_id, **body})
         except ApiError as e:
-            response = _error(request_id, e)
+            response = Response(e.status, e.body(request_id), e.headers())
         except StoreError as e:
-            response = _error(request_id, _store_error(e))
+            error = _store_error(e, request_id)
+            response = Response(error.status, error.body(request_id))
         except Exception as e:  # noqa: BLE001 - the one place unknown failures become a generic 500
             log.error("unexpected %s in %s", type(e).__name__, where(e), extra={"RequestId": request_id})
-            response = _error(request_id, InternalError("the service failed unexpectedly; retry later"))
-        facts.update(Operation=name, Status=response.status, DurationMs=round((time.perf_counter() - started) * 1000, 2))
+            response = Response(500, InternalError("the service failed unexpectedly; retry later").body(request_id))
+        facts.update(Status=response.status, DurationMs=round((time.perf_counter() - started) * 1000, 2))
         log.info(json.dumps(facts, ensure_ascii=False))
         return response
-
-    def _route(self, request: Request) -> tuple[str, Operation]:
-        for pattern, methods in ROUTES:
-            if pattern.fullmatch(request.path):
-                if request.method not in methods:
-                    allowed = tuple(methods)
-                    raise MethodNotAllowed(f"{request.method[:20]} is not allowed on {request.path[:200]}; use {', '.join(allowed)}", allowed)
-                return methods[request.method]
-        raise NotFoundError(f"no API at {request.path[:200]}")
-
-    def create_model(self, request: Request, caller: Caller, facts: dict[str, Any]) -> dict[str, Any]:
-        fields = self.parse_body(request)
-        validate("create-model-request.json", fields)
-        normal = records.normalized_request(fields, fields.get("WorkspaceId", self.default_workspace))
-        model_id, _ = self.registry.create(normal, caller.owner_id)
-        facts["ModelId"] = model_id
-        return {"ModelId": model_id}
 
     def parse_body(self, request: Request) -> dict[str, Any]:
         """The JSON object a request carries, after the media-type and size checks."""
@@ -132,22 +159,15 @@ class App:
         return PayloadTooLarge(f"body is larger than the limit of {self.max_body_bytes} bytes")
 
 
-ROUTES: list[tuple[re.Pattern[str], dict[str, tuple[str, Operation]]]] = [
-    (re.compile(re.escape(MODELS_PATH)), {"POST": ("CreateModel", App.create_model)}),
-]
-
-
-def _error(request_id: str, error: ApiError) -> Response:
-    headers = {"Allow": ", ".join(error.allowed)} if isinstance(error, MethodNotAllowed) else {}
-    return Response(error.status, {"RequestId": request_id, "Code": error.code, "Message": error.message}, headers)
-
-
-def _store_error(error: StoreError) -> ApiError:
+def _store_error(error: StoreError, request_id: str) -> ApiError:
     if isinstance(error, InvalidKey):
         return InvalidParameter("an identifier in the request is not valid")
     if isinstance(error, Unavailable):
         return ServiceUnavailable("model storage is unavailable; retry later")
-    log.error("unexpected storage error %s", type(error).__name__)
+    if isinstance(error, Misconfigured):
+        log.error("storage misconfigured: %s", error, extra={"RequestId": request_id})
+        return StoreMisconfigured(str(error))
+    log.error("unexpected storage error %s", type(error).__name__, extra={"RequestId": request_id})
     return InternalError("model storage answered unexpectedly")
 
 

@@ -1,65 +1,154 @@
-"""API errors: each carries its HTTP status and the `Code` clients see.
+"""The error catalogue: every error a client can see, with its HTTP status, `Code` and meaning.
 
     ApiError
-    ├── BadRequest            400 InvalidBody         the body is not a JSON object
-    ├── InvalidParameter      400 InvalidParameter    a field breaks a rule of schemas/
-    ├── NotFoundError         404 NotFound            no such path (or model)
-    ├── MethodNotAllowed      405 MethodNotAllowed    known path, other method
-    ├── ModelNameConflict     409 ModelAlreadyExists  the name is taken by a different request
-    ├── PayloadTooLarge       413 RequestTooLarge     body over the configured limit
-    ├── UnsupportedMediaType  415 UnsupportedMediaType a declared non-JSON Content-Type
-    ├── ServiceUnavailable    503 ServiceUnavailable  storage is unreachable (retry later)
-    └── InternalError         500 InternalError       anything unexpected (details only in logs)
+    ├── BadRequest            400 InvalidBody             the body is not a JSON object
+    ├── InvalidParameter      400 InvalidParameter        a field or query parameter breaks a rule
+    ├── InvalidRegistration   400 InvalidRegistration     an uploaded object is not a registration
+    ├── MalformedRequest      400 BadRequest              the local server cannot frame the request
+    ├── NotFoundError         404 NotFound                no API at this path
+    ├── ModelNotFound         404 ModelNotFound           no such model (or it was deleted)
+    ├── MethodNotAllowed      405 MethodNotAllowed        known path, other method
+    ├── ModelNameConflict     409 ModelAlreadyExists      the name is taken in the workspace
+    ├── PayloadTooLarge       413 RequestTooLarge         body over the configured limit
+    ├── UriTooLong            414 URITooLong              request line too long (local server)
+    ├── UnsupportedMediaType  415 UnsupportedMediaType    a declared non-JSON Content-Type
+    ├── HeadersTooLarge       431 RequestHeaderFieldsTooLarge  (local server)
+    ├── InternalError         500 InternalError           anything unexpected (details only in logs)
+    ├── NotImplementedMethod  501 NotImplemented          an HTTP method no API has (local server)
+    ├── ServiceUnavailable    503 ServiceUnavailable      storage is unreachable (retry later)
+    ├── StoreMisconfigured    503 StoreMisconfigured      the bucket cannot keep the guarantees (versioning)
+    └── VersionNotSupported   505 HTTPVersionNotSupported (local server)
+
+`CATALOGUE` lists them all: the OpenAPI document and the README's table are checked against it.
 """
 from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
 
 
 class ApiError(Exception):
     """An error answered to the client as {RequestId, Code, Message} with `status`."""
 
-    status = 500
-    code = "InternalError"
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "InternalError"
+    meaning: ClassVar[str] = "An unexpected failure; details are logged, never sent. Safe to retry."
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
+    def body(self, request_id: str) -> dict[str, Any]:
+        return {"RequestId": request_id, "Code": self.code, "Message": self.message}
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
 
 class BadRequest(ApiError):
     status, code = 400, "InvalidBody"
+    meaning = "The body is not a JSON object: empty, malformed, not UTF-8, duplicate keys, NaN, too deep, bad base64."
 
 
 class InvalidParameter(ApiError):
     status, code = 400, "InvalidParameter"
+    meaning = "A field or query parameter breaks a rule of schemas/, or is unknown; the message names it."
+
+
+class InvalidRegistration(ApiError):
+    status, code = 400, "InvalidRegistration"
+    meaning = "An uploaded object is not a registration of this store, or is gone (OSS uploads only)."
+
+
+class MalformedRequest(ApiError):
+    status, code = 400, "BadRequest"
+    meaning = "The local server cannot frame the request (request line, Content-Length, Transfer-Encoding)."
 
 
 class NotFoundError(ApiError):
     status, code = 404, "NotFound"
+    meaning = "No API at this path."
+
+
+class ModelNotFound(ApiError):
+    status, code = 404, "ModelNotFound"
+    meaning = "No model has this ModelId (never created, or deleted)."
 
 
 class MethodNotAllowed(ApiError):
     status, code = 405, "MethodNotAllowed"
+    meaning = "The path exists, but not with this method; the Allow header lists the methods."
 
     def __init__(self, message: str, allowed: tuple[str, ...]) -> None:
         super().__init__(message)
         self.allowed = allowed
 
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allowed)}
+
 
 class ModelNameConflict(ApiError):
     status, code = 409, "ModelAlreadyExists"
+    meaning = "Another model of this name exists in the workspace (a create with other fields, or a rename)."
 
 
 class PayloadTooLarge(ApiError):
     status, code = 413, "RequestTooLarge"
+    meaning = "The body is larger than MAX_BODY_BYTES."
+
+
+class UriTooLong(ApiError):
+    status, code = 414, "URITooLong"
+    meaning = "The request line is too long (local server)."
 
 
 class UnsupportedMediaType(ApiError):
     status, code = 415, "UnsupportedMediaType"
+    meaning = "A declared Content-Type that is not JSON."
+
+
+class HeadersTooLarge(ApiError):
+    status, code = 431, "RequestHeaderFieldsTooLarge"
+    meaning = "Too many or too long header lines (local server)."
+
+
+class InternalError(ApiError):
+    pass
+
+
+class NotImplementedMethod(ApiError):
+    status, code = 501, "NotImplemented"
+    meaning = "An HTTP method that no API has (local server)."
 
 
 class ServiceUnavailable(ApiError):
     status, code = 503, "ServiceUnavailable"
+    meaning = "Model storage is unreachable after bounded retries; retry later."
 
 
-class InternalError(ApiError):
-    status, code = 500, "InternalError"
+class StoreMisconfigured(ApiError):
+    status, code = 503, "StoreMisconfigured"
+    meaning = "The bucket has versioning on, which disables the create-only writes the registry relies on."
+
+
+class VersionNotSupported(ApiError):
+    status, code = 505, "HTTPVersionNotSupported"
+    meaning = "An HTTP version other than 1.0 or 1.1 (local server)."
+
+
+CATALOGUE: tuple[type[ApiError], ...] = (
+    BadRequest, InvalidParameter, InvalidRegistration, MalformedRequest, NotFoundError, ModelNotFound,
+    MethodNotAllowed, ModelNameConflict, PayloadTooLarge, UriTooLong, UnsupportedMediaType, HeadersTooLarge,
+    InternalError, NotImplementedMethod, ServiceUnavailable, StoreMisconfigured, VersionNotSupported,
+)
+PROTOCOL_ERRORS = {cls.status: cls for cls in (MalformedRequest, UriTooLong, HeadersTooLarge, NotImplementedMethod,
+                                               VersionNotSupported)}
+
+
+def protocol_error(status: int, message: str) -> ApiError:
+    """The catalogue's error for a status the HTTP layer answers on its own."""
+    return PROTOCOL_ERRORS.get(status, MalformedRequest)(message)
+
+
+def error_json(request_id: str, error: ApiError) -> str:
+    return json.dumps(error.body(request_id), ensure_ascii=False, separators=(",", ":"))

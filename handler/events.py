@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from .app import MODELS_PATH, App, Caller, Request, Response, where
+from .errors import ApiError, InternalError, InvalidRegistration, ServiceUnavailable
 from .records import new_request_id, record_json
 from .stores.base import InvalidKey, NotFound, Store, Unavailable, check_key
 
@@ -44,11 +45,23 @@ def _body_bytes(body: Any) -> bytes:
     return body.encode("utf-8", "surrogatepass") if isinstance(body, str) else b""
 
 
+def _query(params: Any) -> list[tuple[str, str]]:
+    """A gateway's decoded query parameters as pairs; a repeated parameter may come as a list of values."""
+    if not isinstance(params, dict):
+        return []
+    pairs: list[tuple[str, str]] = []
+    for name, value in params.items():
+        for item in value if isinstance(value, list) else [value]:
+            pairs.append((str(name), "" if item is None else str(item)))
+    return pairs
+
+
 def apigw_request(event: dict[str, Any]) -> Request:
     return Request(
         method=str(event.get("httpMethod", "")).upper(), path=str(event.get("path", "")),
         body=_body_bytes(event.get("body")), body_base64=_is_base64(event),
-        headers=_lower(event.get("headers")), query=event.get("queryParameters") or {},
+        headers=_lower(event.get("headers")), query=_query(event.get("queryParameters")),
+        raw_query=event.get("rawQueryString") if isinstance(event.get("rawQueryString"), str) else None,
     )
 
 
@@ -56,7 +69,7 @@ def http_v1_request(event: dict[str, Any]) -> Request:
     return Request(
         method=_text(_dig(event, "requestContext", "http", "method")).upper(), path=str(event.get("rawPath", "")),
         body=_body_bytes(event.get("body")), body_base64=_is_base64(event),
-        headers=_lower(event.get("headers")), query=event.get("queryParameters") or {},
+        headers=_lower(event.get("headers")), query=_query(event.get("queryParameters")),
     )
 
 
@@ -153,7 +166,7 @@ def _register_object(app: App, record: dict[str, Any], caller: Caller) -> tuple[
         return _register(app, record, caller)
     except Exception as e:  # noqa: BLE001 - as in App.handle: a bug is logged by kind and place only
         log.error("unexpected %s in %s", type(e).__name__, where(e))
-        body = {"RequestId": new_request_id(), "Code": "InternalError", "Message": "the registration failed unexpectedly"}
+        body = InternalError("the registration failed unexpectedly").body(new_request_id())
         return Response(500, body), body
 
 
@@ -170,21 +183,24 @@ def _register(app: App, record: dict[str, Any], caller: Caller) -> tuple[Respons
         else:
             request = Request("POST", MODELS_PATH, store.get(key), headers=JSON_HEADERS)
     except (InvalidKey, NotFound) as e:
-        body = {"RequestId": new_request_id(), "Code": "InvalidRegistration", "Message": _why(e)}
-        log.warning(json.dumps({**body, **outcome, "Operation": "RegisterObject", "Status": 400}))
-        return Response(400, body), {**outcome, **body}
+        return _failed(InvalidRegistration(_why(e)), outcome)
     except Unavailable:  # any other store error is unexpected: _register_object answers it
-        body = {"RequestId": new_request_id(), "Code": "ServiceUnavailable", "Message": "could not read the registration"}
-        return Response(503, body), {**outcome, **body}
+        return _failed(ServiceUnavailable("could not read the registration"), outcome)
     response = app.handle(request, caller)
     outcome.update(Status=response.status, **response.body)
     if not response.retryable:
         try:
             store.put(RESULTS + key[len(REGISTRATIONS):], record_json(outcome))
         except Unavailable:  # deliver again: registering twice is safe
-            body = {"RequestId": response.body["RequestId"], "Code": "ServiceUnavailable", "Message": "could not record the outcome"}
-            return Response(503, body), {**outcome, **body}
+            return _failed(ServiceUnavailable("could not record the outcome"), outcome, response.body["RequestId"])
     return response, outcome
+
+
+def _failed(error: ApiError, outcome: dict[str, Any], request_id: str | None = None) -> tuple[Response, dict[str, Any]]:
+    body = error.body(request_id or new_request_id())
+    if error.status < 500:
+        log.warning(json.dumps({**body, **outcome, "Operation": "RegisterObject", "Status": error.status}))
+    return Response(error.status, body), {**outcome, **body}
 
 
 def _dig(value: Any, *path: str) -> Any:

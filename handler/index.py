@@ -6,11 +6,14 @@ import threading
 from http import HTTPStatus
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qsl, quote
 
 from . import events
 from .app import App, Caller, Request
-from .config import CredentialSource, Settings
+from .config import Settings
+from .credentials import CredentialSource
 from .registry import Registry
+from .routes import ROUTES
 from .stores import open_store
 from .stores.base import time_budget
 from .validation import validator
@@ -27,7 +30,10 @@ def build_app(settings: Settings) -> App:
     """An App over the store the settings name, with every schema compiled."""
     if not validator("common.json#/$defs/WorkspaceId").is_valid(settings.default_workspace):
         raise ValueError("DEFAULT_WORKSPACE_ID must be 1 to 64 letters, digits, '_' or '-'")
-    validator("create-model-request.json")
+    for route in ROUTES:  # compiled now, once per instance, not on a request
+        for schema in (route.body, route.query):
+            if schema:
+                validator(schema)
     store = open_store(settings.store_url, oss_endpoint=settings.oss_endpoint, oss_region=settings.oss_region,
                        credentials=credentials, pool_size=settings.oss_pool_size)
     return App(Registry(store), default_workspace=settings.default_workspace, max_body_bytes=settings.max_body_bytes)
@@ -73,6 +79,15 @@ def handler(event: bytes | str, context: Any) -> str:
         return events.handle_event(get_app(), event, caller_of(context))
 
 
+def _raw_path(environ: dict[str, Any]) -> str:
+    """The path as sent: RAW_URI/REQUEST_URI where the server keeps it, else PATH_INFO re-encoded
+    (WSGI decodes it, which would let an encoded '/' in an ID split it)."""
+    for name in ("RAW_URI", "REQUEST_URI"):
+        if isinstance(environ.get(name), str) and environ[name].startswith("/"):
+            return str(environ[name]).split("?", 1)[0]
+    return quote(str(environ.get("PATH_INFO", "")).encode("latin-1", "replace").decode("utf-8", "replace"), safe="/")
+
+
 def wsgi_handler(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     app = get_app()
     declared = str(environ.get("CONTENT_LENGTH") or "0").strip()
@@ -82,7 +97,9 @@ def wsgi_handler(environ: dict[str, Any], start_response: Callable[..., Any]) ->
     headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")}
     if environ.get("CONTENT_TYPE"):
         headers["content-type"] = environ["CONTENT_TYPE"]
-    request = Request(environ.get("REQUEST_METHOD", "GET").upper(), environ.get("PATH_INFO", ""), body, headers=headers)
+    raw_query = str(environ.get("QUERY_STRING") or "")
+    request = Request(environ.get("REQUEST_METHOD", "GET").upper(), _raw_path(environ), body, headers=headers,
+                      query=parse_qsl(raw_query, keep_blank_values=True), raw_query=raw_query)
     context = environ.get("fc.context")
     with time_budget(time_left(context)):
         response = app.handle(request, caller_of(context))

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .app import where
+from .errors import error_json, protocol_error
 from .records import new_request_id
 
 Handler = Callable[[bytes, Any], str]
@@ -57,7 +58,8 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         event = {
             "path": url.path, "httpMethod": self.command,
             "headers": {k: v for k, v in self.headers.items()},
-            "queryParameters": dict(parse_qsl(url.query, keep_blank_values=True)), "pathParameters": {},
+            "queryParameters": _multi_dict(parse_qsl(url.query, keep_blank_values=True)), "rawQueryString": url.query,
+            "pathParameters": {},
             "body": base64.b64encode(body).decode(), "isBase64Encoded": True,
         }
         result = json.loads(self.server.handler(json.dumps(event).encode(), LocalContext()))
@@ -117,16 +119,28 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         """Protocol errors (bad request line, oversized headers) in the API's JSON error shape."""
         request_id = new_request_id()
         phrase = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else "Error"
-        body = {"RequestId": request_id, "Code": phrase.replace(" ", "").replace("-", ""), "Message": message or phrase}
+        error = protocol_error(code, message or phrase)
         self.close_connection = True
         self.command = getattr(self, "command", None) or ""  # None when the request line was unreadable
-        self._send(code, {"Content-Type": "application/json; charset=utf-8", "x-acs-request-id": request_id},
-                   json.dumps(body).encode())
+        self._send(error.status, {"Content-Type": "application/json; charset=utf-8", "x-acs-request-id": request_id},
+                   error_json(request_id, error).encode())
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
     def log_message(self, format: str, *args: Any) -> None:  # the function logs every request itself
         pass
+
+
+def _multi_dict(pairs: list[tuple[str, str]]) -> dict[str, str | list[str]]:
+    """Query pairs as a gateway event carries them: a repeated parameter holds the list of its values."""
+    found: dict[str, str | list[str]] = {}
+    for name, value in pairs:
+        if name not in found:
+            found[name] = value
+        else:
+            previous = found[name]
+            found[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
+    return found
 
 
 class LocalServer(ThreadingHTTPServer):

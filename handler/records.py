@@ -88,3 +88,29 @@ def build_record(normal: dict[str, Any], model_id: str, now: float, owner_id: st
     if owner_id:
         record["OwnerId"] = owner_id
     return record
+
+
+UPDATABLE_FIELDS = (
+    "ModelName", "ModelDescription", "ModelDoc", "Accessibility", "Domain", "Task", "Origin",
+    "ModelType", "OrderNumber", "ParameterSize", "ExtraInfo",
+)
+
+
+def updated_record(record: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """The record with an UpdateModel request's fields replacing its own (ExtraInfo as a whole)."""
+    return {**record, **{name: fields[name] for name in UPDATABLE_FIELDS if name in fields}}
+
+
+def with_labels(record: dict[str, Any], labels: list[dict[str, str]]) -> dict[str, Any]:
+    return {**record, "Labels": labels, "Tags": labels}
+
+
+def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Equal records but for when they were last modified."""
+    # Compared as JSON text: in Python 1 == 1.0 == True, in a record they differ.
+    return canonical_json({**a, "GmtModifiedTime": None}) == canonical_json({**b, "GmtModifiedTime": None})
+
+
+def touched(record: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    """The record, modified now."""
+    return {**record, "GmtModifiedTime": iso_time(time.time() if now is None else now)}

@@ -1,105 +1,245 @@
-"""Model registration over a Store: one model per name in a workspace, safe under retries, races and crashes.
-
-Keys below the store's root:
-
-    models/<ModelId>.json                         the record (the SDK's Model shape)
-    workspaces/<WorkspaceId>/models/<ModelId>     an empty marker: a workspace's models in creation order
-    names/<WorkspaceId>/<sha256(ModelName)>.json  the name claim {ModelId, Fingerprint}: the commit point
-
-A create writes the record and the marker (overlapped where the store can), then creates the claim
-with the store's atomic create. A model exists once its claim does; a record or marker that no
-claim points to (left by a crash, or by the loser of a race) is never shown and never blocks a name.
-So every interruption leaves a state from which the same request, sent again, ends with one model:
-before the claim, the retry's own claim wins; after it, the retry finds the claim, recognises its
-own request by the fingerprint, and answers the ModelId the first attempt committed.
+"""The model registry over a Store: create, read, list, update, delete and label models, safe under
+retries, races and crashes. Commits go through the catalog (catalog.py); this module keeps the
+per-model records (`models/<ModelId>.json`) current beside it. docs/catalog.md has the invariants.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import records
-from .errors import ModelNameConflict
-from .stores.base import AlreadyExists, NotFound, Store, StoreError, Unavailable, check_key
+from . import listing, records
+from .catalog import Change, Draft, Entry, Snapshot, Workspace
+from .errors import InvalidParameter, ModelNameConflict, ModelNotFound
+from .stores.base import NotFound, Store, StoreError, check_key
 
 log = logging.getLogger(__name__)
 
-_CLAIM_TRIES = 3  # a claim can vanish between our failed create and our read only if it is deleted
+MAX_LABELS = 1000
+_RECORD_ROUNDS = 4  # record rewrites when other commits keep changing the same model
+_WORKSPACES_KEPT = 256  # workspaces whose state an instance keeps in memory (least recently used dropped)
+_HOMES_KEPT = 200_000
 
 
 def record_key(model_id: str) -> str:
     return f"models/{model_id}.json"
 
 
-def marker_prefix(workspace_id: str) -> str:
-    return f"workspaces/{workspace_id}/models/"
-
-
-def claim_key(workspace_id: str, model_name: str) -> str:
-    return f"names/{workspace_id}/{hashlib.sha256(model_name.encode()).hexdigest()}.json"
-
-
 class Registry:
-    """CreateModel's storage logic; knows keys and records, not HTTP or events."""
+    """The model operations; knows keys, records and the catalog, not HTTP or events."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._workspaces: OrderedDict[str, Workspace] = OrderedDict()
+        self._homes: dict[str, str] = {}  # ModelId -> WorkspaceId: fixed for a model's life
+        self._lock = threading.Lock()
 
-    def create(self, normal: dict[str, Any], owner_id: str | None = None) -> tuple[str, bool]:
-        """Register the model a normalized request asks for: (ModelId, created).
+    def workspace(self, workspace_id: str) -> Workspace:
+        with self._lock:
+            found = self._workspaces.get(workspace_id)
+            if found is None:
+                found = self._workspaces[workspace_id] = Workspace(self.store, workspace_id, legacy_models(self.store))
+                if len(self._workspaces) > _WORKSPACES_KEPT:
+                    self._workspaces.popitem(last=False)
+            else:
+                self._workspaces.move_to_end(workspace_id)
+            return found
 
-        created is False when the same request had already registered it (a retry).
-        Raises ModelNameConflict when the name is taken by a different request.
-        """
-        model_id = records.new_model_id()
-        workspace_id, name = normal["WorkspaceId"], normal["ModelName"]
-        # Every key is checked before the first write, so a refused one leaves nothing behind.
-        record_at, marker_at, key = (check_key(k) for k in (
-            record_key(model_id), marker_prefix(workspace_id) + model_id, claim_key(workspace_id, name)))
-        record = records.build_record(normal, model_id, time.time(), owner_id)
-        self.store.create_all([(record_at, records.record_json(record)), (marker_at, b"")])
-        mine = {"ModelId": model_id, "Fingerprint": records.fingerprint(normal)}
-        for _ in range(_CLAIM_TRIES):
-            try:
-                self.store.create(key, records.canonical_json(mine))
-                return model_id, True
-            except AlreadyExists:
-                pass
-            try:
-                theirs = json.loads(self.store.get(key))
-            except NotFound:
-                continue
-            self._discard(model_id, workspace_id)
-            if theirs["Fingerprint"] == mine["Fingerprint"]:
-                return theirs["ModelId"], False
-            raise ModelNameConflict(
-                f"a model named {name!r} already exists in workspace {workspace_id} "
-                f"({theirs['ModelId']}) with different fields"
-            )
-        raise Unavailable("name claim kept changing")
+    # --- reads ---
 
     def get(self, model_id: str) -> dict[str, Any] | None:
-        """The record of a confirmed model, or None (absent, or never confirmed by its claim)."""
+        """The model's current record, or None (never created, not yet committed, or deleted)."""
+        workspace = self._home(model_id)
+        entry = workspace.read().models.get(model_id) if workspace else None
+        return entry.model if entry else None
+
+    def list(self, workspace_id: str, query: listing.Query) -> tuple[list[dict[str, Any]], int]:
+        """One page of a workspace's models matching query, and how many match in all."""
+        return listing.page(self.workspace(workspace_id).read(), query)
+
+    def snapshot(self, workspace_id: str) -> Snapshot:
+        return self.workspace(workspace_id).read()
+
+    # --- writes ---
+
+    def create(self, normal: dict[str, Any], owner_id: str | None = None) -> tuple[str, bool]:
+        """Register the model a normalized CreateModel request asks for: (ModelId, created).
+
+        created is False when the same request had registered it before (a retry). Raises
+        ModelNameConflict when the name is taken in the workspace by a model created otherwise.
+        """
+        workspace = self.workspace(normal["WorkspaceId"])
+        model_id = records.new_model_id()
+        key = check_key(record_key(model_id))
+        record = records.build_record(normal, model_id, time.time(), owner_id)
+        fingerprint = records.fingerprint(normal)
+        # The record first: it leads a ModelId to its workspace before any reader can learn the id.
+        # Until the commit it is invisible (the catalog decides), and it is never rewritten by this create.
+        self.store.create(key, records.record_json(record))
+
+        def plan(draft: Draft) -> tuple[str, bool]:
+            holder = draft.named(record["ModelName"])
+            if holder is None:
+                draft.put(Entry(record, fingerprint))
+                return model_id, True
+            existing = draft.model(holder)
+            if existing is not None and existing.fingerprint == fingerprint:
+                return holder, False
+            raise _name_taken(record["ModelName"], workspace.id, holder, "with different fields")
+
         try:
-            record = json.loads(self.store.get(record_key(model_id)))
-            claim = json.loads(self.store.get(claim_key(record["WorkspaceId"], record["ModelName"])))
-        except NotFound:
-            return None
-        return record if claim["ModelId"] == model_id else None
+            (answer, created), _ = workspace.commit(plan)
+        except BaseException:
+            self._discard(key)
+            raise
+        if not created:
+            self._discard(key)
+        self._remember(answer, workspace.id)
+        workspace.maybe_checkpoint()
+        return answer, created
 
-    def list_ids(self, workspace_id: str) -> list[str]:
-        """ModelIds of a workspace's confirmed models, oldest first."""
-        prefix = marker_prefix(workspace_id)
-        ids = [key[len(prefix):] for key in self.store.list(prefix)]
-        return [model_id for model_id in ids if self.get(model_id) is not None]
+    def update(self, model_id: str, fields: dict[str, Any]) -> None:
+        """Change the given fields (a partial update); renaming keeps names unique in the workspace."""
+        def change(draft: Draft, entry: Entry) -> dict[str, Any]:
+            new = records.updated_record(entry.model, fields)
+            name = new["ModelName"]
+            holder = draft.named(name)
+            if holder is not None and holder != model_id:
+                raise _name_taken(name, entry.model["WorkspaceId"], holder, "already")
+            return new
 
-    def _discard(self, model_id: str, workspace_id: str) -> None:
-        """Remove an unconfirmed attempt's record and marker; a leftover is harmless, so failures are only logged."""
-        for key in (marker_prefix(workspace_id) + model_id, record_key(model_id)):
-            try:
+        self._modify(model_id, change)
+
+    def add_labels(self, model_id: str, labels: list[dict[str, str]]) -> None:
+        """Add labels; a given key replaces every label of that key."""
+        keys = {label["Key"] for label in labels}
+
+        def change(draft: Draft, entry: Entry) -> dict[str, Any]:
+            kept = [label for label in entry.model["Labels"] if label["Key"] not in keys]
+            merged = kept + records.merged_labels({"Labels": labels})
+            if len(merged) > MAX_LABELS:
+                raise InvalidParameter(f"a model has at most {MAX_LABELS} labels; this would make {len(merged)}")
+            return records.with_labels(entry.model, merged)
+
+        self._modify(model_id, change)
+
+    def remove_labels(self, model_id: str, keys: Iterable[str]) -> None:
+        """Remove every label whose key is one of keys (absent keys are ignored)."""
+        gone = set(keys)
+
+        def change(draft: Draft, entry: Entry) -> dict[str, Any]:
+            return records.with_labels(entry.model, [lb for lb in entry.model["Labels"] if lb["Key"] not in gone])
+
+        self._modify(model_id, change)
+
+    def delete(self, model_id: str) -> None:
+        """Delete the model; its name is free at once."""
+        workspace = self._workspace_of(model_id)
+
+        def plan(draft: Draft) -> None:
+            if draft.model(model_id) is None:
+                raise ModelNotFound(f"model {model_id} does not exist")
+            draft.delete(model_id)
+
+        _, seq = workspace.commit(plan)
+        if seq is not None:
+            self._publish(workspace, model_id, seq)
+
+    def _modify(self, model_id: str, change: Callable[[Draft, Entry], dict[str, Any]]) -> None:
+        """Commit the new record `change(draft, entry)` makes of a model, unless it equals the old one."""
+        workspace = self._workspace_of(model_id)
+
+        def plan(draft: Draft) -> None:
+            entry = draft.model(model_id)
+            if entry is None:
+                raise ModelNotFound(f"model {model_id} does not exist")
+            new = change(draft, entry)
+            if records.same_content(new, entry.model):
+                return  # nothing to change: a retried update is answered without a commit
+            draft.put(Entry(records.touched(new), entry.fingerprint))
+
+        _, seq = workspace.commit(plan)
+        if seq is not None:
+            self._publish(workspace, model_id, seq)
+            workspace.maybe_checkpoint()
+
+    def _publish(self, workspace: Workspace, model_id: str, seq: int) -> None:
+        """Make models/<ModelId>.json show the model as of `seq` or later (removed once deleted).
+
+        A commit by another instance may rewrite the record between our commit and our write; so
+        after writing, catch up, and write again while a newer commit changed this model."""
+        key = record_key(model_id)
+        snapshot = workspace.known()  # holds our commit, and maybe newer ones
+        for _ in range(_RECORD_ROUNDS):
+            entry = snapshot.models.get(model_id)
+            if entry is None:
                 self.store.delete(key)
-            except StoreError as e:
-                log.warning("could not remove unconfirmed %s: %s", key, type(e).__name__)
+            else:
+                self.store.put(key, records.record_json(entry.model))
+            newer = workspace.read()
+            if newer.changed.get(model_id, 0) <= snapshot.seq:
+                return
+            snapshot = newer
+        log.warning("record of a model kept changing; left for its next commit to rewrite")
+
+    # --- helpers ---
+
+    def _home(self, model_id: str) -> Workspace | None:
+        """The workspace of a model, from memory or from its record; None if it has no record."""
+        workspace_id = self._homes.get(model_id)
+        if workspace_id is None:
+            try:
+                record = json.loads(self.store.get(check_key(record_key(model_id))))
+            except NotFound:
+                return None
+            workspace_id = record["WorkspaceId"]
+            self._remember(model_id, workspace_id)
+        return self.workspace(workspace_id)
+
+    def _workspace_of(self, model_id: str) -> Workspace:
+        workspace = self._home(model_id)
+        if workspace is None:
+            raise ModelNotFound(f"model {model_id} does not exist")
+        return workspace
+
+    def _remember(self, model_id: str, workspace_id: str) -> None:
+        if len(self._homes) >= _HOMES_KEPT:
+            self._homes.clear()
+        self._homes[model_id] = workspace_id
+
+    def _discard(self, key: str) -> None:
+        """Remove the record of a create that did not commit; a leftover is harmless, so failures are only logged."""
+        try:
+            self.store.delete(key)
+        except StoreError as e:
+            log.warning("could not remove an uncommitted record: %s", type(e).__name__)
+
+
+def _name_taken(name: str, workspace_id: str, holder: str, how: str) -> ModelNameConflict:
+    return ModelNameConflict(f"a model named {name[:200]!r} {how} exists in workspace {workspace_id} ({holder})")
+
+
+# --- the layout before the catalog: records, per-workspace markers and name claims ---
+
+def legacy_models(store: Store) -> Callable[[str], list[Change]]:
+    """A reader of a workspace's models as the layout before the catalog kept them (see docs/catalog.md)."""
+    def read(workspace_id: str) -> list[Change]:
+        prefix = f"workspaces/{workspace_id}/models/"
+        ids = [key[len(prefix):] for key in store.list(prefix)]
+        changes: list[Change] = []
+        for model_id, data in zip(ids, store.get_many([record_key(i) for i in ids])):
+            if data is None:
+                continue
+            record = json.loads(data)
+            digest = hashlib.sha256(record["ModelName"].encode()).hexdigest()
+            claim = store.get_many([f"names/{workspace_id}/{digest}.json"])[0]
+            if claim is not None and json.loads(claim)["ModelId"] == model_id:
+                changes.append({"Put": {"Model": record, "Fingerprint": json.loads(claim)["Fingerprint"]}})
+        return changes
+
+    return read

@@ -59,8 +59,9 @@ def validator(name: str) -> Any:
     return Validator({"$ref": name} if "#" in name else schemas[name], registry=registry)
 
 
-def validate(name: str, document: Any) -> None:
-    """Raise InvalidParameter naming each field that breaks a rule of schemas/<name> (the first few)."""
+def validate(name: str, document: Any, root: str = "body") -> None:
+    """Raise InvalidParameter naming each field that breaks a rule of schemas/<name> (the first few);
+    `root` names the document itself (`body`, `query`, or a parameter such as `ModelId`)."""
     errors: list[ValidationError] = []
     more = ""
     for error in validator(name).iter_errors(document):
@@ -73,7 +74,7 @@ def validate(name: str, document: Any) -> None:
             break
     if errors:
         errors.sort(key=lambda e: (list(map(str, e.absolute_path)), e.validator))
-        raise InvalidParameter("; ".join(describe(e) for e in errors[:MAX_MESSAGES]) + more)
+        raise InvalidParameter("; ".join(describe(e, root) for e in errors[:MAX_MESSAGES]) + more)
 
 
 def field_path(path: Iterable[Any]) -> str:
@@ -84,7 +85,7 @@ def field_path(path: Iterable[Any]) -> str:
     return text
 
 
-def describe(error: ValidationError) -> str:
+def describe(error: ValidationError, root: str = "body") -> str:
     """A message naming the field and the rule it breaks, without echoing large values."""
     where = field_path(error.absolute_path)
     rule, schema = error.validator, error.schema
@@ -95,8 +96,9 @@ def describe(error: ValidationError) -> str:
         allowed = set(schema.get("properties", {}))
         extra = sorted(k for k in error.instance if k not in allowed)
         names = ", ".join(_clip(k) for k in extra[:MAX_MESSAGES]) + (f" and {len(extra) - MAX_MESSAGES} more" if len(extra) > MAX_MESSAGES else "")
-        return f"{where + ': ' if where else ''}unknown field{'s' if len(extra) > 1 else ''} {names}"
-    subject = where or "body"
+        kind = "query parameter" if root == "query" and not where else "field"
+        return f"{where + ': ' if where else ''}unknown {kind}{'s' if len(extra) > 1 else ''} {names}"
+    subject = where or root
     if rule == "type":
         return f"{subject} must be {_article(schema['type'])}"
     if rule == "maxItems":

@@ -17,7 +17,7 @@ from handler.registry import Registry
 from handler.stores.base import Store
 from handler.stores.file import FileStore
 from handler.stores.memory import MemoryStore
-from tests.fake_oss import FakeOss
+from testing.fake_oss import FakeOss
 
 EVENTS = Path(__file__).parent / "events"
 
@@ -71,7 +71,7 @@ def oss(fake_oss: FakeOss) -> FakeOss:
 
 
 def make_oss_store(server: FakeOss, prefix: str = "registry/", **options: Any) -> Store:
-    from handler.config import Credentials
+    from handler.credentials import Credentials
     from handler.stores.oss import OssStore
 
     return OssStore(server.bucket, prefix, endpoint=server.endpoint,

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import oss2
 import pytest
 
-from tests.fake_oss import FakeOss, commit_then_drop, delay, drop, error
+from testing.fake_oss import FakeOss, commit_then_drop, delay, drop, error
 
 FORBID = {"x-oss-forbid-overwrite": "true"}
 

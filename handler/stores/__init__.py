@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from .base import AlreadyExists, InvalidKey, NotFound, Store, StoreError, Unavailable
 
 if TYPE_CHECKING:
-    from ..config import Credentials
+    from ..credentials import Credentials
 
 __all__ = ["AlreadyExists", "InvalidKey", "NotFound", "Store", "StoreError", "Unavailable", "open_store"]
 

@@ -5,7 +5,7 @@ import abc
 import contextvars
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 # A key is '/'-separated segments of safe characters: nothing can climb out of a directory,
@@ -54,6 +54,10 @@ class InvalidKey(StoreError):
     """The key is not one this project would ever build (a bug or an injection attempt)."""
 
 
+class Misconfigured(StoreError):
+    """The storage cannot keep the guarantees writes rely on (an OSS bucket with versioning)."""
+
+
 def check_key(key: str) -> str:
     """Return key if every segment is safe, else raise InvalidKey."""
     if len(key.encode()) > MAX_KEY_BYTES:
@@ -90,6 +94,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def get(self, key: str) -> bytes:
         """The bytes under key, or NotFound."""
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The bytes under each key (None where absent); a store may overlap the reads."""
+        found: list[bytes | None] = []
+        for key in keys:
+            try:
+                found.append(self.get(key))
+            except NotFound:
+                found.append(None)
+        return found
 
     @abc.abstractmethod
     def put(self, key: str, data: bytes) -> None:

@@ -10,14 +10,14 @@ import mimetypes
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 import oss2
 import requests
 
-from ..config import Credentials
-from .base import AlreadyExists, NotFound, Store, StoreError, Unavailable, check_key, check_prefix, deadline, time_budget
+from ..credentials import Credentials
+from .base import AlreadyExists, Misconfigured, NotFound, Store, StoreError, Unavailable, check_key, check_prefix, deadline, time_budget
 
 # At DEBUG oss2 logs signed headers (x-oss-security-token); at INFO every 404/409.
 logging.getLogger("oss2").setLevel(logging.WARNING)
@@ -34,6 +34,7 @@ _AUTH_CODES = frozenset({"AccessDenied", "SignatureDoesNotMatch", "InvalidAccess
                          "SecurityTokenExpired", "InvalidSecurityToken", "NoSuchBucket"})
 
 _lock = threading.Lock()
+_unversioned: set[str] = set()  # buckets seen without versioning, once per process
 _sessions: dict[int, oss2.Session] = {}
 _executors: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
 
@@ -177,9 +178,20 @@ class OssStore(Store):
             mimetypes.init()  # oss2 guesses every object's Content-Type; the tables load on first use (~10 ms)
         self._writers().submit(lambda: None).result()  # starts a writer thread
         try:
-            self._bucket().head_object(self._full("warm-up"))  # 404 expected; the connection stays pooled
-        except (oss2.exceptions.OssError, requests.RequestException, StoreError):
-            pass
+            self.check_writable()  # one request, which also leaves a connection in the pool
+        except StoreError:
+            pass  # the first write meets it again, and answers it
+
+    def check_writable(self) -> None:
+        """Refuse writes on a bucket with versioning (Enabled or Suspended): there, OSS ignores
+        x-oss-forbid-overwrite, the only guard the catalog's commits rest on. Asked once per process."""
+        if self._bucket_name in _unversioned:
+            return
+        status = self._call("versioning", lambda bucket: bucket.get_bucket_versioning().status)
+        if status:
+            raise Misconfigured(f"bucket versioning is {status}: OSS then ignores the create-only writes this registry "
+                                "relies on, and versioning cannot be turned off; use a bucket that never had it")
+        _unversioned.add(self._bucket_name)
 
     def _writers(self) -> concurrent.futures.ThreadPoolExecutor:
         return _pool(self._pool_size)
@@ -194,6 +206,7 @@ class OssStore(Store):
 
     def create(self, key: str, data: bytes) -> None:
         full = self._full(key)
+        self.check_writable()
         headers = {"x-oss-forbid-overwrite": "true", "Content-MD5": _content_md5(data)}
         with time_budget(self._deadline):  # the put, its read-back and their retries: one deadline
             self._create(key, full, data, headers)
@@ -238,13 +251,26 @@ class OssStore(Store):
         full = self._full(key)
         return self._call("get", lambda bucket: bucket.get_object(full).read())
 
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if len(keys) <= 1:
+            return super().get_many(keys)
+        def get_or_none(key: str) -> bytes | None:
+            try:
+                return self.get(key)
+            except NotFound:
+                return None
+        futures = [self._writers().submit(contextvars.copy_context().run, get_or_none, key) for key in keys]
+        return [future.result() for future in futures]
+
     def put(self, key: str, data: bytes) -> None:
         full = self._full(key)
+        self.check_writable()
         headers = {"Content-MD5": _content_md5(data)}
         self._call("put", lambda bucket: bucket.put_object(full, data, headers=headers))
 
     def delete(self, key: str) -> None:
         full = self._full(key)
+        self.check_writable()
 
         def attempt(bucket: oss2.Bucket) -> None:
             try:

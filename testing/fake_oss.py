@@ -122,6 +122,7 @@ class FakeOss:
         self._objects: dict[str, _Object] = {}
         self._log: list[LoggedRequest] = []
         self._rules: list[_Rule] = []
+        self.versioning: str | None = None  # the bucket's versioning status: None (never set), Enabled, Suspended
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -175,6 +176,7 @@ class FakeOss:
             self._log.clear()
             self._rules.clear()
             self.connections_opened = 0
+            self.versioning = None
 
     def heal(self) -> None:
         """Drop every fault rule not yet used up; objects and the log stay."""
@@ -219,6 +221,10 @@ class FakeOss:
         if not key:
             if method == "GET" and query.get("list-type") == "2":
                 return self._list_v2(query)
+            if method == "GET" and set(query) == {"versioning"}:
+                status = f"<Status>{self.versioning}</Status>" if self.versioning else ""
+                return _Response(200, {"Content-Type": "application/xml", "x-oss-request-id": _request_id()},
+                                 f"<VersioningConfiguration>{status}</VersioningConfiguration>".encode())
             return _error(501, "NotImplemented", f"{method} on the bucket is not supported", head)
         if query or "range" in headers:
             return _error(501, "NotImplemented", "sub-resources and Range are not supported", head)

@@ -1,0 +1,340 @@
+"""The catalog: each workspace's models as a log of create-only commits, kept current in memory.
+
+Keys below the store's root, for workspace W (docs/catalog.md has the invariants and crash analysis):
+
+    catalog/W/log/<seq>.json              commit seq (20 digits): {Seq, Txn, Time, Changes}, create-only
+    catalog/W/checkpoints/<seq>.json      the whole state at seq: {Seq, Models}, create-only
+    catalog/W/last-checkpoint.json        {"Seq": seq} of a recent checkpoint: a hint, overwritten
+
+A commit is the create-only write of `log/<head + 1>`: the single commit point, so commits are
+totally ordered and a writer that loses the race re-plans against the newer state. A reader is
+current once `log/<seq + 1>` is absent (OSS reads a new key after its write), so a warm instance
+answers from memory after one GET.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from .stores.base import AlreadyExists, NotFound, Store, StoreError, Unavailable, check_key
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_EVERY = 32  # a cold instance reads a checkpoint, then at most about this many commits
+COLD_WINDOW = 8  # commits read at once while catching up from a checkpoint
+COMMIT_TRIES = 8  # plans re-run against a newer state before a commit gives up (503)
+
+T = TypeVar("T")
+Change = dict[str, Any]  # {"Put": {"Model": record, "Fingerprint": fp}} or {"Delete": ModelId}
+
+
+def log_key(workspace_id: str, seq: int) -> str:
+    return f"catalog/{workspace_id}/log/{seq:020d}.json"
+
+
+def checkpoint_key(workspace_id: str, seq: int) -> str:
+    return f"catalog/{workspace_id}/checkpoints/{seq:020d}.json"
+
+
+def hint_key(workspace_id: str) -> str:
+    return f"catalog/{workspace_id}/last-checkpoint.json"
+
+
+def encode(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A model as the catalog keeps it: its record, and the fingerprint of the request that created it."""
+
+    model: dict[str, Any]
+    fingerprint: str
+    search: str = field(init=False, repr=False, compare=False)  # what ListModels' Query looks in, lower-cased
+
+    def __post_init__(self) -> None:
+        m = self.model
+        words = [m["ModelName"], m.get("Domain", ""), m.get("Task", "")]
+        words += [part for label in m["Labels"] for part in (label["Key"], label["Value"])]
+        object.__setattr__(self, "search", "\n".join(words).lower())
+
+    @property
+    def id(self) -> str:
+        return str(self.model["ModelId"])
+
+    @property
+    def name(self) -> str:
+        return str(self.model["ModelName"])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"Model": self.model, "Fingerprint": self.fingerprint}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Entry:
+        return cls(value["Model"], value["Fingerprint"])
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A workspace's state after commit `seq`. Never changed once built: readers share it without locks."""
+
+    seq: int
+    models: Mapping[str, Entry]  # by ModelId, in commit order
+    names: Mapping[str, str]  # ModelName -> ModelId
+    changed: Mapping[str, int]  # ModelId -> seq of its last change (deleted models too)
+    cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)  # derived views (listing.py)
+
+    def apply(self, seq: int, changes: Iterable[Change]) -> Snapshot:
+        models, names, changed = dict(self.models), dict(self.names), dict(self.changed)
+        for change in changes:
+            if "Put" in change:
+                entry = Entry.from_json(change["Put"])
+                old = models.get(entry.id)
+                if old is not None and names.get(old.name) == old.id:
+                    del names[old.name]
+                models[entry.id], names[entry.name] = entry, entry.id
+                changed[entry.id] = seq
+            else:
+                old = models.pop(change["Delete"], None)
+                if old is not None and names.get(old.name) == old.id:
+                    del names[old.name]
+                changed[change["Delete"]] = seq
+        return Snapshot(seq, models, names, changed)
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The state as a checkpoint object; equal states give equal bytes (models sorted by id)."""
+        return {"Seq": self.seq, "Models": [self.models[k].to_json() for k in sorted(self.models)]}
+
+    @classmethod
+    def from_checkpoint(cls, value: Mapping[str, Any]) -> Snapshot:
+        return EMPTY.apply(int(value["Seq"]), ({"Put": m} for m in value["Models"]))
+
+
+EMPTY = Snapshot(0, {}, {}, {})
+
+
+class Draft:
+    """A snapshot with a batch's uncommitted changes on top: what plans read and change."""
+
+    def __init__(self, base: Snapshot) -> None:
+        self.base = base
+        self.changes: list[Change] = []
+        self._models: dict[str, Entry | None] = {}
+        self._names: dict[str, str | None] = {}
+
+    def model(self, model_id: str) -> Entry | None:
+        return self._models[model_id] if model_id in self._models else self.base.models.get(model_id)
+
+    def named(self, name: str) -> str | None:
+        return self._names[name] if name in self._names else self.base.names.get(name)
+
+    def put(self, entry: Entry) -> None:
+        old = self.model(entry.id)
+        if old is not None and self.named(old.name) == old.id:
+            self._names[old.name] = None
+        self._models[entry.id], self._names[entry.name] = entry, entry.id
+        self.changes.append({"Put": entry.to_json()})
+
+    def delete(self, model_id: str) -> None:
+        old = self.model(model_id)
+        if old is not None and self.named(old.name) == old.id:
+            self._names[old.name] = None
+        self._models[model_id] = None
+        self.changes.append({"Delete": model_id})
+
+
+Plan = Callable[[Draft], T]  # reads the draft, raises an ApiError or changes it, returns the caller's answer
+
+
+class _Pending(Generic[T]):
+    """One caller's plan waiting in a batch, and its outcome."""
+
+    def __init__(self, plan: Plan[T]) -> None:
+        self.plan = plan
+        self.done = False
+        self.result: T | None = None
+        self.error: BaseException | None = None
+        self.seq: int | None = None
+        self._changed = False
+
+    def run(self, draft: Draft) -> None:
+        before = len(draft.changes)
+        try:
+            self.result, self.error = self.plan(draft), None
+        except Exception as e:  # noqa: BLE001 - the plan's own error (ApiError, or a bug) goes to its caller only
+            self.result, self.error = None, e
+            del draft.changes[before:]  # plans raise before changing; this is only a safeguard
+        self._changed = len(draft.changes) > before
+
+    def finish(self, seq: int | None) -> None:
+        self.seq = seq if self._changed else None
+        self.done = True
+
+    def fail(self, error: BaseException) -> None:
+        self.error, self.done = error, True
+
+    def outcome(self) -> tuple[T, int | None]:
+        if self.error is not None:
+            raise self.error
+        return self.result, self.seq  # type: ignore[return-value]
+
+
+_tickets = itertools.count()
+
+
+class Workspace:
+    """One workspace's catalog on one instance: the newest snapshot it knows, and its commits."""
+
+    def __init__(self, store: Store, workspace_id: str, legacy: Callable[[str], list[Change]] | None = None) -> None:
+        check_key(log_key(workspace_id, 0))
+        self.id = workspace_id
+        self._store = store
+        self._legacy = legacy
+        self._snapshot: Snapshot | None = None
+        self._fresh_since = -1  # ticket taken when the last completed catch-up started
+        self._state_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending[Any]] = []
+        self._checkpointed = 0
+        self._checkpointing = False
+
+    def read(self) -> Snapshot:
+        """A snapshot holding every commit acknowledged (by any instance) before this call."""
+        arrival = next(_tickets)
+        with self._state_lock:
+            if self._snapshot is not None and self._fresh_since > arrival:
+                return self._snapshot  # a catch-up that started after we arrived has just finished
+            started = next(_tickets)
+            if self._snapshot is None:
+                self._snapshot = self._follow(self._load(), COLD_WINDOW)
+            else:
+                self._snapshot = self._follow(self._snapshot, 1)
+            self._fresh_since = started
+            return self._snapshot
+
+    def known(self) -> Snapshot:
+        """The newest snapshot this instance holds, without reading storage."""
+        return self._snapshot or EMPTY
+
+    def commit(self, plan: Plan[T]) -> tuple[T, int | None]:
+        """Run plan against the newest state and commit what it changes: (its result, the seq of the commit
+        that holds its changes, or None if it changed nothing). Concurrent commits share one log entry."""
+        pending: _Pending[T] = _Pending(plan)
+        with self._queue_lock:
+            self._queue.append(pending)
+        with self._commit_lock:
+            if not pending.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit(batch)
+        return pending.outcome()
+
+    def _commit(self, batch: list[_Pending[Any]]) -> None:
+        try:
+            fresh = self._snapshot is None
+            for _ in range(COMMIT_TRIES):
+                # Optimistic: plan on what this instance knows; if log/<seq+1> is taken, catch up and plan again.
+                base = self.read() if fresh or self._snapshot is None else self._snapshot
+                draft = Draft(base)
+                for pending in batch:
+                    pending.run(draft)
+                if not draft.changes:
+                    break
+                seq = base.seq + 1
+                entry = {"Seq": seq, "Txn": uuid.uuid4().hex, "Time": _now(), "Changes": draft.changes}
+                try:
+                    self._store.create(log_key(self.id, seq), encode(entry))
+                except AlreadyExists:
+                    fresh = True
+                    continue
+                self._install(base.apply(seq, draft.changes))
+                for pending in batch:
+                    pending.finish(seq)
+                return
+            else:
+                raise Unavailable("the workspace log kept moving")
+            for pending in batch:
+                pending.finish(None)
+        except StoreError as e:
+            for pending in batch:
+                pending.fail(e)
+
+    def _install(self, snapshot: Snapshot) -> None:
+        with self._state_lock:
+            if self._snapshot is None or self._snapshot.seq < snapshot.seq:
+                self._snapshot = snapshot
+
+    def _load(self) -> Snapshot:
+        """The state from the newest checkpoint the hint names, else from the beginning of the log."""
+        hint = self._get_json(hint_key(self.id))
+        if hint is not None:
+            checkpoint = self._get_json(checkpoint_key(self.id, int(hint["Seq"])))
+            if checkpoint is not None:
+                self._checkpointed = int(checkpoint["Seq"])
+                return Snapshot.from_checkpoint(checkpoint)
+        elif self._legacy is not None and self._get_json(log_key(self.id, 1)) is None:
+            self._import_legacy(self._legacy(self.id))
+        return EMPTY
+
+    def _import_legacy(self, changes: list[Change]) -> None:
+        """Commit models of the layout before the catalog as the log's first entry (one winner)."""
+        if not changes:
+            return
+        entry = {"Seq": 1, "Txn": "import", "Time": _now(), "Changes": changes}
+        try:
+            self._store.create(log_key(self.id, 1), encode(entry))
+        except AlreadyExists:
+            pass  # another instance imported first, or committed into an empty workspace
+
+    def _follow(self, snapshot: Snapshot, window: int) -> Snapshot:
+        """Apply the commits after snapshot.seq, reading `window` keys at a time, until the first absent one."""
+        while True:
+            keys = [log_key(self.id, snapshot.seq + i) for i in range(1, window + 1)]
+            for data in self._store.get_many(keys):
+                if data is None:
+                    return snapshot
+                entry = json.loads(data)
+                if entry["Seq"] != snapshot.seq + 1:
+                    raise StoreError("log entry out of sequence")
+                snapshot = snapshot.apply(entry["Seq"], entry["Changes"])
+
+    def _get_json(self, key: str) -> Any:
+        try:
+            return json.loads(self._store.get(key))
+        except NotFound:
+            return None
+
+    def maybe_checkpoint(self) -> None:
+        """Write a checkpoint when the newest state is CHECKPOINT_EVERY commits past the last one.
+        Best effort: a failure only makes cold starts read more of the log."""
+        snapshot = self._snapshot
+        if snapshot is None or snapshot.seq - self._checkpointed < CHECKPOINT_EVERY:
+            return
+        with self._state_lock:
+            if self._checkpointing:
+                return
+            self._checkpointing = True
+        try:
+            try:
+                self._store.create(checkpoint_key(self.id, snapshot.seq), encode(snapshot.checkpoint()))
+            except AlreadyExists:
+                pass  # another instance wrote this seq's checkpoint
+            self._store.put(hint_key(self.id), encode({"Seq": snapshot.seq}))
+            self._checkpointed = snapshot.seq
+        except StoreError as e:
+            log.warning("checkpoint of a workspace at %d failed: %s", snapshot.seq, type(e).__name__)
+        finally:
+            self._checkpointing = False
+
+
+def _now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"

@@ -1,0 +1,51 @@
+"""The credentials an OSS store signs with: FC's per-invocation STS keys, else the ALIBABA_CLOUD_* variables."""
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from .stores.base import Unavailable
+
+
+class Credentials(NamedTuple):
+    """Access key pair and, for STS credentials, the security token."""
+
+    access_key_id: str
+    access_key_secret: str
+    security_token: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Credentials(access_key_id={self.access_key_id!r}, access_key_secret=***, security_token=***)"
+
+
+class CredentialSource:
+    """The newest credentials FC handed over in a context, else the ALIBABA_CLOUD_* variables.
+
+    FC's credentials are short-lived STS keys that rotate between invocations, so each
+    invocation offers its context and every OSS request asks for the current ones.
+    """
+
+    def __init__(self, env: Mapping[str, str] = os.environ) -> None:
+        self._env = env
+        self._from_context: Credentials | None = None
+        self._lock = threading.Lock()
+
+    def offer(self, context: Any) -> None:
+        creds = getattr(context, "credentials", None)
+        key_id = getattr(creds, "access_key_id", None)
+        secret = getattr(creds, "access_key_secret", None)
+        if key_id and secret:
+            with self._lock:
+                self._from_context = Credentials(key_id, secret, getattr(creds, "security_token", None) or None)
+
+    def __call__(self) -> Credentials:
+        with self._lock:
+            if self._from_context:
+                return self._from_context
+        key_id = self._env.get("ALIBABA_CLOUD_ACCESS_KEY_ID")
+        secret = self._env.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+        if not key_id or not secret:
+            raise Unavailable("no OSS credentials: none in the FC context or ALIBABA_CLOUD_ACCESS_KEY_* variables")
+        return Credentials(key_id, secret, self._env.get("ALIBABA_CLOUD_SECURITY_TOKEN") or None)

@@ -1,0 +1,110 @@
+"""The API's routes: one table from which dispatch, the OpenAPI document and template.yml's API come."""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from . import errors
+from .errors import ApiError, InvalidParameter, MethodNotAllowed, NotFoundError
+
+if TYPE_CHECKING:
+    from .app import Call
+
+API_PREFIX = "/api/v1"
+MODELS_PATH = API_PREFIX + "/models"
+_PARAMETER = re.compile(r"\{([A-Za-z]+)\}")
+
+# Errors any route may answer, besides its own.
+COMMON_ERRORS: tuple[type[ApiError], ...] = (errors.InternalError, errors.ServiceUnavailable)
+BODY_ERRORS: tuple[type[ApiError], ...] = (errors.BadRequest, errors.InvalidParameter, errors.PayloadTooLarge,
+                                           errors.UnsupportedMediaType)
+
+
+@dataclass(frozen=True)
+class Route:
+    """One operation: where it is, what it takes and answers, and the errors it may give."""
+
+    method: str
+    path: str  # a template: /api/v1/models/{ModelId}
+    operation: str  # PAI's operation name, e.g. GetModel
+    call: Callable[[Call], dict[str, Any]]
+    summary: str
+    response: str  # schema file of the 200 body
+    body: str | None = None  # schema file of the request body
+    query: str | None = None  # schema file of the query parameters
+    errors: tuple[type[ApiError], ...] = ()
+    writes: bool = False
+    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        regex = _PARAMETER.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)", re.escape(self.path).replace(r"\{", "{").replace(r"\}", "}"))
+        object.__setattr__(self, "pattern", re.compile(regex))
+
+    @property
+    def parameters(self) -> list[str]:
+        return _PARAMETER.findall(self.path)
+
+    def all_errors(self) -> tuple[type[ApiError], ...]:
+        own = (*(BODY_ERRORS if self.body else ()), *((InvalidParameter,) if self.query or self.parameters else ()),
+               *self.errors, *COMMON_ERRORS)
+        return tuple(sorted(set(own), key=lambda e: (e.status, e.code)))
+
+
+class Router:
+    """Finds the route of a method and raw path; path parameters are percent-decoded segment by segment."""
+
+    def __init__(self, routes: tuple[Route, ...]) -> None:
+        self.routes = routes
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        allowed: list[str] = []
+        for route in self.routes:
+            found = route.pattern.fullmatch(path)
+            if found is None:
+                continue
+            if route.method != method:
+                allowed.append(route.method)
+                continue
+            return route, {name: _decode(name, value) for name, value in found.groupdict().items()}
+        if allowed:
+            raise MethodNotAllowed(f"{method[:20]} is not allowed on {path[:200]}; use {', '.join(allowed)}", tuple(allowed))
+        raise NotFoundError(f"no API at {path[:200]}")
+
+
+def _decode(name: str, segment: str) -> str:
+    try:
+        return unquote(segment, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidParameter(f"{name} in the path is not valid percent-encoded UTF-8") from None
+
+
+def _routes() -> tuple[Route, ...]:
+    from . import operations as op
+
+    model = MODELS_PATH + "/{ModelId}"
+    found = (errors.ModelNotFound,)
+    return (
+        Route("POST", MODELS_PATH, "CreateModel", op.create_model, "Create a model", "create-model-response.json",
+              body="create-model-request.json", errors=(errors.ModelNameConflict, errors.StoreMisconfigured), writes=True),
+        Route("GET", MODELS_PATH, "ListModels", op.list_models, "List and search a workspace's models",
+              "list-models-response.json", query="list-models-query.json"),
+        Route("GET", model, "GetModel", op.get_model, "Get a model", "get-model-response.json", errors=found),
+        Route("PUT", model, "UpdateModel", op.update_model, "Update a model's fields", "empty-response.json",
+              body="update-model-request.json", errors=(*found, errors.ModelNameConflict, errors.StoreMisconfigured),
+              writes=True),
+        Route("DELETE", model, "DeleteModel", op.delete_model, "Delete a model", "empty-response.json",
+              errors=(*found, errors.StoreMisconfigured), writes=True),
+        Route("POST", model + "/labels", "CreateModelLabels", op.create_model_labels, "Add or replace a model's labels",
+              "empty-response.json", body="model-labels-request.json", errors=(*found, errors.StoreMisconfigured),
+              writes=True),
+        Route("DELETE", model + "/labels", "DeleteModelLabels", op.delete_model_labels, "Remove a model's labels by key",
+              "empty-response.json", query="delete-labels-query.json", errors=(*found, errors.StoreMisconfigured),
+              writes=True),
+    )
+
+
+ROUTES = _routes()
+ROUTER = Router(ROUTES)
