@@ -16,27 +16,14 @@ from functools import lru_cache
 from typing import Any
 
 from . import errors
-from .app import MODELS_PATH
+from .routes import ROUTES, Route
 from .validation import load_schemas
 
 OPENAPI_VERSION = "3.1.0"
-API_VERSION = "2021-02-04"  # the PAI API version whose CreateModel this implements
+API_VERSION = "2021-02-04"  # the PAI API version this implements
 COMPONENTS = "#/components/schemas/"
 _DROPPED = ("$schema", "$id")
 _REQUEST_ID_HEADER = "x-acs-request-id"
-
-# Every error status the function answers, with the Codes that come with it (errors.py).
-ERROR_STATUSES: dict[int, str] = {
-    400: "The body is not a JSON object, or a field breaks a rule (InvalidBody, InvalidParameter).",
-    404: "No API at this path (NotFound).",
-    405: "The path exists but not with this method (MethodNotAllowed); Allow lists the methods.",
-    409: "A model of this name exists in the workspace with different fields (ModelAlreadyExists).",
-    413: "The body is larger than the configured limit (RequestTooLarge).",
-    415: "A declared Content-Type that is not JSON (UnsupportedMediaType).",
-    500: "An unexpected failure (InternalError); safe to retry.",
-    503: "Model storage is unavailable (ServiceUnavailable); retry later.",
-}
-
 
 def component_name(file_name: str) -> str:
     """`create-model-request.json` -> `CreateModelRequest`."""
@@ -104,39 +91,67 @@ def _request_id_header() -> dict[str, Any]:
     return {_REQUEST_ID_HEADER: {"$ref": "#/components/headers/RequestId"}}
 
 
-def _responses() -> dict[str, Any]:
-    responses: dict[str, Any] = {"200": {
-        "description": "The model was created, or this same request had created it before (a retry).",
-        "headers": _request_id_header(), "content": _json_content(component_name("create-model-response.json")),
-    }}
-    for status, description in ERROR_STATUSES.items():
-        response: dict[str, Any] = {"description": description, "headers": _request_id_header(),
-                                    "content": _json_content(component_name("error.json"))}
-        if status == errors.MethodNotAllowed.status:
+def _error_responses(route: Route) -> dict[str, Any]:
+    by_status: dict[int, list[type[errors.ApiError]]] = {}
+    for error in route.all_errors():
+        by_status.setdefault(error.status, []).append(error)
+    responses: dict[str, Any] = {}
+    for status, kinds in sorted(by_status.items()):
+        response: dict[str, Any] = {
+            "description": " ".join(f"{e.code}: {e.meaning}" for e in kinds),
+            "headers": _request_id_header(), "content": _json_content(component_name("error.json")),
+        }
+        if errors.MethodNotAllowed in kinds:
             response["headers"]["Allow"] = {"description": "The methods this path accepts.", "required": True,
                                             "schema": {"type": "string"}}
         responses[str(status)] = response
     return responses
 
 
+def _parameters(route: Route, schemas: dict[str, Any], names: dict[str, str]) -> list[dict[str, Any]]:
+    parameters: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"$ref": COMPONENTS + name}} for name in route.parameters
+    ]
+    if route.query:
+        query = schemas[route.query]
+        for name, schema in query["properties"].items():
+            parameters.append({"name": name, "in": "query", "required": name in query.get("required", []),
+                               "description": schema.get("description", ""),
+                               "schema": _rewrite(copy.deepcopy(schema), route.query, names)})
+    return parameters
+
+
+def _operation(route: Route, schemas: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    operation: dict[str, Any] = {"operationId": route.operation, "summary": route.summary}
+    if route.body:
+        operation["description"] = schemas[route.body].get("description", "")
+        operation["requestBody"] = {"required": True, "content": _json_content(component_name(route.body))}
+    parameters = _parameters(route, schemas, names)
+    if parameters:
+        operation["parameters"] = parameters
+    operation["responses"] = {
+        "200": {"description": "Done.", "headers": _request_id_header(), "content": _json_content(component_name(route.response))},
+        **_error_responses(route),
+    }
+    return operation
+
+
 def build_openapi() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the API (a new dict on each call)."""
-    request = load_schemas()["create-model-request.json"]
+    schemas = load_schemas()
+    names = {file_name: component_name(file_name) for file_name in schemas}
+    paths: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, schemas, names)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": "PAI-compatible model registry",
             "version": API_VERSION,
             "description": "PAI's model API (AIWorkSpace 2021-02-04) on Function Compute and OSS. "
-                           "Generated from schemas/ by `python -m handler.openapi`; do not edit.",
+                           "Generated from handler/routes.py and schemas/ by `python -m handler.openapi`; do not edit.",
         },
-        "paths": {MODELS_PATH: {"post": {
-            "operationId": "CreateModel",
-            "summary": "Create a model",
-            "description": request.get("description", ""),
-            "requestBody": {"required": True, "content": _json_content(component_name("create-model-request.json"))},
-            "responses": _responses(),
-        }}},
+        "paths": paths,
         "components": {
             "schemas": component_schemas(),
             "headers": {"RequestId": {"description": "The RequestId of the body, on every answer.", "required": True,

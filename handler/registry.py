@@ -94,9 +94,10 @@ class Registry:
 
         try:
             (answer, created), _ = workspace.commit(plan)
-        except BaseException:
+        except ModelNameConflict:
             self._discard(key)
             raise
+        # On a storage error the commit may have landed (a lost reply): the record stays, as it must.
         if not created:
             self._discard(key)
         self._remember(answer, workspace.id)
@@ -146,9 +147,12 @@ class Registry:
                 raise ModelNotFound(f"model {model_id} does not exist")
             draft.delete(model_id)
 
-        _, seq = workspace.commit(plan)
-        if seq is not None:
-            self._publish(workspace, model_id, seq)
+        try:
+            _, seq = workspace.commit(plan)
+        except ModelNotFound:
+            self._publish(workspace, model_id, 0)  # a delete whose record removal was cut short: finish it
+            raise
+        self._publish(workspace, model_id, seq or 0)
 
     def _modify(self, model_id: str, change: Callable[[Draft, Entry], dict[str, Any]]) -> None:
         """Commit the new record `change(draft, entry)` makes of a model, unless it equals the old one."""
@@ -164,17 +168,19 @@ class Registry:
             draft.put(Entry(records.touched(new), entry.fingerprint))
 
         _, seq = workspace.commit(plan)
+        # Even when nothing changed: this may be the retry of a change whose record write was cut short.
+        self._publish(workspace, model_id, seq or 0)
         if seq is not None:
-            self._publish(workspace, model_id, seq)
             workspace.maybe_checkpoint()
 
     def _publish(self, workspace: Workspace, model_id: str, seq: int) -> None:
-        """Make models/<ModelId>.json show the model as of `seq` or later (removed once deleted).
+        """Make models/<ModelId>.json show the model as of commit `seq` or later (removed once deleted).
 
-        A commit by another instance may rewrite the record between our commit and our write; so
-        after writing, catch up, and write again while a newer commit changed this model."""
+        Another instance's commit may write the record between our commit and our write, and ours
+        would then undo it; so after writing, catch up, and write again while a newer commit changed
+        this model."""
         key = record_key(model_id)
-        snapshot = workspace.known()  # holds our commit, and maybe newer ones
+        snapshot = workspace.known() if seq else workspace.read()  # holds commit seq, and maybe newer ones
         for _ in range(_RECORD_ROUNDS):
             entry = snapshot.models.get(model_id)
             if entry is None:

@@ -389,7 +389,7 @@ def test_limit_is_read_from_MAX_BODY_BYTES(use_app) -> None:
     index.set_app(app)  # use_app's teardown resets it
     assert via_apigw(_sized(2048), JSON).status == 200
     check_error(via_apigw(_sized(2049, "other"), JSON), 413, "RequestTooLarge", "limit of 2048 bytes")
-    assert app.registry.store.list("names/") and len(app.registry.store.list("models/")) == 1
+    assert app.registry.store.list("catalog/") and len(app.registry.store.list("models/")) == 1
 
 
 # --- adapter specifics -------------------------------------------------------------------------------
@@ -659,7 +659,7 @@ def test_file_store_never_touches_a_path_outside_its_root(use_app, tmp_path: Pat
             index.handler(_oss_event(store, key), FakeContext())
     # Links planted inside the store (by anyone with access to its directory) lead nowhere either.
     os.symlink(outside, root / "registrations")
-    os.symlink(outside / "models", root / "workspaces" / "evil")
+    os.symlink(outside / "models", root / "catalog" / "evil")
     with file_events() as more:
         outcome, = json.loads(index.handler(_oss_event(store, "registrations/planted.json"), FakeContext()))
         answer = _from_gateway(index.handler(_apigw_event({"ModelName": "m2", "WorkspaceId": "evil"}), FakeContext()))

@@ -16,6 +16,7 @@ import pytest
 
 from handler import events, index, records
 from handler.app import MODELS_PATH, App
+from handler.registry import Registry
 from handler.credentials import CredentialSource, Credentials
 from handler.stores.file import FileStore
 from handler.stores.memory import MemoryStore
@@ -116,7 +117,7 @@ FAULTS: dict[str, tuple[Callable[[FakeOss, App], None], int]] = {
     "unexpected-reply": (lambda oss, app: oss.inject("PUT", action=error(400, "InvalidArgument"), times=100), 500),
     "reply-lost": (lambda oss, app: oss.inject("PUT", action=commit_then_drop(), times=1), 200),
     "conflict-read-fails": (lambda oss, app: (
-        app.registry.create(records.normalized_request({**BODY, "Domain": "cv"}, "default")),
+        Registry(app.registry.store).create(records.normalized_request({**BODY, "Domain": "cv"}, "default")),  # elsewhere
         oss.inject("GET", action=error(500, "InternalError"), times=100)), 503),
 }
 PATHS = ["gateway", "direct", "oss-trigger"]

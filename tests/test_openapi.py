@@ -19,6 +19,7 @@ import schemathesis
 
 from handler import errors, openapi
 from handler.app import MODELS_PATH
+from handler.routes import ROUTES
 from handler.stores.memory import MemoryStore
 from handler.validation import SCHEMA_DIR, Validator, load_schemas, validate
 from tests.conftest import invoke, local_api
@@ -78,7 +79,8 @@ def test_document_is_valid_openapi_3_1() -> None:
     for schema in document["components"]["schemas"].values():  # OAS 3.1 schemas are JSON Schema 2020-12
         jsonschema.Draft202012Validator.check_schema(schema)
     loaded = schemathesis.openapi.from_dict(document)
-    assert [(op.method.upper(), op.path) for op in (r.ok() for r in loaded.get_all_operations())] == [("POST", MODELS_PATH)]
+    found = sorted((op.method.upper(), op.path) for op in (r.ok() for r in loaded.get_all_operations()))
+    assert found == sorted((route.method, route.path) for route in ROUTES)
 
 
 def test_every_reference_resolves_inside_the_document() -> None:
@@ -93,21 +95,33 @@ def test_every_reference_resolves_inside_the_document() -> None:
     assert {"x-maxUtf8Bytes", "x-patternMessage"} <= keys  # extensions are kept for readers and tools
 
 
-def test_every_status_the_api_answers_is_documented_with_the_error_shape() -> None:
-    operation = openapi.build_openapi()["paths"][MODELS_PATH]["post"]
-    statuses = {cls.status for cls in _subclasses(errors.ApiError)}
-    assert {str(s) for s in statuses} | {"200"} == set(operation["responses"])
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.operation)
+def test_every_operation_documents_its_parameters_body_and_every_error_it_may_answer(route) -> None:
+    operation = openapi.build_openapi()["paths"][route.path][route.method.lower()]
+    assert operation["operationId"] == route.operation
+    assert {str(e.status) for e in route.all_errors()} | {"200"} == set(operation["responses"])
     for status, response in operation["responses"].items():
         schema = response["content"]["application/json"]["schema"]["$ref"]
-        assert schema == "#/components/schemas/" + ("CreateModelResponse" if status == "200" else "Error")
+        assert schema == "#/components/schemas/" + (openapi.component_name(route.response) if status == "200" else "Error")
         assert "x-acs-request-id" in response["headers"]
-    assert "Allow" in operation["responses"]["405"]["headers"]
-    assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/CreateModelRequest"
+        for error in route.all_errors():
+            if str(error.status) == status:
+                assert error.code in response["description"]
+    if route.body:
+        assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"] == (
+            "#/components/schemas/" + openapi.component_name(route.body))
+    documented = {p["name"] for p in operation.get("parameters", [])}
+    query = load_schemas()[route.query]["properties"] if route.query else {}
+    assert documented == set(route.parameters) | set(query)
 
 
-def _subclasses(cls: type) -> set[type]:
-    found = set(cls.__subclasses__())
-    return found | {s for c in found for s in _subclasses(c)}
+def test_every_error_of_the_catalogue_is_a_subclass_listed_once() -> None:
+    def subclasses(cls: type) -> set[type]:
+        found = set(cls.__subclasses__())
+        return found | {s for c in found for s in subclasses(c)}
+
+    assert set(errors.CATALOGUE) == subclasses(errors.ApiError) and len(errors.CATALOGUE) == len(set(errors.CATALOGUE))
+    assert len({e.code for e in errors.CATALOGUE}) == len(errors.CATALOGUE)
 
 
 SAMPLES = [

@@ -177,10 +177,11 @@ class OssStore(Store):
         if not mimetypes.inited:
             mimetypes.init()  # oss2 guesses every object's Content-Type; the tables load on first use (~10 ms)
         self._writers().submit(lambda: None).result()  # starts a writer thread
-        try:
-            self.check_writable()  # one request, which also leaves a connection in the pool
-        except StoreError:
-            pass  # the first write meets it again, and answers it
+        try:  # one request, which also leaves a connection in the pool
+            if self._bucket_name not in _unversioned and not self._bucket().get_bucket_versioning().status:
+                _unversioned.add(self._bucket_name)
+        except (oss2.exceptions.OssError, requests.RequestException):
+            pass  # the first write asks again, with retries
 
     def check_writable(self) -> None:
         """Refuse writes on a bucket with versioning (Enabled or Suspended): there, OSS ignores

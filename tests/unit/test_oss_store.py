@@ -84,6 +84,8 @@ def Bucket(mocker, clock):
     # spec (not autospec: 0.25 s per test on oss2's large class); signatures are checked in `bucket`.
     Bucket = mocker.patch.object(oss.oss2, "Bucket")
     Bucket.return_value = mocker.Mock(spec=REAL_BUCKET)
+    Bucket.return_value.get_bucket_versioning.return_value = SimpleNamespace(status=None)  # never had versioning
+    mocker.patch.object(oss, "_unversioned", set())  # each test asks afresh
     return Bucket
 
 
@@ -471,9 +473,24 @@ def test_overlapped_writes_keep_the_callers_time_budget(store, bucket):
     assert len(seen) == 3 and None not in seen
 
 
-def test_warm_opens_a_connection_once_and_swallows_failures(store, bucket):
-    bucket.head_object.side_effect = oss_error(404, "NoSuchKey")
+def test_warm_asks_about_versioning_once_and_swallows_failures(store, bucket):
+    bucket.get_bucket_versioning.side_effect = request_error()
+    store.warm()  # the first write will meet the problem and retry it
+    bucket.get_bucket_versioning.side_effect = None
     store.warm()
-    bucket.head_object.side_effect = request_error()
-    store.warm()  # the first request will meet the problem and retry it
-    assert bucket.head_object.call_count == 2
+    store.warm()
+    store.create("k", b"x")
+    assert bucket.get_bucket_versioning.call_count == 1 + 1  # a failed try, then once for the process
+
+
+@pytest.mark.parametrize("status", ["Enabled", "Suspended"])
+def test_a_versioned_bucket_refuses_every_write_and_still_serves_reads(store, bucket, status):
+    from handler.stores.base import Misconfigured
+
+    bucket.get_bucket_versioning.return_value = SimpleNamespace(status=status)
+    bucket.get_object.return_value = obj(b"1")
+    for write in (lambda: store.create("k", b"x"), lambda: store.put("k", b"x"), lambda: store.delete("k")):
+        with pytest.raises(Misconfigured, match=f"versioning is {status}"):
+            write()
+    assert bucket.put_object.call_count == bucket.delete_object.call_count == 0
+    assert store.get("k") == b"1"
