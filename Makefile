@@ -3,13 +3,17 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test bench vendor clean
+.PHONY: serve test lint bench vendor clean
 
 serve: $(VENV)/.runtime
 	$(BIN)/python -m handler serve $(ARGS)
 
-test: $(VENV)/.dev
+test: lint
 	$(BIN)/python -m pytest $(ARGS)
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench $(ARGS)
@@ -40,4 +44,4 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt
 	touch $@ $(VENV)/.runtime
 
 clean:
-	rm -rf $(VENV) vendor .pytest_cache .hypothesis
+	rm -rf $(VENV) vendor .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .report import Figure, median
-from .workload import FcContext, WORKSPACE, oss_location, percentile, request_body
+from .workload import WORKSPACE, FcContext, oss_location, percentile, request_body
 
 if TYPE_CHECKING:
     from .harness import Harness

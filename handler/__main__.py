@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     if args.store:
         os.environ["MODEL_STORE"] = args.store
-    from . import index
+    from . import events, index
     from .local import LocalContext, LocalServer
 
     try:
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     event = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()
     try:
         print(index.handler(event, LocalContext()))
-    except index.events.RetryLater as e:
+    except events.RetryLater as e:
         print(str(e), file=sys.stderr)
         return 1
     return 0

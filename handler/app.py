@@ -11,7 +11,13 @@ from typing import Any
 
 from . import records
 from .errors import (
-    ApiError, BadRequest, InternalError, InvalidParameter, PayloadTooLarge, ServiceUnavailable, StoreMisconfigured,
+    ApiError,
+    BadRequest,
+    InternalError,
+    InvalidParameter,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    StoreMisconfigured,
     UnsupportedMediaType,
 )
 from .jsonbody import parse_object

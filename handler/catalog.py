@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import random
 import threading
 import time
 import uuid
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY = 32  # a cold instance reads a checkpoint, then at most about this many commits
 COLD_WINDOW = 8  # commits read at once while catching up from a checkpoint
-COMMIT_TRIES = 8  # plans re-run against a newer state before a commit gives up (503)
+COMMIT_TRIES = 16  # plans re-run against a newer state before a commit gives up (503)
+_BACKOFF_CAP = 0.05  # seconds: the most a writer that lost a race waits before it plans again
 
 T = TypeVar("T")
 Change = dict[str, Any]  # {"Put": {"Model": record, "Fingerprint": fp}} or {"Delete": ModelId}
@@ -240,7 +242,7 @@ class Workspace:
     def _commit(self, batch: list[_Pending[Any]]) -> None:
         try:
             fresh = self._snapshot is None
-            for _ in range(COMMIT_TRIES):
+            for attempt in range(COMMIT_TRIES):
                 # Optimistic: plan on what this instance knows; if log/<seq+1> is taken, catch up and plan again.
                 base = self.read() if fresh or self._snapshot is None else self._snapshot
                 draft = Draft(base)
@@ -252,8 +254,9 @@ class Workspace:
                 entry = {"Seq": seq, "Txn": uuid.uuid4().hex, "Time": _now(), "Changes": draft.changes}
                 try:
                     self._store.create(log_key(self.id, seq), encode(entry))
-                except AlreadyExists:
+                except AlreadyExists:  # another instance committed first: catch up, plan again
                     fresh = True
+                    time.sleep(random.uniform(0, min(_BACKOFF_CAP, 0.001 * 2 ** attempt)))
                     continue
                 self._install(base.apply(seq, draft.changes))
                 for pending in batch:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from http import HTTPStatus
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -17,7 +17,6 @@ from .routes import ROUTES
 from .stores import open_store
 from .stores.base import time_budget
 from .validation import validator
-
 
 ANSWER_MARGIN = 2.0  # seconds of FC's timeout kept for answering after storage gave up
 

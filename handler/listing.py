@@ -114,7 +114,7 @@ def _ordered(snapshot: Snapshot, query: Query) -> list[Entry]:
         if len(snapshot.cache) >= _CACHED_ORDERS:
             snapshot.cache.clear()
         snapshot.cache[key] = found
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def _sort(entries: list[Entry], sort_by: str, descending: bool) -> list[Entry]:

@@ -22,7 +22,7 @@ def create_model(call: Call) -> dict[str, Any]:
 def list_models(call: Call) -> dict[str, Any]:
     params = call.query()
     workspace_id = params.get("WorkspaceId") or call.app.default_workspace
-    models, total = call.registry.list(workspace_id, Query.parse(params))
+    models, total = call.registry.list_models(workspace_id, Query.parse(params))
     return {"Models": models, "TotalCount": total}
 
 

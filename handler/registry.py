@@ -21,7 +21,7 @@ from .stores.base import NotFound, Store, StoreError, check_key
 log = logging.getLogger(__name__)
 
 MAX_LABELS = 1000
-_RECORD_ROUNDS = 4  # record rewrites when other commits keep changing the same model
+_RECORD_ROUNDS = 32  # record rewrites while other instances keep changing the same model
 _WORKSPACES_KEPT = 256  # workspaces whose state an instance keeps in memory (least recently used dropped)
 _HOMES_KEPT = 200_000
 
@@ -58,7 +58,7 @@ class Registry:
         entry = workspace.read().models.get(model_id) if workspace else None
         return entry.model if entry else None
 
-    def list(self, workspace_id: str, query: listing.Query) -> tuple[list[dict[str, Any]], int]:
+    def list_models(self, workspace_id: str, query: listing.Query) -> tuple[list[dict[str, Any]], int]:
         """One page of a workspace's models matching query, and how many match in all."""
         return listing.page(self.workspace(workspace_id).read(), query)
 
@@ -191,7 +191,7 @@ class Registry:
             if newer.changed.get(model_id, 0) <= snapshot.seq:
                 return
             snapshot = newer
-        log.warning("record of a model kept changing; left for its next commit to rewrite")
+        log.warning("the record of a model kept changing under its writer; its next change rewrites it")
 
     # --- helpers ---
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 import referencing
@@ -23,7 +23,7 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 MAX_MESSAGES = 5
 
 
-def _max_utf8_bytes(validator: Any, limit: int, instance: Any, schema: dict) -> Iterable[ValidationError]:
+def _max_utf8_bytes(validator: Any, limit: int, instance: Any, schema: dict[str, Any]) -> Iterable[ValidationError]:
     if isinstance(instance, str) and len(instance.encode("utf-8", "surrogatepass")) > limit:
         yield ValidationError(f"is longer than {limit} bytes in UTF-8")
 
@@ -33,20 +33,20 @@ def _is_integer(checker: Any, instance: Any) -> bool:
 
 
 _Base = jsonschema.Draft202012Validator
-Validator = jsonschema.validators.extend(
+Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
     _Base,
     validators={"x-maxUtf8Bytes": _max_utf8_bytes},
     type_checker=_Base.TYPE_CHECKER.redefine("integer", _is_integer),
 )
 
 
-@lru_cache(maxsize=None)
-def load_schemas() -> dict[str, dict]:
+@cache
+def load_schemas() -> dict[str, dict[str, Any]]:
     """Every schema in schemas/, by file name."""
     return {p.name: json.loads(p.read_text("utf-8")) for p in sorted(SCHEMA_DIR.glob("*.json")) if p.name != "openapi.json"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(name: str) -> Any:
     """The compiled validator of schemas/<name>, or of a part of one (`common.json#/$defs/WorkspaceId`);
     built once per process."""
@@ -54,7 +54,7 @@ def validator(name: str) -> Any:
     # switching to the stock Draft 2020-12 class (which knows neither of our two rules).
     schemas = {key: {k: v for k, v in s.items() if k != "$schema"} for key, s in load_schemas().items()}
     registry = referencing.Registry().with_resources(
-        (key, referencing.Resource(schema, referencing.jsonschema.DRAFT202012)) for key, schema in schemas.items()
+        (key, referencing.jsonschema.DRAFT202012.create_resource(schema)) for key, schema in schemas.items()
     )
     return Validator({"$ref": name} if "#" in name else schemas[name], registry=registry)
 
@@ -88,14 +88,16 @@ def field_path(path: Iterable[Any]) -> str:
 def describe(error: ValidationError, root: str = "body") -> str:
     """A message naming the field and the rule it breaks, without echoing large values."""
     where = field_path(error.absolute_path)
-    rule, schema = error.validator, error.schema
+    rule, schema = error.validator, cast(dict[str, Any], error.schema)
     if rule == "required":
         missing = error.message.split("'")[1] if "'" in error.message else "a field"
         return f"{_join(where, missing)} is required"
     if rule in ("additionalProperties", "unevaluatedProperties"):
         allowed = set(schema.get("properties", {}))
-        extra = sorted(k for k in error.instance if k not in allowed)
-        names = ", ".join(_clip(k) for k in extra[:MAX_MESSAGES]) + (f" and {len(extra) - MAX_MESSAGES} more" if len(extra) > MAX_MESSAGES else "")
+        extra = sorted(k for k in cast(dict[str, Any], error.instance) if k not in allowed)
+        names = ", ".join(_clip(k) for k in extra[:MAX_MESSAGES])
+        if len(extra) > MAX_MESSAGES:
+            names += f" and {len(extra) - MAX_MESSAGES} more"
         kind = "query parameter" if root == "query" and not where else "field"
         return f"{where + ': ' if where else ''}unknown {kind}{'s' if len(extra) > 1 else ''} {names}"
     subject = where or root

@@ -235,7 +235,7 @@ def test_local_server_under_parallel_clients(use_app, tmp_path: Path) -> None:
 # --- OSS: the real client against the loopback server, failures injected on the wire -----------
 
 def test_lost_replies_on_every_write_are_absorbed(oss: fake_oss.FakeOss, use_app) -> None:
-    app = use_app(make_oss_store(oss))
+    use_app(make_oss_store(oss))
     for prefix in ("registry/models/", "registry/catalog/42/log/"):
         oss.inject("PUT", prefix=prefix, action=fake_oss.commit_then_drop())
     status, body = post(REQUEST)
@@ -245,7 +245,7 @@ def test_lost_replies_on_every_write_are_absorbed(oss: fake_oss.FakeOss, use_app
 
 
 def test_an_outage_that_outlasts_the_retries_is_503_and_a_later_retry_succeeds(oss: fake_oss.FakeOss, use_app) -> None:
-    app = use_app(make_oss_store(oss))
+    use_app(make_oss_store(oss))
     oss.inject("PUT", prefix="registry/catalog/42/log/", action=fake_oss.error(503, "ServiceUnavailable"), times=100)
     status, body = post(REQUEST)
     assert (status, body["Code"]) == (503, "ServiceUnavailable")
@@ -257,7 +257,7 @@ def test_an_outage_that_outlasts_the_retries_is_503_and_a_later_retry_succeeds(o
 
 def test_racing_creates_over_oss_open_no_more_connections_than_the_pool(oss: fake_oss.FakeOss, use_app) -> None:
     # Each create has at most one write in flight, and reads overlap at most 8 at a cold start.
-    app = use_app(make_oss_store(oss, pool_size=16))
+    use_app(make_oss_store(oss, pool_size=16))
     barrier = threading.Barrier(8)
 
     def create(i: int) -> int:
@@ -280,7 +280,7 @@ def oss_event(server: fake_oss.FakeOss, key: str) -> dict[str, Any]:
 def test_a_registration_uploaded_to_oss_becomes_one_model_even_when_the_first_attempt_fails(
     oss: fake_oss.FakeOss, use_app
 ) -> None:
-    app = use_app(make_oss_store(oss))
+    use_app(make_oss_store(oss))
     oss.seed("registry/registrations/resnet.json", json.dumps(REQUEST).encode())
     oss.inject("PUT", prefix="registry/catalog/42/log/", action=fake_oss.commit_then_drop())
     oss.inject("PUT", prefix="registry/catalog/42/log/", action=fake_oss.error(500, "InternalError"), times=100)
@@ -295,7 +295,7 @@ def test_a_registration_uploaded_to_oss_becomes_one_model_even_when_the_first_at
 
 
 def test_registration_keys_may_arrive_url_encoded(oss: fake_oss.FakeOss, use_app) -> None:
-    app = use_app(make_oss_store(oss))
+    use_app(make_oss_store(oss))
     oss.seed("registry/registrations/v1=a.json", json.dumps(REQUEST).encode())
     [result] = invoke(oss_event(oss, "registry/registrations/v1%3Da.json"))
     assert listed() == [result["ModelId"]]
@@ -329,7 +329,7 @@ def test_a_registration_from_another_bucket_is_refused(oss: fake_oss.FakeOss, us
 
 
 def test_registrations_work_on_the_file_store_too(use_app, tmp_path: Path) -> None:
-    app = use_app(FileStore(tmp_path))
+    use_app(FileStore(tmp_path))
     (tmp_path / "registrations").mkdir()
     (tmp_path / "registrations" / "resnet.json").write_text(json.dumps(REQUEST))
     [result] = invoke(oss_event(fake_oss.FakeOss(), "registrations/resnet.json"))

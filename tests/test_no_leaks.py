@@ -16,13 +16,13 @@ import pytest
 
 from handler import events, index, records
 from handler.app import MODELS_PATH, App
+from handler.credentials import Credentials, CredentialSource
 from handler.registry import Registry
-from handler.credentials import CredentialSource, Credentials
 from handler.stores.file import FileStore
 from handler.stores.memory import MemoryStore
 from handler.stores.oss import OssStore
-from tests.conftest import FakeContext, FakeCredentials
 from testing.fake_oss import FakeOss, commit_then_drop, drop, error
+from tests.conftest import FakeContext, FakeCredentials
 
 STATIC = Credentials("LTAI-SECRET-KEYID-123", "SECRET-VALUE-456", "STS-TOKEN-789")
 CONTEXT = FakeCredentials("STS.CTX-KEYID-ABC", "CTX-SECRET-DEF", "CTX-TOKEN-GHI")

@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from handler.app import MODELS_PATH
 from handler.config import Settings
 from handler.events import REGISTRATIONS, RESULTS
 from handler.stores.base import check_prefix
@@ -318,16 +317,27 @@ def _api_routes() -> list[tuple[str, str, dict[str, Any]]]:
             for path, ops in r["Properties"]["DefinitionBody"].items() for method, op in ops.items()]
 
 
-def test_api_routes_create_model_to_the_event_function() -> None:
+def test_the_api_has_every_route_of_the_route_table_and_nothing_else() -> None:
+    from handler.routes import ROUTES
+
+    declared = {(re.sub(r"\[(\w+)\]", r"{\1}", path), method.upper()): op for path, method, op in _api_routes()}
+    assert set(declared) == {(route.path, route.method) for route in ROUTES}
+    for route in ROUTES:
+        op = declared[(route.path, route.method)]
+        assert op["x-aliyun-apigateway-api-name"] == route.operation
+        params = {p["apiParameterName"] for p in op.get("x-aliyun-apigateway-parameters", []) if p["location"] == "PATH"}
+        assert params == set(route.parameters), route.operation
+
+
+def test_api_routes_go_to_the_event_function_in_passthrough_mode() -> None:
     (svc_name,) = services()
-    routes = {(path, method.upper()): op for path, method, op in _api_routes()}
-    op = routes[(MODELS_PATH, "POST")]
-    target = re.fullmatch(r"acs:fc:::services/\$\{(.+)\.Arn\}/functions/\$\{(.+)\.Arn\}/", op["x-aliyun-apigateway-fc"]["arn"])
-    assert target and target.group(1) == svc_name, op["x-aliyun-apigateway-fc"]["arn"]
-    fn = functions()[target.group(2)]
-    assert fn["Properties"]["Handler"] == "index.handler", "API Gateway events need the event handler"
-    assert not any(ev["Type"] == "HTTP" for ev in fn["Events"].values())
-    assert op["x-aliyun-apigateway-request-config"]["requestMode"] == "PASSTHROUGH"
+    for path, method, op in _api_routes():
+        target = re.fullmatch(r"acs:fc:::services/\$\{(.+)\.Arn\}/functions/\$\{(.+)\.Arn\}/", op["x-aliyun-apigateway-fc"]["arn"])
+        assert target and target.group(1) == svc_name, op["x-aliyun-apigateway-fc"]["arn"]
+        fn = functions()[target.group(2)]
+        assert fn["Properties"]["Handler"] == "index.handler", "API Gateway events need the event handler"
+        assert not any(ev["Type"] == "HTTP" for ev in fn["Events"].values())
+        assert op["x-aliyun-apigateway-request-config"]["requestMode"] == "PASSTHROUGH", (path, method)
 
 
 def test_service_policy_names_only_the_store_bucket() -> None:
@@ -341,7 +351,8 @@ def test_service_policy_names_only_the_store_bucket() -> None:
         for arn in resources:
             assert arn == f"acs:oss:*:*:{bucket}" or arn.startswith(f"acs:oss:*:*:{bucket}/"), arn
         actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
-        assert actions <= {"oss:PutObject", "oss:GetObject", "oss:DeleteObject", "oss:ListObjects"}, actions
+        assert actions <= {"oss:PutObject", "oss:GetObject", "oss:DeleteObject", "oss:ListObjects",
+                           "oss:GetBucketVersioning"}, actions
 
 
 # --- 5. timeouts -------------------------------------------------------------------------------------

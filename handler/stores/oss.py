@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import contextvars
+import functools
 import hashlib
 import logging
 import mimetypes
@@ -17,7 +18,18 @@ import oss2
 import requests
 
 from ..credentials import Credentials
-from .base import AlreadyExists, Misconfigured, NotFound, Store, StoreError, Unavailable, check_key, check_prefix, deadline, time_budget
+from .base import (
+    AlreadyExists,
+    Misconfigured,
+    NotFound,
+    Store,
+    StoreError,
+    Unavailable,
+    check_key,
+    check_prefix,
+    deadline,
+    time_budget,
+)
 
 # At DEBUG oss2 logs signed headers (x-oss-security-token); at INFO every 404/409.
 logging.getLogger("oss2").setLevel(logging.WARNING)
@@ -34,7 +46,6 @@ _AUTH_CODES = frozenset({"AccessDenied", "SignatureDoesNotMatch", "InvalidAccess
                          "SecurityTokenExpired", "InvalidSecurityToken", "NoSuchBucket"})
 
 _lock = threading.Lock()
-_unversioned: set[str] = set()  # buckets seen without versioning, once per process
 _sessions: dict[int, oss2.Session] = {}
 _executors: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
 
@@ -55,6 +66,10 @@ def _pool(size: int) -> concurrent.futures.ThreadPoolExecutor:
         if size not in _executors:
             _executors[size] = concurrent.futures.ThreadPoolExecutor(size, thread_name_prefix="oss-write")
         return _executors[size]
+
+
+def _list_page(bucket: oss2.Bucket, **options: object) -> oss2.models.ListObjectsV2Result:
+    return bucket.list_objects_v2(**options)
 
 
 def _content_md5(data: bytes) -> str:
@@ -91,6 +106,7 @@ class OssStore(Store):
         self._session = _session(pool_size)
         self._pool_size = pool_size
         self._cached: tuple[Credentials, oss2.Bucket] | None = None
+        self._unversioned = False  # the bucket was seen without versioning (asked once per store)
         self._cache_lock = threading.Lock()
 
     def _bucket(self, timeouts: tuple[float, float] | None = None) -> oss2.Bucket:
@@ -178,21 +194,21 @@ class OssStore(Store):
             mimetypes.init()  # oss2 guesses every object's Content-Type; the tables load on first use (~10 ms)
         self._writers().submit(lambda: None).result()  # starts a writer thread
         try:  # one request, which also leaves a connection in the pool
-            if self._bucket_name not in _unversioned and not self._bucket().get_bucket_versioning().status:
-                _unversioned.add(self._bucket_name)
+            if not self._unversioned and not self._bucket().get_bucket_versioning().status:
+                self._unversioned = True
         except (oss2.exceptions.OssError, requests.RequestException):
             pass  # the first write asks again, with retries
 
     def check_writable(self) -> None:
         """Refuse writes on a bucket with versioning (Enabled or Suspended): there, OSS ignores
-        x-oss-forbid-overwrite, the only guard the catalog's commits rest on. Asked once per process."""
-        if self._bucket_name in _unversioned:
+        x-oss-forbid-overwrite, the only guard the catalog's commits rest on. Asked once per store (an instance keeps one)."""
+        if self._unversioned:
             return
         status = self._call("versioning", lambda bucket: bucket.get_bucket_versioning().status)
         if status:
             raise Misconfigured(f"bucket versioning is {status}: OSS then ignores the create-only writes this registry "
                                 "relies on, and versioning cannot be turned off; use a bucket that never had it")
-        _unversioned.add(self._bucket_name)
+        self._unversioned = True
 
     def _writers(self) -> concurrent.futures.ThreadPoolExecutor:
         return _pool(self._pool_size)
@@ -250,7 +266,7 @@ class OssStore(Store):
 
     def get(self, key: str) -> bytes:
         full = self._full(key)
-        return self._call("get", lambda bucket: bucket.get_object(full).read())
+        return bytes(self._call("get", lambda bucket: bucket.get_object(full).read()))
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if len(keys) <= 1:
@@ -294,8 +310,8 @@ class OssStore(Store):
         token = ""
         while limit is None or len(keys) < limit:
             max_keys = 1000 if limit is None else min(1000, limit - len(keys))
-            page = self._call("list", lambda bucket: bucket.list_objects_v2(
-                prefix=full_prefix, start_after=after, max_keys=max_keys, continuation_token=token))
+            page = self._call("list", functools.partial(_list_page, prefix=full_prefix, start_after=after,
+                                                        max_keys=max_keys, continuation_token=token))
             keys.extend(obj.key[len(self._prefix):] for obj in page.object_list)
             if not page.is_truncated:
                 break
