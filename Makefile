@@ -15,8 +15,14 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: $(VENV)/.dev
+bench: $(VENV)/.dev bench/.mlflow-venv/.installed
 	$(BIN)/python -m bench $(ARGS)
+
+# MLflow's registry, the comparison in `make bench`, in an environment of its own: the project never imports it.
+bench/.mlflow-venv/.installed: bench/requirements-mlflow.txt
+	$(PYTHON) -m venv bench/.mlflow-venv
+	bench/.mlflow-venv/bin/python -m pip install -q -r bench/requirements-mlflow.txt
+	touch $@
 
 # Dependencies for Function Compute (python3.10, x86_64 Linux), shipped beside the code in vendor/,
 # and bytecode compiled by python3.10: FC's code directory is read-only, so a cold start would
@@ -44,4 +50,4 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt
 	touch $@ $(VENV)/.runtime
 
 clean:
-	rm -rf $(VENV) vendor .pytest_cache .hypothesis .mypy_cache .ruff_cache
+	rm -rf $(VENV) vendor .pytest_cache .hypothesis .mypy_cache .ruff_cache bench/.mlflow-venv

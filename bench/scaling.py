@@ -103,20 +103,10 @@ def concurrency_client(params: dict[str, Any], checkpoint: Checkpoint) -> dict[s
 
 
 def _seed_models(harness: Harness, workspace: str, count: int) -> None:
-    """`count` committed models in a workspace (record, marker, claim each), written straight into the bucket."""
-    from handler import records
-    from handler.registry import claim_key, marker_prefix, record_key
+    """`count` committed models in a workspace, written straight into the bucket."""
+    from .catalog import seed_objects
 
-    objects: dict[str, bytes] = {}
-    now = time.time()
-    for i in range(count):
-        normal = records.normalized_request({"ModelName": f"existing-{i}", "Domain": "cv"}, workspace)
-        model_id = records.new_model_id(int(now * 1000) - count + i)
-        objects[record_key(model_id)] = records.record_json(records.build_record(normal, model_id, now, None))
-        objects[marker_prefix(workspace) + model_id] = b""
-        objects[claim_key(workspace, normal["ModelName"])] = records.canonical_json(
-            {"ModelId": model_id, "Fingerprint": records.fingerprint(normal)})
-    harness.seed(objects)
+    harness.seed(seed_objects(workspace, count))
 
 
 def run_flat(harness: Harness, existing: int, creates: int) -> list[Figure]:

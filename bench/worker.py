@@ -20,13 +20,15 @@ def checkpoint(name: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from . import scaling, warm
+    from . import catalog, scaling, warm
 
     scenarios: dict[str, Callable[[dict[str, Any], Checkpoint], dict[str, Any]]] = {
         "warm-memory": warm.memory_client,
         "warm-oss": warm.oss_client,
         "flat": scaling.flat_client,
         "concurrency": scaling.concurrency_client,
+        "catalog-oss": catalog.oss_client,
+        "catalog-file": catalog.file_client,
     }
     scenario, params = argv[0], json.loads(argv[1])
     result = scenarios[scenario](params, checkpoint)

@@ -60,12 +60,14 @@ class Entry:
     model: dict[str, Any]
     fingerprint: str
     search: str = field(init=False, repr=False, compare=False)  # what ListModels' Query looks in, lower-cased
+    labels: frozenset[tuple[str, str]] = field(init=False, repr=False, compare=False)  # (Key, Value) pairs
 
     def __post_init__(self) -> None:
         m = self.model
-        words = [m["ModelName"], m.get("Domain", ""), m.get("Task", "")]
-        words += [part for label in m["Labels"] for part in (label["Key"], label["Value"])]
+        pairs = frozenset((label["Key"], label["Value"]) for label in m["Labels"])
+        words = [m["ModelName"], m.get("Domain", ""), m.get("Task", ""), *(part for pair in pairs for part in pair)]
         object.__setattr__(self, "search", "\n".join(words).lower())
+        object.__setattr__(self, "labels", pairs)
 
     @property
     def id(self) -> str:
@@ -206,7 +208,7 @@ class Workspace:
         self._queue_lock = threading.Lock()
         self._queue: list[_Pending[Any]] = []
         self._checkpointed = 0
-        self._checkpointing = False
+        self._checkpointer: threading.Thread | None = None
 
     def read(self) -> Snapshot:
         """A snapshot holding every commit acknowledged (by any instance) before this call."""
@@ -316,15 +318,25 @@ class Workspace:
             return None
 
     def maybe_checkpoint(self) -> None:
-        """Write a checkpoint when the newest state is CHECKPOINT_EVERY commits past the last one.
-        Best effort: a failure only makes cold starts read more of the log."""
+        """Start writing a checkpoint, in the background, when the newest state is CHECKPOINT_EVERY
+        commits past the last one. Best effort: a failure, or an instance frozen or stopped while it
+        writes, only makes cold starts read more of the log."""
         snapshot = self._snapshot
         if snapshot is None or snapshot.seq - self._checkpointed < CHECKPOINT_EVERY:
             return
         with self._state_lock:
-            if self._checkpointing:
+            if self._checkpointer is not None and self._checkpointer.is_alive():
                 return
-            self._checkpointing = True
+            self._checkpointer = threading.Thread(target=self._checkpoint, args=(snapshot,), name="checkpoint", daemon=True)
+            self._checkpointer.start()
+
+    def settle(self) -> None:
+        """Wait for a checkpoint being written (tests and benchmarks)."""
+        checkpointer = self._checkpointer
+        if checkpointer is not None:
+            checkpointer.join()
+
+    def _checkpoint(self, snapshot: Snapshot) -> None:
         try:
             try:
                 self._store.create(checkpoint_key(self.id, snapshot.seq), encode(snapshot.checkpoint()))
@@ -334,8 +346,6 @@ class Workspace:
             self._checkpointed = snapshot.seq
         except StoreError as e:
             log.warning("checkpoint of a workspace at %d failed: %s", snapshot.seq, type(e).__name__)
-        finally:
-            self._checkpointing = False
 
 
 def _now() -> str:

@@ -87,12 +87,12 @@ class Query:
             return False
         if self.text is not None and self.text not in entry.search:
             return False
-        labels = model["Labels"]
-        if self.label is not None and not any(self.label in lb["Key"] or self.label in lb["Value"] for lb in labels):
+        labels = entry.labels
+        if self.tags and not labels.issuperset(self.tags):
             return False
-        if self.tags and not all({"Key": k, "Value": v} in labels for k, v in self.tags):
+        if self.label is not None and not any(self.label in key or self.label in value for key, value in labels):
             return False
-        if self.collections and not any(lb["Key"] == COLLECTION_LABEL and lb["Value"] in self.collections for lb in labels):
+        if self.collections and not any(key == COLLECTION_LABEL and value in self.collections for key, value in labels):
             return False
         return all(c.holds(model) for c in self.conditions)
 

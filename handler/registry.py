@@ -184,9 +184,11 @@ class Registry:
         for _ in range(_RECORD_ROUNDS):
             entry = snapshot.models.get(model_id)
             if entry is None:
+                # No commit can follow a model's delete; a writer of an earlier one that is still
+                # writing the record finds this delete when it catches up, and removes the record.
                 self.store.delete(key)
-            else:
-                self.store.put(key, records.record_json(entry.model))
+                return
+            self.store.put(key, records.record_json(entry.model))
             newer = workspace.read()
             if newer.changed.get(model_id, 0) <= snapshot.seq:
                 return

@@ -186,6 +186,7 @@ def test_a_cold_instance_starts_from_a_checkpoint_in_few_requests(any_store: Sto
     writer = Registry(any_store)
     for i in range(2 * catalog.CHECKPOINT_EVERY + 5):
         writer.create(normal(f"m{i}"))
+        writer.workspace("ws").settle()
     assert any_store.list("catalog/ws/checkpoints/")
     counting = CountingStore(any_store)
     cold = Registry(counting)

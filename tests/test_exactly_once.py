@@ -161,8 +161,9 @@ def test_a_crashed_checkpoint_costs_nothing_but_a_longer_cold_start(any_store: S
     from handler import catalog
 
     store = CrashingStore(any_store, "checkpoints", "before")
-    use_app(store)
+    app = use_app(store)
     ids = [post({**REQUEST, "ModelName": f"m{i}"})[1]["ModelId"] for i in range(catalog.CHECKPOINT_EVERY + 1)]
+    app.registry.workspace("42").settle()
     assert store.fired and sorted(listed()) == sorted(ids)
     use_app(any_store)  # a cold instance
     assert sorted(listed()) == sorted(ids)

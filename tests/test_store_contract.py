@@ -132,6 +132,10 @@ def test_file_store_never_follows_a_planted_symlink_out(tmp_path: Path) -> None:
     with pytest.raises(InvalidKey):
         store.create("models/evil/x.json", b"x")
     assert list(outside.iterdir()) == []
+    (outside / "secret.json").write_bytes(b"{}")
+    os.symlink(outside / "secret.json", root / "models" / "planted.json")  # a link in a file's place
+    with pytest.raises(InvalidKey):
+        store.get("models/planted.json")
 
 
 def test_store_urls(tmp_path: Path) -> None:
@@ -148,7 +152,9 @@ def test_store_urls(tmp_path: Path) -> None:
 def test_file_store_makes_new_names_durable(tmp_path: Path, mocker) -> None:
     synced: list[str] = []
     real_fsync = os.fsync
+    real_fdatasync = os.fdatasync
     mocker.patch("os.fsync", side_effect=lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    mocker.patch("os.fdatasync", side_effect=lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fdatasync(fd)))
     store = FileStore(tmp_path / "root")
     store.create("names/w/claim.json", b"{}")
     root = str((tmp_path / "root").resolve())

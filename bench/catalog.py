@@ -1,0 +1,290 @@
+"""The catalog at scale: ListModels and GetModel on a workspace of 10,000 models, storage requests per
+operation, cold starts, memory, write throughput, and the same searches in MLflow's registry."""
+from __future__ import annotations
+
+import gc
+import http.client
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .report import Figure, median
+from .workload import WORKSPACE, FcContext, percentile, rss_kib
+
+if TYPE_CHECKING:
+    from .harness import Harness
+    from .worker import Checkpoint
+
+DOMAINS = ("cv", "nlp", "audio", "multimodal")
+TEAMS = ("vision", "search", "ads", "speech", "platform")
+WARM_QUERY = {"Query": "nlp", "Conditions": json.dumps([{"Column": "ParameterSize", "Operator": "LessThan", "Value": "5000"}]),
+              "SortBy": "GmtModifiedTime", "Order": "DESC", "PageSize": "10"}
+
+
+def model_fields(i: int) -> dict[str, Any]:
+    """The i-th model of a seeded workspace: varied names, domains, labels and numbers."""
+    return {"ModelName": f"model-{i:05d}-{DOMAINS[i % 4]}-{TEAMS[i % 5]}", "Domain": DOMAINS[i % 4],
+            "Task": f"task-{i % 7}", "OrderNumber": i % 100, "ParameterSize": (i * 7919) % 10_000,
+            "Tag": [{"Key": "team", "Value": TEAMS[i % 5]}, {"Key": "stage", "Value": ("dev", "prod")[i % 2]}],
+            "ModelDescription": "a model seeded for the benchmark", "ExtraInfo": {"seed": i, "framework": "pytorch"}}
+
+
+def seed_objects(workspace: str, count: int) -> dict[str, bytes]:
+    """A workspace of `count` committed models as the catalog stores them: records, commit 1, a checkpoint at 1."""
+    from handler import catalog, records
+
+    now = time.time()
+    changes = []
+    objects: dict[str, bytes] = {}
+    for i in range(count):
+        normal = records.normalized_request(model_fields(i), workspace)
+        model_id = records.new_model_id(int(now * 1000) - count + i)
+        record = records.build_record(normal, model_id, now - count + i, None)
+        objects[f"models/{model_id}.json"] = records.record_json(record)
+        changes.append({"Put": {"Model": record, "Fingerprint": records.fingerprint(normal)}})
+    snapshot = catalog.EMPTY.apply(1, changes)
+    objects[catalog.log_key(workspace, 1)] = catalog.encode({"Seq": 1, "Txn": "seed", "Time": "", "Changes": changes})
+    objects[catalog.checkpoint_key(workspace, 1)] = catalog.encode(snapshot.checkpoint())
+    objects[catalog.hint_key(workspace)] = catalog.encode({"Seq": 1})
+    return objects
+
+
+# --- the child: one instance over the loopback OSS ---------------------------------------------
+
+def _api(app: Any) -> Callable[..., dict[str, Any]]:
+    from handler.app import Request
+
+    def call(method: str, path: str, body: dict[str, Any] | None = None, **query: str) -> dict[str, Any]:
+        answer = app.handle(Request(method, path, json.dumps(body).encode() if body is not None else b"",
+                                    query=list(query.items())))
+        if answer.status != 200:
+            raise RuntimeError(f"{method} {path}: {answer.status} {answer.body}")
+        return answer.body
+
+    return call
+
+
+def _timed(function: Callable[[], Any], baseline: Callable[[], Any], calls: int) -> tuple[list[float], list[float]]:
+    """Alternate the two, so that drift hits both alike; milliseconds of each call."""
+    ours, base = [], []
+    for _ in range(calls):
+        started = time.perf_counter()
+        function()
+        middle = time.perf_counter()
+        baseline()
+        ours.append((middle - started) * 1e3)
+        base.append((time.perf_counter() - middle) * 1e3)
+    return ours, base
+
+
+def _raw_get(url: str) -> Callable[[], bytes]:
+    """A pre-signed GET over one kept-alive connection: the least a read of one object costs."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.netloc, timeout=10)
+    target = parts.path + ("?" + parts.query if parts.query else "")
+
+    def get() -> bytes:
+        connection.request("GET", target)
+        response = connection.getresponse()
+        return response.read()
+
+    return get
+
+
+def oss_client(params: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any]:
+    """Child: a cold start, warm reads and writes of one instance, against a workspace of params["models"]."""
+    from handler import index
+    from handler.registry import Registry
+
+    from .warm import bare_bucket
+
+    context = FcContext()
+    index.initializer(context)
+    app = index.get_app()
+    api = _api(app)
+    gc.collect()
+    rss_before = rss_kib()
+    checkpoint("cold")
+    started = time.perf_counter()
+    first = api("GET", "/api/v1/models", **WARM_QUERY)
+    cold_ms = (time.perf_counter() - started) * 1e3
+    checkpoint("cold-done")
+    gc.collect()
+    catalog_kib = rss_kib() - rss_before
+
+    bucket, prefix = bare_bucket(context)
+    some_id = first["Models"][0]["ModelId"]
+    record_key = f"{prefix}models/{some_id}.json"
+    raw = _raw_get(bucket.sign_url("GET", record_key, 3600))
+    bare = lambda: bucket.get_object(record_key).read()  # noqa: E731
+    raw()
+    bare()
+    calls = params["calls"]
+    checkpoint("list")
+    list_ms, bare_ms = _timed(lambda: api("GET", "/api/v1/models", **WARM_QUERY), bare, calls)
+    checkpoint("list-done")
+    raw_ms = [_timed(raw, lambda: None, 1)[0][0] for _ in range(calls)]
+    checkpoint("get-known")
+    get_ms = _timed(lambda: api("GET", f"/api/v1/models/{some_id}"), lambda: None, calls)[0]
+    checkpoint("get-known-done")
+    other_ids = [m["ModelId"] for m in api("GET", "/api/v1/models", PageSize="100", PageNumber="3")["Models"]][:10]
+    checkpoint("get-new")
+    for model_id in other_ids:
+        api("GET", f"/api/v1/models/{model_id}")
+    checkpoint("get-new-done")
+
+    # Changes made by another instance: each costs this one a read of that commit.
+    elsewhere = Registry(app.registry.store)
+    for n in range(5):
+        elsewhere.update(other_ids[0], {"OrderNumber": 1000 + n})
+    checkpoint("after-changes")
+    api("GET", "/api/v1/models", **WARM_QUERY)
+    checkpoint("after-changes-done")
+
+    writes: dict[str, list[float]] = {"create": [], "update": [], "delete": []}
+    for n in range(params["writes"]):
+        for op in ("create", "update", "delete"):
+            checkpoint(f"{op}-{n}")
+            started = time.perf_counter()
+            if op == "create":
+                model_id = api("POST", "/api/v1/models", {"ModelName": f"bench-write-{n}", "Domain": "cv"})["ModelId"]
+            elif op == "update":
+                api("PUT", f"/api/v1/models/{model_id}", {"ModelDescription": f"changed {n}"})
+            else:
+                api("DELETE", f"/api/v1/models/{model_id}")
+            writes[op].append((time.perf_counter() - started) * 1e3)
+            checkpoint(f"{op}-{n}-done")
+
+    # Throughput: InstanceConcurrency clients creating into the same workspace at once.
+    threads, creates = params["threads"], params["creates"]
+    counter = itertools.count()
+    checkpoint("throughput")
+    started = time.perf_counter()
+
+    def worker() -> None:
+        while (i := next(counter)) < creates:
+            api("POST", "/api/v1/models", {"ModelName": f"bench-concurrent-{i}", "Domain": "nlp"})
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    seconds = time.perf_counter() - started
+    checkpoint("throughput-done")
+    return {"cold_ms": cold_ms, "catalog_mib": catalog_kib / 1024, "total": first["TotalCount"],
+            "list_ms": list_ms, "bare_get_ms": bare_ms, "raw_get_ms": raw_ms, "get_ms": get_ms,
+            "writes_ms": writes, "creates_per_s": creates / seconds, "threads": threads}
+
+
+def run(harness: Harness, models: int, rtt_ms: float, quick: bool) -> list[Figure]:
+    from handler import catalog
+
+    harness.reset(rtt_ms)
+    harness.seed(seed_objects(WORKSPACE, models))
+    params = {"calls": 30 if quick else 100, "writes": 5 if quick else 20, "threads": harness.template.instance_concurrency,
+              "creates": 100 if quick else 400}
+    result, marks = harness.run_worker("catalog-oss", params)
+
+    def requests(name: str) -> list[Any]:
+        return harness.requests_between(marks[name], marks[f"{name}-done"])
+
+    def catalog_requests(name: str) -> list[Any]:  # without the baseline's own GETs
+        return [r for r in requests(name) if "/catalog/" in r.key]
+
+    log_puts = [len([r for r in requests("throughput") if r.method == "PUT" and "/catalog/" in r.key])]
+    per_op = {op: median(len(requests(f"{op}-{n}")) for n in range(params["writes"])) for op in ("create", "update", "delete")}
+    per_op_ms = {op: median(times) for op, times in result["writes_ms"].items()}
+    bare = median(result["bare_get_ms"])
+    label = f"{models:,} models, {rtt_ms:g} ms RTT"
+    figures = [
+        Figure("catalog.list_requests", f"Warm ListModels (Query + Conditions + sort), storage requests, {label}",
+               len(catalog_requests("list")) / params["calls"], "", 1, "one GET", max_value=2),
+        Figure("catalog.list_p50", f"Warm ListModels p50, {label}", median(result["list_ms"]), "ms", bare,
+               "one bare oss2 GET p50", max_ratio=1.5,
+               detail={"raw_presigned_get_p50": median(result["raw_get_ms"]), "p99": percentile(result["list_ms"], 0.99),
+                       "total_count": result["total"]}),
+        Figure("catalog.get_requests_known", f"Warm GetModel, storage requests ({label})",
+               len(requests("get-known")) / params["calls"], "", 1, "one GET", max_value=2,
+               detail={"p50_ms": median(result["get_ms"])}),
+        Figure("catalog.get_requests_new", "GetModel of an ID new to the instance, storage requests",
+               len(requests("get-new")) / 10, "", 1, "one GET", max_value=2),
+        Figure("catalog.requests_per_change_elsewhere", "Warm reader's extra requests per change made elsewhere",
+               (len(requests("after-changes")) - 1) / 5, "", 1, "target", max_value=1),
+        Figure("catalog.cold_list_requests", f"Cold instance's first ListModels, storage requests ({label})",
+               len(requests("cold")), "", catalog.CHECKPOINT_EVERY, "commits between checkpoints", max_value=50,
+               detail={"ms": result["cold_ms"]}),
+        Figure("catalog.memory", f"Resident memory of the catalog of {models:,} models", result["catalog_mib"], "MiB",
+               40, "target", max_value=40),
+    ]
+    for op in ("create", "update", "delete"):
+        figures.append(Figure(f"catalog.{op}_round_trips", f"{op.capitalize()}: sequential storage requests, nothing conflicting",
+                              per_op[op], "", 2, "target", max_value=2, detail={"p50_ms": per_op_ms[op]}))
+    figures.append(Figure("catalog.creates_per_second", f"Creates/s into one workspace, {result['threads']} concurrent clients, "
+                          f"{rtt_ms:g} ms RTT", result["creates_per_s"], "/s", 1000 / (2 * rtt_ms),
+                          "one client, 2 round trips each", detail={"log_puts": log_puts[0], "creates": params["creates"]}))
+    return figures
+
+
+# --- side by side with MLflow's registry, on a local store, warm, in-process --------------------
+
+SEARCHES = ("name substring", "tag", "ordered top 10", "paging through all", "get one", "create one")
+
+
+def _comparison_steps(api: Callable[..., dict[str, Any]], r: int, ids: list[str], models: int) -> dict[str, Callable[[], Any]]:
+    """Round r of the six operations; each round searches for something else, so no answer is reused."""
+    return {
+        "name substring": lambda: api("GET", "/api/v1/models", ModelName=f"-0{r % 10}1", PageSize="100"),
+        "tag": lambda: api("GET", "/api/v1/models", PageSize="100", Tag=json.dumps([{"Key": "team", "Value": TEAMS[r % 5]}])),
+        "ordered top 10": lambda: api("GET", "/api/v1/models", SortBy="GmtModifiedTime", Order="DESC", PageSize="10",
+                                      Query=DOMAINS[r % 4]),
+        "paging through all": lambda: [api("GET", "/api/v1/models", PageSize="100", PageNumber=str(p), SortBy="ModelName")
+                                       for p in range(1, models // 100 + 1)],
+        "get one": lambda: api("GET", f"/api/v1/models/{ids[r % len(ids)]}"),
+        "create one": lambda: api("POST", "/api/v1/models", {"ModelName": f"compare-{r}", "Tag": [{"Key": "k", "Value": "v"}]}),
+    }
+
+
+def file_client(params: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any]:
+    """Child: the same six operations as mlflow_registry.py, through the function's core on the file store."""
+    from handler import index
+
+    index.initializer(FcContext())
+    api = _api(index.get_app())
+    api("GET", "/api/v1/models")  # warm: the instance has read the workspace once
+    ids = [m["ModelId"] for m in api("GET", "/api/v1/models", PageSize="100", PageNumber="7")["Models"]]
+    times: dict[str, list[float]] = {name: [] for name in SEARCHES}
+    for r in range(params["rounds"]):
+        for name, step in _comparison_steps(api, r, ids, params["models"]).items():
+            started = time.perf_counter()
+            step()
+            times[name].append((time.perf_counter() - started) * 1e3)
+    return {name: median(samples) for name, samples in times.items()}
+
+
+def run_mlflow_comparison(harness: Harness, models: int, quick: bool, mlflow_python: Path | None) -> list[Figure]:
+    import subprocess
+
+    from .workload import REPO
+
+    store = harness.scratch / "file-store"
+    for key, data in seed_objects(WORKSPACE, models).items():
+        path = store / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    rounds = 5 if quick else 20
+    ours, _ = harness.run_worker("catalog-file", {"rounds": rounds, "models": models}, store_url=f"file://{store}")
+    if mlflow_python is None:
+        return [Figure(f"compare.{name.replace(' ', '_')}", f"{name.capitalize()}, file store, warm ({models:,} models)",
+                       ours[name], "ms", 0, "MLflow not installed (make bench-mlflow)") for name in SEARCHES]
+    out = subprocess.run([str(mlflow_python), str(REPO / "bench" / "mlflow_registry.py"), str(models), str(rounds),
+                          str(harness.scratch / "mlflow")], capture_output=True, text=True, check=True, timeout=3600)
+    theirs = json.loads(out.stdout.strip().splitlines()[-1])
+    return [Figure(f"compare.{name.replace(' ', '_')}", f"{name.capitalize()}, file store, warm ({models:,} models)",
+                   ours[name], "ms", theirs["times"][name], f"MLflow {theirs['version']}, SQLite", max_ratio=0.5)
+            for name in SEARCHES]
