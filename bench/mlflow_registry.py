@@ -9,6 +9,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -16,6 +17,19 @@ from mlflow.tracking import MlflowClient
 
 DOMAINS = ("cv", "nlp", "audio", "multimodal")
 TEAMS = ("vision", "search", "ads", "speech", "platform")
+
+
+def steps(client: MlflowClient, r: int, names: list[str], page_through: Callable[[], None]) -> dict[str, Callable[[], object]]:
+    """Round r: each searches for something else, as in bench/catalog.py."""
+    return {
+        "name substring": lambda: client.search_registered_models(filter_string=f"name LIKE '%-0{r % 10}1%'", max_results=100),
+        "tag": lambda: client.search_registered_models(filter_string=f"tags.team = '{TEAMS[r % 5]}'", max_results=100),
+        "ordered top 10": lambda: client.search_registered_models(
+            filter_string=f"tags.domain = '{DOMAINS[r % 4]}'", order_by=["last_updated_timestamp DESC"], max_results=10),
+        "paging through all": page_through,
+        "get one": lambda: client.get_registered_model(names[r % len(names)]),
+        "create one": lambda: client.create_registered_model(f"compare-{r}", tags={"k": "v"}),
+    }
 
 
 def main(models: int, rounds: int, workdir: Path) -> None:
@@ -38,16 +52,7 @@ def main(models: int, rounds: int, workdir: Path) -> None:
 
     times: dict[str, list[float]] = {}
     for r in range(rounds):
-        steps = {
-            "name substring": lambda: client.search_registered_models(filter_string=f"name LIKE '%-0{r % 10}1%'", max_results=100),
-            "tag": lambda: client.search_registered_models(filter_string=f"tags.team = '{TEAMS[r % 5]}'", max_results=100),
-            "ordered top 10": lambda: client.search_registered_models(
-                filter_string=f"tags.domain = '{DOMAINS[r % 4]}'", order_by=["last_updated_timestamp DESC"], max_results=10),
-            "paging through all": page_through,
-            "get one": lambda: client.get_registered_model(names[r % len(names)]),
-            "create one": lambda: client.create_registered_model(f"compare-{r}", tags={"k": "v"}),
-        }
-        for name, step in steps.items():
+        for name, step in steps(client, r, names, page_through).items():
             started = time.perf_counter()
             step()
             times.setdefault(name, []).append((time.perf_counter() - started) * 1e3)
