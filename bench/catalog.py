@@ -47,9 +47,9 @@ def seed_objects(workspace: str, count: int) -> dict[str, bytes]:
         record = records.build_record(normal, model_id, now - count + i, None)
         objects[f"models/{model_id}.json"] = records.record_json(record)
         changes.append({"Put": {"Model": record, "Fingerprint": records.fingerprint(normal)}})
-    snapshot = catalog.EMPTY.apply(1, changes)
+    state = catalog.State().apply(1, changes)
     objects[catalog.log_key(workspace, 1)] = catalog.encode({"Seq": 1, "Txn": "seed", "Time": "", "Changes": changes})
-    objects[catalog.checkpoint_key(workspace, 1)] = catalog.encode(snapshot.checkpoint())
+    objects[catalog.checkpoint_key(workspace, 1)] = catalog.encode(catalog.checkpoint_of(1, state.models.values()))
     objects[catalog.hint_key(workspace)] = catalog.encode({"Seq": 1})
     return objects
 

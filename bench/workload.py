@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import resource
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,8 +57,13 @@ def rss_kib() -> int:
 
 
 def peak_rss_kib() -> int:
-    """Peak resident set size of this process so far, in KiB (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """Peak resident set size of this process so far (VmHWM), in KiB. Not getrusage's ru_maxrss, which
+    Linux carries across exec: a child would start with the peak of the bench that started it."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def percentile(samples: Sequence[float], fraction: float) -> float:

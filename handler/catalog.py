@@ -32,6 +32,7 @@ CHECKPOINT_EVERY = 32  # a cold instance reads a checkpoint, then at most about 
 COLD_WINDOW = 8  # commits read at once while catching up from a checkpoint
 COMMIT_TRIES = 16  # plans re-run against a newer state before a commit gives up (503)
 _BACKOFF_CAP = 0.05  # seconds: the most a writer that lost a race waits before it plans again
+_DERIVED_KEPT = 32  # filtered and sorted views kept per state, so that paging is slicing
 
 T = TypeVar("T")
 Change = dict[str, Any]  # {"Put": {"Model": record, "Fingerprint": fp}} or {"Delete": ModelId}
@@ -85,18 +86,18 @@ class Entry:
         return cls(value["Model"], value["Fingerprint"])
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """A workspace's state after commit `seq`. Never changed once built: readers share it without locks."""
+class State:
+    """A workspace's state after commit `seq`. Changed in place, one commit at a time, under its
+    workspace's lock: a commit costs the same at ten models as at ten thousand."""
 
-    seq: int
-    models: Mapping[str, Entry]  # by ModelId, in commit order
-    names: Mapping[str, str]  # ModelName -> ModelId
-    changed: Mapping[str, int]  # ModelId -> seq of its last change (deleted models too)
-    cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)  # derived views (listing.py)
+    def __init__(self) -> None:
+        self.seq = 0
+        self.models: dict[str, Entry] = {}  # by ModelId, in commit order
+        self.names: dict[str, str] = {}  # ModelName -> ModelId
+        self.changed: dict[str, int] = {}  # ModelId -> seq of its last change (deleted models too)
 
-    def apply(self, seq: int, changes: Iterable[Change]) -> Snapshot:
-        models, names, changed = dict(self.models), dict(self.names), dict(self.changed)
+    def apply(self, seq: int, changes: Iterable[Change]) -> State:
+        models, names = self.models, self.names
         for change in changes:
             if "Put" in change:
                 entry = Entry.from_json(change["Put"])
@@ -104,31 +105,31 @@ class Snapshot:
                 if old is not None and names.get(old.name) == old.id:
                     del names[old.name]
                 models[entry.id], names[entry.name] = entry, entry.id
-                changed[entry.id] = seq
+                self.changed[entry.id] = seq
             else:
                 old = models.pop(change["Delete"], None)
                 if old is not None and names.get(old.name) == old.id:
                     del names[old.name]
-                changed[change["Delete"]] = seq
-        return Snapshot(seq, models, names, changed)
-
-    def checkpoint(self) -> dict[str, Any]:
-        """The state as a checkpoint object; equal states give equal bytes (models sorted by id)."""
-        return {"Seq": self.seq, "Models": [self.models[k].to_json() for k in sorted(self.models)]}
+                self.changed[change["Delete"]] = seq
+        self.seq = seq
+        return self
 
     @classmethod
-    def from_checkpoint(cls, value: Mapping[str, Any]) -> Snapshot:
-        return EMPTY.apply(int(value["Seq"]), ({"Put": m} for m in value["Models"]))
+    def from_checkpoint(cls, value: Mapping[str, Any]) -> State:
+        return cls().apply(int(value["Seq"]), ({"Put": m} for m in value["Models"]))
 
 
-EMPTY = Snapshot(0, {}, {}, {})
+def checkpoint_of(seq: int, entries: Iterable[Entry]) -> dict[str, Any]:
+    """A checkpoint object; equal states give equal bytes (models sorted by id)."""
+    return {"Seq": seq, "Models": [e.to_json() for e in sorted(entries, key=lambda e: e.id)]}
 
 
 class Draft:
     """A snapshot with a batch's uncommitted changes on top: what plans read and change."""
 
-    def __init__(self, base: Snapshot) -> None:
+    def __init__(self, base: State) -> None:
         self.base = base
+        self.seq = base.seq  # taken first: if base moves while a plan reads it, the commit at seq + 1 fails
         self.changes: list[Change] = []
         self._models: dict[str, Entry | None] = {}
         self._names: dict[str, str | None] = {}
@@ -194,39 +195,64 @@ _tickets = itertools.count()
 
 
 class Workspace:
-    """One workspace's catalog on one instance: the newest snapshot it knows, and its commits."""
+    """One workspace's catalog on one instance: the newest state it knows, and its commits."""
 
     def __init__(self, store: Store, workspace_id: str, legacy: Callable[[str], list[Change]] | None = None) -> None:
         check_key(log_key(workspace_id, 0))
         self.id = workspace_id
         self._store = store
         self._legacy = legacy
-        self._snapshot: Snapshot | None = None
+        self._state: State | None = None
         self._fresh_since = -1  # ticket taken when the last completed catch-up started
         self._state_lock = threading.Lock()
         self._commit_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Pending[Any]] = []
+        self._orders: dict[Any, list[Entry]] = {}  # derived views of the state at _orders_seq (listing.py)
+        self._orders_seq = -1
         self._checkpointed = 0
         self._checkpointer: threading.Thread | None = None
 
-    def read(self) -> Snapshot:
-        """A snapshot holding every commit acknowledged (by any instance) before this call."""
+    def read(self) -> int:
+        """Catch up with every commit acknowledged (by any instance) before this call; the seq now held."""
         arrival = next(_tickets)
         with self._state_lock:
-            if self._snapshot is not None and self._fresh_since > arrival:
-                return self._snapshot  # a catch-up that started after we arrived has just finished
+            if self._state is not None and self._fresh_since > arrival:
+                return self._state.seq  # a catch-up that started after we arrived has just finished
             started = next(_tickets)
-            if self._snapshot is None:
-                self._snapshot = self._follow(self._load(), COLD_WINDOW)
+            if self._state is None:
+                self._state = self._load()
+                self._follow(COLD_WINDOW)
             else:
-                self._snapshot = self._follow(self._snapshot, 1)
+                self._follow(1)
             self._fresh_since = started
-            return self._snapshot
+            return self._state.seq
 
-    def known(self) -> Snapshot:
-        """The newest snapshot this instance holds, without reading storage."""
-        return self._snapshot or EMPTY
+    def model(self, model_id: str) -> tuple[Entry | None, int]:
+        """A model as this instance knows it (None: absent or deleted), and the seq of that knowledge."""
+        with self._state_lock:
+            state = self._state or State()
+            return state.models.get(model_id), state.seq
+
+    def changed_at(self, model_id: str) -> int:
+        """The seq of the last commit this instance knows that changed the model (0: none)."""
+        with self._state_lock:
+            return (self._state or State()).changed.get(model_id, 0)
+
+    def derived(self, key: Any, compute: Callable[[list[Entry]], list[Entry]]) -> list[Entry]:
+        """compute(every model), computed once per state and key: filtered and sorted views for listing."""
+        with self._state_lock:
+            state = self._state or State()
+            seq = state.seq
+            if self._orders_seq == seq and key in self._orders:
+                return self._orders[key]
+            entries = list(state.models.values())
+        found = compute(entries)
+        with self._state_lock:
+            if self._orders_seq != seq or len(self._orders) >= _DERIVED_KEPT:
+                self._orders, self._orders_seq = {}, seq
+            self._orders[key] = found
+        return found
 
     def commit(self, plan: Plan[T]) -> tuple[T, int | None]:
         """Run plan against the newest state and commit what it changes: (its result, the seq of the commit
@@ -243,16 +269,18 @@ class Workspace:
 
     def _commit(self, batch: list[_Pending[Any]]) -> None:
         try:
-            fresh = self._snapshot is None
+            fresh = self._state is None
             for attempt in range(COMMIT_TRIES):
                 # Optimistic: plan on what this instance knows; if log/<seq+1> is taken, catch up and plan again.
-                base = self.read() if fresh or self._snapshot is None else self._snapshot
-                draft = Draft(base)
+                if fresh:
+                    self.read()
+                assert self._state is not None
+                draft = Draft(self._state)
                 for pending in batch:
                     pending.run(draft)
                 if not draft.changes:
                     break
-                seq = base.seq + 1
+                seq = draft.seq + 1
                 entry = {"Seq": seq, "Txn": uuid.uuid4().hex, "Time": _now(), "Changes": draft.changes}
                 try:
                     self._store.create(log_key(self.id, seq), encode(entry))
@@ -260,7 +288,9 @@ class Workspace:
                     fresh = True
                     time.sleep(random.uniform(0, min(_BACKOFF_CAP, 0.001 * 2 ** attempt)))
                     continue
-                self._install(base.apply(seq, draft.changes))
+                with self._state_lock:
+                    if self._state.seq == draft.seq:  # else a reader has applied this very commit already
+                        self._state.apply(seq, draft.changes)
                 for pending in batch:
                     pending.finish(seq)
                 return
@@ -272,22 +302,17 @@ class Workspace:
             for pending in batch:
                 pending.fail(e)
 
-    def _install(self, snapshot: Snapshot) -> None:
-        with self._state_lock:
-            if self._snapshot is None or self._snapshot.seq < snapshot.seq:
-                self._snapshot = snapshot
-
-    def _load(self) -> Snapshot:
+    def _load(self) -> State:
         """The state from the newest checkpoint the hint names, else from the beginning of the log."""
         hint = self._get_json(hint_key(self.id))
         if hint is not None:
             checkpoint = self._get_json(checkpoint_key(self.id, int(hint["Seq"])))
             if checkpoint is not None:
                 self._checkpointed = int(checkpoint["Seq"])
-                return Snapshot.from_checkpoint(checkpoint)
+                return State.from_checkpoint(checkpoint)
         elif self._legacy is not None and self._get_json(log_key(self.id, 1)) is None:
             self._import_legacy(self._legacy(self.id))
-        return EMPTY
+        return State()
 
     def _import_legacy(self, changes: list[Change]) -> None:
         """Commit models of the layout before the catalog as the log's first entry (one winner)."""
@@ -299,17 +324,20 @@ class Workspace:
         except AlreadyExists:
             pass  # another instance imported first, or committed into an empty workspace
 
-    def _follow(self, snapshot: Snapshot, window: int) -> Snapshot:
-        """Apply the commits after snapshot.seq, reading `window` keys at a time, until the first absent one."""
+    def _follow(self, window: int) -> None:
+        """Apply the commits after the state's seq, reading `window` keys at a time, until the first
+        absent one. Called with the state lock held."""
+        state = self._state
+        assert state is not None
         while True:
-            keys = [log_key(self.id, snapshot.seq + i) for i in range(1, window + 1)]
+            keys = [log_key(self.id, state.seq + i) for i in range(1, window + 1)]
             for data in self._store.get_many(keys):
                 if data is None:
-                    return snapshot
+                    return
                 entry = json.loads(data)
-                if entry["Seq"] != snapshot.seq + 1:
+                if entry["Seq"] != state.seq + 1:
                     raise StoreError("log entry out of sequence")
-                snapshot = snapshot.apply(entry["Seq"], entry["Changes"])
+                state.apply(entry["Seq"], entry["Changes"])
 
     def _get_json(self, key: str) -> Any:
         try:
@@ -321,13 +349,14 @@ class Workspace:
         """Start writing a checkpoint, in the background, when the newest state is CHECKPOINT_EVERY
         commits past the last one. Best effort: a failure, or an instance frozen or stopped while it
         writes, only makes cold starts read more of the log."""
-        snapshot = self._snapshot
-        if snapshot is None or snapshot.seq - self._checkpointed < CHECKPOINT_EVERY:
-            return
         with self._state_lock:
+            state = self._state
+            if state is None or state.seq - self._checkpointed < CHECKPOINT_EVERY:
+                return
             if self._checkpointer is not None and self._checkpointer.is_alive():
                 return
-            self._checkpointer = threading.Thread(target=self._checkpoint, args=(snapshot,), name="checkpoint", daemon=True)
+            seq, entries = state.seq, list(state.models.values())  # entries never change: safe to use outside the lock
+            self._checkpointer = threading.Thread(target=self._checkpoint, args=(seq, entries), name="checkpoint", daemon=True)
             self._checkpointer.start()
 
     def settle(self) -> None:
@@ -336,16 +365,16 @@ class Workspace:
         if checkpointer is not None:
             checkpointer.join()
 
-    def _checkpoint(self, snapshot: Snapshot) -> None:
+    def _checkpoint(self, seq: int, entries: list[Entry]) -> None:
         try:
             try:
-                self._store.create(checkpoint_key(self.id, snapshot.seq), encode(snapshot.checkpoint()))
+                self._store.create(checkpoint_key(self.id, seq), encode(checkpoint_of(seq, entries)))
             except AlreadyExists:
                 pass  # another instance wrote this seq's checkpoint
-            self._store.put(hint_key(self.id), encode({"Seq": snapshot.seq}))
-            self._checkpointed = snapshot.seq
+            self._store.put(hint_key(self.id), encode({"Seq": seq}))
+            self._checkpointed = seq
         except StoreError as e:
-            log.warning("checkpoint of a workspace at %d failed: %s", snapshot.seq, type(e).__name__)
+            log.warning("checkpoint of a workspace at %d failed: %s", seq, type(e).__name__)
 
 
 def _now() -> str:

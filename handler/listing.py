@@ -1,4 +1,4 @@
-"""ListModels: its query parameters, and filtering, sorting and paging over a workspace snapshot in memory."""
+"""ListModels: its query parameters, and filtering, sorting and paging over a workspace's state in memory."""
 from __future__ import annotations
 
 import calendar
@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import Entry, Snapshot
+from .catalog import Entry, Workspace
 from .errors import InvalidParameter
 from .validation import validate
 
@@ -22,7 +22,6 @@ OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "GreaterThan": lambda a, b: a > b, "GreaterThanOrEqual": lambda a, b: a >= b,
 }
 COLLECTION_LABEL = "Collection"  # a model is in collection C when it has the label Collection=C
-_CACHED_ORDERS = 32  # filtered and sorted results kept per snapshot, so that paging is slicing
 
 
 @dataclass(frozen=True)
@@ -97,24 +96,15 @@ class Query:
         return all(c.holds(model) for c in self.conditions)
 
 
-def page(snapshot: Snapshot, query: Query) -> tuple[list[dict[str, Any]], int]:
-    """The models of one page, and how many match in all (exact)."""
-    ordered = _ordered(snapshot, query)
+def page(workspace: Workspace, query: Query) -> tuple[list[dict[str, Any]], int]:
+    """The models of one page, and how many match in all (exact), from the state the workspace holds.
+    The filtered, sorted order is kept for that state, so that the next page is a slice of it."""
+    key = (query.name, query.name_exact, query.label, query.tags, query.exact, query.text,
+           query.collections, query.conditions, query.sort_by, query.descending)
+    ordered = workspace.derived(key, lambda entries: _sort([e for e in entries if query.matches(e)], query.sort_by,
+                                                             query.descending))
     start = (query.page_number - 1) * query.page_size
     return [entry.model for entry in ordered[start:start + query.page_size]], len(ordered)
-
-
-def _ordered(snapshot: Snapshot, query: Query) -> list[Entry]:
-    key = ("list", query.name, query.name_exact, query.label, query.tags, query.exact, query.text,
-           query.collections, query.conditions, query.sort_by, query.descending)
-    found = snapshot.cache.get(key)
-    if found is None:
-        matching = [entry for entry in snapshot.models.values() if query.matches(entry)]
-        found = _sort(matching, query.sort_by, query.descending)
-        if len(snapshot.cache) >= _CACHED_ORDERS:
-            snapshot.cache.clear()
-        snapshot.cache[key] = found
-    return found
 
 
 def _sort(entries: list[Entry], sort_by: str, descending: bool) -> list[Entry]:

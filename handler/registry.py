@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import listing, records
-from .catalog import Change, Draft, Entry, Snapshot, Workspace
+from .catalog import Change, Draft, Entry, Workspace
 from .errors import InvalidParameter, ModelNameConflict, ModelNotFound
 from .stores.base import NotFound, Store, StoreError, check_key
 
@@ -55,15 +55,17 @@ class Registry:
     def get(self, model_id: str) -> dict[str, Any] | None:
         """The model's current record, or None (never created, not yet committed, or deleted)."""
         workspace = self._home(model_id)
-        entry = workspace.read().models.get(model_id) if workspace else None
+        if workspace is None:
+            return None
+        workspace.read()
+        entry, _ = workspace.model(model_id)
         return entry.model if entry else None
 
     def list_models(self, workspace_id: str, query: listing.Query) -> tuple[list[dict[str, Any]], int]:
         """One page of a workspace's models matching query, and how many match in all."""
-        return listing.page(self.workspace(workspace_id).read(), query)
-
-    def snapshot(self, workspace_id: str) -> Snapshot:
-        return self.workspace(workspace_id).read()
+        workspace = self.workspace(workspace_id)
+        workspace.read()
+        return listing.page(workspace, query)
 
     # --- writes ---
 
@@ -180,19 +182,19 @@ class Registry:
         would then undo it; so after writing, catch up, and write again while a newer commit changed
         this model."""
         key = record_key(model_id)
-        snapshot = workspace.known() if seq else workspace.read()  # holds commit seq, and maybe newer ones
+        if not seq:
+            workspace.read()
         for _ in range(_RECORD_ROUNDS):
-            entry = snapshot.models.get(model_id)
+            entry, known = workspace.model(model_id)  # as of commit seq, or newer
             if entry is None:
                 # No commit can follow a model's delete; a writer of an earlier one that is still
                 # writing the record finds this delete when it catches up, and removes the record.
                 self.store.delete(key)
                 return
             self.store.put(key, records.record_json(entry.model))
-            newer = workspace.read()
-            if newer.changed.get(model_id, 0) <= snapshot.seq:
+            workspace.read()
+            if workspace.changed_at(model_id) <= known:
                 return
-            snapshot = newer
         log.warning("the record of a model kept changing under its writer; its next change rewrites it")
 
     # --- helpers ---

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 import urllib.error
@@ -206,3 +207,9 @@ def test_schemathesis_loads_the_served_document(served: str) -> None:
 def test_the_function_itself_does_not_answer_the_document(memory_app) -> None:
     result = invoke({"path": "/openapi.json", "httpMethod": "GET", "headers": {}, "body": None, "isBase64Encoded": False})
     assert result["statusCode"] == 404
+
+
+def test_the_readme_lists_every_error_of_the_catalogue() -> None:
+    readme = (REPO / "README.md").read_text("utf-8")
+    rows = {(int(status), code) for status, code in re.findall(r"^\| (\d{3}) \| `(\w+)` \|", readme, re.MULTILINE)}
+    assert rows == {(e.status, e.code) for e in errors.CATALOGUE}
