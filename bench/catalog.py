@@ -49,7 +49,7 @@ def seed_objects(workspace: str, count: int) -> dict[str, bytes]:
         changes.append({"Put": {"Model": record, "Fingerprint": records.fingerprint(normal)}})
     state = catalog.State().apply(1, changes)
     objects[catalog.log_key(workspace, 1)] = catalog.encode({"Seq": 1, "Txn": "seed", "Time": "", "Changes": changes})
-    objects[catalog.checkpoint_key(workspace, 1)] = catalog.encode(catalog.checkpoint_of(1, state.models.values()))
+    objects[catalog.checkpoint_key(workspace, 1)] = catalog.checkpoint_of(1, state.models.values())
     objects[catalog.hint_key(workspace)] = catalog.encode({"Seq": 1})
     return objects
 

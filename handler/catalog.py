@@ -3,7 +3,7 @@
 Keys below the store's root, for workspace W (docs/catalog.md has the invariants and crash analysis):
 
     catalog/W/log/<seq>.json              commit seq (20 digits): {Seq, Txn, Time, Changes}, create-only
-    catalog/W/checkpoints/<seq>.json      the whole state at seq: {Seq, Models}, create-only
+    catalog/W/checkpoints/<seq>.json      the whole state at seq: a line per model, create-only
     catalog/W/last-checkpoint.json        {"Seq": seq} of a recent checkpoint: a hint, overwritten
 
 A commit is the create-only write of `log/<head + 1>`: the single commit point, so commits are
@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from .stores.base import AlreadyExists, NotFound, Store, StoreError, Unavailable, check_key
@@ -54,36 +54,46 @@ def encode(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+FACTS = ("Domain", "Task", "Origin", "ModelType", "Provider", "OrderNumber", "ParameterSize", "GmtCreateTime",
+         "GmtModifiedTime", "ModelName")  # the fields ListModels filters and sorts on
+_FACT = {name: i for i, name in enumerate(FACTS)}
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A model as the catalog keeps it: its record, and the fingerprint of the request that created it."""
+    """A model as the catalog keeps it: its record as stored (bytes, a third of the memory of the
+    parsed object), the fingerprint of the request that created it, and what listing looks at."""
 
-    model: dict[str, Any]
+    raw: bytes  # the record exactly as models/<ModelId>.json holds it
     fingerprint: str
-    search: str = field(init=False, repr=False, compare=False)  # what ListModels' Query looks in, lower-cased
-    labels: frozenset[tuple[str, str]] = field(init=False, repr=False, compare=False)  # (Key, Value) pairs
-
-    def __post_init__(self) -> None:
-        m = self.model
-        pairs = frozenset((label["Key"], label["Value"]) for label in m["Labels"])
-        words = [m["ModelName"], m.get("Domain", ""), m.get("Task", ""), *(part for pair in pairs for part in pair)]
-        object.__setattr__(self, "search", "\n".join(words).lower())
-        object.__setattr__(self, "labels", pairs)
-
-    @property
-    def id(self) -> str:
-        return str(self.model["ModelId"])
-
-    @property
-    def name(self) -> str:
-        return str(self.model["ModelName"])
-
-    def to_json(self) -> dict[str, Any]:
-        return {"Model": self.model, "Fingerprint": self.fingerprint}
+    id: str
+    name: str
+    facts: tuple[Any, ...]  # the FACTS fields, None where absent
+    labels: frozenset[tuple[str, str]]  # (Key, Value) pairs
+    search: str  # what ListModels' Query looks in: name, domain, task, label keys and values, lower-cased
 
     @classmethod
-    def from_json(cls, value: Mapping[str, Any]) -> Entry:
-        return cls(value["Model"], value["Fingerprint"])
+    def of(cls, record: Mapping[str, Any], fingerprint: str, raw: bytes | None = None) -> Entry:
+        labels = frozenset((label["Key"], label["Value"]) for label in record["Labels"])
+        words = [record["ModelName"], record.get("Domain", ""), record.get("Task", ""), *(w for pair in labels for w in pair)]
+        return cls(raw if raw is not None else encode(record), fingerprint, str(record["ModelId"]), str(record["ModelName"]),
+                   tuple(record.get(name) for name in FACTS), labels, "\n".join(words).lower())
+
+    def fact(self, name: str) -> Any:
+        return self.facts[_FACT[name]]
+
+    def record(self) -> dict[str, Any]:
+        """The record as an object (parsed on each call)."""
+        return json.loads(self.raw)  # type: ignore[no-any-return]
+
+    def line(self) -> bytes:
+        """The entry as one line of a checkpoint."""
+        return b'{"Fingerprint":"%s","Model":%s}\n' % (self.fingerprint.encode(), self.raw)
+
+    @classmethod
+    def from_line(cls, line: bytes) -> Entry:
+        value = json.loads(line)
+        return cls.of(value["Model"], value["Fingerprint"], line[line.index(b'"Model":') + 8:-1])
 
 
 class State:
@@ -100,7 +110,7 @@ class State:
         models, names = self.models, self.names
         for change in changes:
             if "Put" in change:
-                entry = Entry.from_json(change["Put"])
+                entry = Entry.of(change["Put"]["Model"], change["Put"]["Fingerprint"])
                 old = models.get(entry.id)
                 if old is not None and names.get(old.name) == old.id:
                     del names[old.name]
@@ -115,13 +125,21 @@ class State:
         return self
 
     @classmethod
-    def from_checkpoint(cls, value: Mapping[str, Any]) -> State:
-        return cls().apply(int(value["Seq"]), ({"Put": m} for m in value["Models"]))
+    def from_checkpoint(cls, data: bytes) -> State:
+        header, *lines = data.rstrip(b"\n").split(b"\n")  # JSON text escapes every newline inside a record
+        state = cls()
+        state.seq = int(json.loads(header)["Seq"])
+        for line in lines:
+            entry = Entry.from_line(line)
+            state.models[entry.id], state.names[entry.name], state.changed[entry.id] = entry, entry.id, state.seq
+        return state
 
 
-def checkpoint_of(seq: int, entries: Iterable[Entry]) -> dict[str, Any]:
-    """A checkpoint object; equal states give equal bytes (models sorted by id)."""
-    return {"Seq": seq, "Models": [e.to_json() for e in sorted(entries, key=lambda e: e.id)]}
+def checkpoint_of(seq: int, entries: Iterable[Entry]) -> bytes:
+    """A checkpoint: a line {"Seq", "Models"}, then a line {"Fingerprint", "Model"} per model, sorted
+    by ModelId, so that equal states give equal bytes."""
+    ordered = sorted(entries, key=lambda e: e.id)
+    return encode({"Seq": seq, "Models": len(ordered)}) + b"\n" + b"".join(entry.line() for entry in ordered)
 
 
 class Draft:
@@ -140,12 +158,13 @@ class Draft:
     def named(self, name: str) -> str | None:
         return self._names[name] if name in self._names else self.base.names.get(name)
 
-    def put(self, entry: Entry) -> None:
+    def put(self, record: dict[str, Any], fingerprint: str, raw: bytes | None = None) -> None:
+        entry = Entry.of(record, fingerprint, raw)
         old = self.model(entry.id)
         if old is not None and self.named(old.name) == old.id:
             self._names[old.name] = None
         self._models[entry.id], self._names[entry.name] = entry, entry.id
-        self.changes.append({"Put": entry.to_json()})
+        self.changes.append({"Put": {"Model": record, "Fingerprint": fingerprint}})
 
     def delete(self, model_id: str) -> None:
         old = self.model(model_id)
@@ -306,10 +325,11 @@ class Workspace:
         """The state from the newest checkpoint the hint names, else from the beginning of the log."""
         hint = self._get_json(hint_key(self.id))
         if hint is not None:
-            checkpoint = self._get_json(checkpoint_key(self.id, int(hint["Seq"])))
+            checkpoint = self._store.get_many([checkpoint_key(self.id, int(hint["Seq"]))])[0]
             if checkpoint is not None:
-                self._checkpointed = int(checkpoint["Seq"])
-                return State.from_checkpoint(checkpoint)
+                state = State.from_checkpoint(checkpoint)
+                self._checkpointed = state.seq
+                return state
         elif self._legacy is not None and self._get_json(log_key(self.id, 1)) is None:
             self._import_legacy(self._legacy(self.id))
         return State()
@@ -368,7 +388,7 @@ class Workspace:
     def _checkpoint(self, seq: int, entries: list[Entry]) -> None:
         try:
             try:
-                self._store.create(checkpoint_key(self.id, seq), encode(checkpoint_of(seq, entries)))
+                self._store.create(checkpoint_key(self.id, seq), checkpoint_of(seq, entries))
             except AlreadyExists:
                 pass  # another instance wrote this seq's checkpoint
             self._store.put(hint_key(self.id), encode({"Seq": seq}))

@@ -30,8 +30,8 @@ class Condition:
     operator: str
     value: float | str  # a number for numeric columns, an epoch second for times
 
-    def holds(self, model: Mapping[str, Any]) -> bool:
-        actual = model.get(self.column)
+    def holds(self, entry: Entry) -> bool:
+        actual = entry.fact(self.column)
         if actual is None:
             return False
         if self.column in TIME_COLUMNS:
@@ -76,13 +76,12 @@ class Query:
         )
 
     def matches(self, entry: Entry) -> bool:
-        model = entry.model
         if self.name is not None:
             if self.name_exact and entry.name != self.name:
                 return False
             if not self.name_exact and self.name.lower() not in entry.name.lower():
                 return False
-        if any(model.get(f) != v for f, v in self.exact):
+        if any(entry.fact(f) != v for f, v in self.exact):
             return False
         if self.text is not None and self.text not in entry.search:
             return False
@@ -93,7 +92,7 @@ class Query:
             return False
         if self.collections and not any(key == COLLECTION_LABEL and value in self.collections for key, value in labels):
             return False
-        return all(c.holds(model) for c in self.conditions)
+        return all(c.holds(entry) for c in self.conditions)
 
 
 def page(workspace: Workspace, query: Query) -> tuple[list[dict[str, Any]], int]:
@@ -104,18 +103,18 @@ def page(workspace: Workspace, query: Query) -> tuple[list[dict[str, Any]], int]
     ordered = workspace.derived(key, lambda entries: _sort([e for e in entries if query.matches(e)], query.sort_by,
                                                              query.descending))
     start = (query.page_number - 1) * query.page_size
-    return [entry.model for entry in ordered[start:start + query.page_size]], len(ordered)
+    return [entry.record() for entry in ordered[start:start + query.page_size]], len(ordered)
 
 
 def _sort(entries: list[Entry], sort_by: str, descending: bool) -> list[Entry]:
     """Sorted by the field, ties by creation (ModelIds begin with their creation time); models without
     the field come last in either order."""
-    entries.sort(key=lambda e: (e.model["GmtCreateTime"], e.id), reverse=descending)
+    entries.sort(key=lambda e: (e.fact("GmtCreateTime"), e.id), reverse=descending)
     if sort_by == "GmtCreateTime":
         return entries
-    having = [e for e in entries if e.model.get(sort_by) is not None]
-    missing = [e for e in entries if e.model.get(sort_by) is None]
-    having.sort(key=lambda e: e.model[sort_by], reverse=descending)  # stable: ties keep creation order
+    having = [e for e in entries if e.fact(sort_by) is not None]
+    missing = [e for e in entries if e.fact(sort_by) is None]
+    having.sort(key=lambda e: e.fact(sort_by), reverse=descending)  # stable: ties keep creation order
     return having + missing
 
 

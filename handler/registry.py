@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import listing, records
-from .catalog import Change, Draft, Entry, Workspace
+from .catalog import Change, Draft, Workspace
 from .errors import InvalidParameter, ModelNameConflict, ModelNotFound
 from .stores.base import NotFound, Store, StoreError, check_key
 
@@ -59,7 +59,7 @@ class Registry:
             return None
         workspace.read()
         entry, _ = workspace.model(model_id)
-        return entry.model if entry else None
+        return entry.record() if entry else None
 
     def list_models(self, workspace_id: str, query: listing.Query) -> tuple[list[dict[str, Any]], int]:
         """One page of a workspace's models matching query, and how many match in all."""
@@ -79,15 +79,16 @@ class Registry:
         model_id = records.new_model_id()
         key = check_key(record_key(model_id))
         record = records.build_record(normal, model_id, time.time(), owner_id)
+        raw = records.record_json(record)
         fingerprint = records.fingerprint(normal)
         # The record first: it leads a ModelId to its workspace before any reader can learn the id.
         # Until the commit it is invisible (the catalog decides), and it is never rewritten by this create.
-        self.store.create(key, records.record_json(record))
+        self.store.create(key, raw)
 
         def plan(draft: Draft) -> tuple[str, bool]:
             holder = draft.named(record["ModelName"])
             if holder is None:
-                draft.put(Entry(record, fingerprint))
+                draft.put(record, fingerprint, raw)
                 return model_id, True
             existing = draft.model(holder)
             if existing is not None and existing.fingerprint == fingerprint:
@@ -108,12 +109,12 @@ class Registry:
 
     def update(self, model_id: str, fields: dict[str, Any]) -> None:
         """Change the given fields (a partial update); renaming keeps names unique in the workspace."""
-        def change(draft: Draft, entry: Entry) -> dict[str, Any]:
-            new = records.updated_record(entry.model, fields)
+        def change(draft: Draft, model: dict[str, Any]) -> dict[str, Any]:
+            new = records.updated_record(model, fields)
             name = new["ModelName"]
             holder = draft.named(name)
             if holder is not None and holder != model_id:
-                raise _name_taken(name, entry.model["WorkspaceId"], holder, "already")
+                raise _name_taken(name, model["WorkspaceId"], holder, "already")
             return new
 
         self._modify(model_id, change)
@@ -122,12 +123,12 @@ class Registry:
         """Add labels; a given key replaces every label of that key."""
         keys = {label["Key"] for label in labels}
 
-        def change(draft: Draft, entry: Entry) -> dict[str, Any]:
-            kept = [label for label in entry.model["Labels"] if label["Key"] not in keys]
+        def change(draft: Draft, model: dict[str, Any]) -> dict[str, Any]:
+            kept = [label for label in model["Labels"] if label["Key"] not in keys]
             merged = kept + records.merged_labels({"Labels": labels})
             if len(merged) > MAX_LABELS:
                 raise InvalidParameter(f"a model has at most {MAX_LABELS} labels; this would make {len(merged)}")
-            return records.with_labels(entry.model, merged)
+            return records.with_labels(model, merged)
 
         self._modify(model_id, change)
 
@@ -135,8 +136,8 @@ class Registry:
         """Remove every label whose key is one of keys (absent keys are ignored)."""
         gone = set(keys)
 
-        def change(draft: Draft, entry: Entry) -> dict[str, Any]:
-            return records.with_labels(entry.model, [lb for lb in entry.model["Labels"] if lb["Key"] not in gone])
+        def change(draft: Draft, model: dict[str, Any]) -> dict[str, Any]:
+            return records.with_labels(model, [lb for lb in model["Labels"] if lb["Key"] not in gone])
 
         self._modify(model_id, change)
 
@@ -156,18 +157,19 @@ class Registry:
             raise
         self._publish(workspace, model_id, seq or 0)
 
-    def _modify(self, model_id: str, change: Callable[[Draft, Entry], dict[str, Any]]) -> None:
-        """Commit the new record `change(draft, entry)` makes of a model, unless it equals the old one."""
+    def _modify(self, model_id: str, change: Callable[[Draft, dict[str, Any]], dict[str, Any]]) -> None:
+        """Commit the new record `change(draft, record)` makes of a model, unless it equals the old one."""
         workspace = self._workspace_of(model_id)
 
         def plan(draft: Draft) -> None:
             entry = draft.model(model_id)
             if entry is None:
                 raise ModelNotFound(f"model {model_id} does not exist")
-            new = change(draft, entry)
-            if records.same_content(new, entry.model):
+            old = entry.record()
+            new = change(draft, old)
+            if records.same_content(new, old):
                 return  # nothing to change: a retried update is answered without a commit
-            draft.put(Entry(records.touched(new), entry.fingerprint))
+            draft.put(records.touched(new), entry.fingerprint)
 
         _, seq = workspace.commit(plan)
         # Even when nothing changed: this may be the retry of a change whose record write was cut short.
@@ -191,7 +193,7 @@ class Registry:
                 # writing the record finds this delete when it catches up, and removes the record.
                 self.store.delete(key)
                 return
-            self.store.put(key, records.record_json(entry.model))
+            self.store.put(key, entry.raw)
             workspace.read()
             if workspace.changed_at(model_id) <= known:
                 return
