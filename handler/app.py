@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import records
+from . import logs, names, records
 from .errors import (
     ApiError,
     BadRequest,
@@ -26,7 +26,8 @@ from .routes import MODELS_PATH, ROUTER, Route
 from .stores.base import InvalidKey, Misconfigured, StoreError, Unavailable
 from .validation import validate
 
-log = logging.getLogger("handler.access")
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("handler.access")  # one JSON line per request
 
 __all__ = ["MODELS_PATH", "App", "Call", "Caller", "Request", "Response", "where"]
 
@@ -86,7 +87,7 @@ class Call:
 
     def body(self) -> dict[str, Any]:
         """The request's JSON object, checked against the route's body schema."""
-        fields = self.app.parse_body(self.request)
+        fields = names.normalized(self.app.parse_body(self.request))
         if self.route.body:
             validate(self.route.body, fields)
         return fields
@@ -117,8 +118,12 @@ class App:
         self.hooks = list(hooks)
 
     def handle(self, request: Request, caller: Caller = Caller()) -> Response:
-        started = time.perf_counter()
         request_id = records.new_request_id()
+        with logs.request(request_id):
+            return self._handle(request, caller, request_id)
+
+    def _handle(self, request: Request, caller: Caller, request_id: str) -> Response:
+        started = time.perf_counter()
         facts: dict[str, Any] = {"RequestId": request_id, "Operation": "Unknown"}
         try:
             for hook in self.hooks:
@@ -133,20 +138,25 @@ class App:
         except ApiError as e:
             response = Response(e.status, e.body(request_id), e.headers())
         except StoreError as e:
-            error = _store_error(e, request_id)
+            error = _store_error(e)
             response = Response(error.status, error.body(request_id))
         except Exception as e:  # noqa: BLE001 - the one place unknown failures become a generic 500
-            log.error("unexpected %s in %s", type(e).__name__, where(e), extra={"RequestId": request_id})
+            log.error("unexpected %s in %s", type(e).__name__, where(e))
             response = Response(500, InternalError("the service failed unexpectedly; retry later").body(request_id))
         facts.update(Status=response.status, DurationMs=round((time.perf_counter() - started) * 1000, 2))
-        log.info(json.dumps(facts, ensure_ascii=False))
+        access_log.info(json.dumps(facts, ensure_ascii=False))
         return response
 
     def parse_body(self, request: Request) -> dict[str, Any]:
         """The JSON object a request carries, after the media-type and size checks."""
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        media_type, *params = request.headers.get("content-type", "").split(";")
+        media_type = media_type.strip().lower()
         if media_type and media_type != "application/json" and not media_type.endswith("+json"):
             raise UnsupportedMediaType(f"Content-Type {media_type[:100]} is not supported; send application/json")
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+                raise UnsupportedMediaType(f"charset {value.strip()[:40]} is not supported; JSON is sent in UTF-8")
         body = request.body
         if request.declared_size is not None and request.declared_size > self.max_body_bytes:
             raise self._too_large()
@@ -165,15 +175,16 @@ class App:
         return PayloadTooLarge(f"body is larger than the limit of {self.max_body_bytes} bytes")
 
 
-def _store_error(error: StoreError, request_id: str) -> ApiError:
+def _store_error(error: StoreError) -> ApiError:
     if isinstance(error, InvalidKey):
         return InvalidParameter("an identifier in the request is not valid")
     if isinstance(error, Unavailable):
+        log.error("storage unavailable: %s", error.cause)
         return ServiceUnavailable("model storage is unavailable; retry later")
     if isinstance(error, Misconfigured):
-        log.error("storage misconfigured: %s", error, extra={"RequestId": request_id})
+        log.error("storage misconfigured: %s", error)
         return StoreMisconfigured(str(error))
-    log.error("unexpected storage error %s", type(error).__name__, extra={"RequestId": request_id})
+    log.error("unexpected storage error %s", type(error).__name__)
     return InternalError("model storage answered unexpectedly")
 
 

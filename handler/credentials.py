@@ -47,5 +47,6 @@ class CredentialSource:
         key_id = self._env.get("ALIBABA_CLOUD_ACCESS_KEY_ID")
         secret = self._env.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
         if not key_id or not secret:
-            raise Unavailable("no OSS credentials: none in the FC context or ALIBABA_CLOUD_ACCESS_KEY_* variables")
+            raise Unavailable("no OSS credentials",
+                              "no OSS credentials: none in the FC context or ALIBABA_CLOUD_ACCESS_KEY_* variables")
         return Credentials(key_id, secret, self._env.get("ALIBABA_CLOUD_SECURITY_TOKEN") or None)

@@ -18,12 +18,13 @@ from typing import Any
 from urllib.parse import unquote
 
 from .app import MODELS_PATH, App, Caller, Request, Response, where
-from .errors import ApiError, InternalError, InvalidRegistration, ServiceUnavailable
+from .errors import ApiError, InternalError, InvalidParameter, InvalidRegistration, ServiceUnavailable
 from .records import new_request_id, record_json
 from .stores.base import InvalidKey, NotFound, Store, Unavailable, check_key
 
 log = logging.getLogger(__name__)
 
+MAX_BATCH = 1000  # events in one batch (a JSON array)
 REGISTRATIONS = "registrations/"
 RESULTS = "registration-results/"
 JSON_HEADERS = {"content-type": "application/json"}
@@ -130,6 +131,10 @@ def handle_event(app: App, raw: bytes | str, caller: Caller) -> str:
         if _is_oss_event(event):
             return _finish([_register_object(app, record, caller) for record in event["events"]])
     if isinstance(event, list):
+        if len(event) > MAX_BATCH:  # answered, not raised: delivering it again could only fail again
+            error = InvalidParameter(f"a batch holds at most {MAX_BATCH} events; this one holds {len(event)}")
+            log.warning(json.dumps({**error.body(new_request_id()), "Operation": "Batch", "Status": error.status}))
+            return json.dumps(error.body(new_request_id()))
         return _finish([_handle_message(app, item, None, caller) for item in event])
     return _finish([_handle_message(app, event, raw, caller)], single=True)
 
@@ -180,18 +185,20 @@ def _register(app: App, record: dict[str, Any], caller: Caller) -> tuple[Respons
         size = _dig(record, "oss", "object", "size")
         if isinstance(size, int) and size > app.max_body_bytes:
             request = Request("POST", MODELS_PATH, headers=JSON_HEADERS, declared_size=size)  # never read: 413
-        else:
-            request = Request("POST", MODELS_PATH, store.get(key), headers=JSON_HEADERS)
+        else:  # whatever the event says, read no more than one byte past the limit (enough to answer 413)
+            request = Request("POST", MODELS_PATH, store.get_head(key, app.max_body_bytes + 1), headers=JSON_HEADERS)
     except (InvalidKey, NotFound) as e:
         return _failed(InvalidRegistration(_why(e)), outcome)
-    except Unavailable:  # any other store error is unexpected: _register_object answers it
+    except Unavailable as e:  # any other store error is unexpected: _register_object answers it
+        log.error("storage unavailable: %s", e.cause)
         return _failed(ServiceUnavailable("could not read the registration"), outcome)
     response = app.handle(request, caller)
     outcome.update(Status=response.status, **response.body)
     if not response.retryable:
         try:
             store.put(RESULTS + key[len(REGISTRATIONS):], record_json(outcome))
-        except Unavailable:  # deliver again: registering twice is safe
+        except Unavailable as e:  # deliver again: registering twice is safe
+            log.error("storage unavailable: %s", e.cause)
             return _failed(ServiceUnavailable("could not record the outcome"), outcome, response.body["RequestId"])
     return response, outcome
 

@@ -8,10 +8,11 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-from . import events
-from .app import App, Caller, Request
+from . import events, records
+from .app import App, Caller, Request, Response
 from .config import Settings
 from .credentials import CredentialSource
+from .errors import MalformedRequest
 from .registry import Registry
 from .routes import ROUTES
 from .stores import open_store
@@ -91,17 +92,26 @@ def wsgi_handler(environ: dict[str, Any], start_response: Callable[..., Any]) ->
     app = get_app()
     declared = str(environ.get("CONTENT_LENGTH") or "0").strip()
     length = int(declared) if declared.isascii() and declared.isdigit() else 0
-    # Never read more than one byte past the limit: the core answers 413 from the length it sees.
-    body = environ["wsgi.input"].read(min(length, app.max_body_bytes + 1)) if length > 0 else b""
+    # A body over the limit is never read (the core answers 413 from its declared size); one that
+    # ends before its declared size is refused, never taken for a whole one.
+    body = environ["wsgi.input"].read(length) if 0 < length <= app.max_body_bytes else b""
+    if len(body) < length <= app.max_body_bytes:
+        return _wsgi_answer(start_response, Response(400, MalformedRequest(
+            f"the body ended after {len(body)} of the {length} bytes declared").body(records.new_request_id())))
     headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")}
     if environ.get("CONTENT_TYPE"):
         headers["content-type"] = environ["CONTENT_TYPE"]
     raw_query = str(environ.get("QUERY_STRING") or "")
     request = Request(environ.get("REQUEST_METHOD", "GET").upper(), _raw_path(environ), body, headers=headers,
-                      query=parse_qsl(raw_query, keep_blank_values=True), raw_query=raw_query)
+                      query=parse_qsl(raw_query, keep_blank_values=True), raw_query=raw_query,
+                      declared_size=length if length > app.max_body_bytes else None)
     context = environ.get("fc.context")
     with time_budget(time_left(context)):
         response = app.handle(request, caller_of(context))
+    return _wsgi_answer(start_response, response)
+
+
+def _wsgi_answer(start_response: Callable[..., Any], response: Response) -> Iterable[bytes]:
     data = response.json().encode()
     start_response(f"{response.status} {HTTPStatus(response.status).phrase}", [
         ("Content-Type", "application/json; charset=utf-8"), ("Content-Length", str(len(data))),

@@ -1,13 +1,21 @@
-"""Strict JSON decoding of request bodies: UTF-8 only, no duplicates, no NaN, bounded nesting."""
+"""Strict JSON decoding of request bodies: UTF-8 only, no duplicates, no NaN, numbers kept exactly,
+bounded nesting and a bounded number of values (so that the memory a body costs is bounded too)."""
 from __future__ import annotations
 
 import json
 import math
+import re
+from decimal import Decimal
 from typing import Any
 
 from .errors import BadRequest
 
 MAX_DEPTH = 32
+# Values (objects, arrays, strings, numbers, literals) in one body. The costliest accepted body, this
+# many empty objects, takes about 10 MiB of memory while it is parsed and checked (test_limits.py):
+# InstanceConcurrency (10) such requests fit well inside MemorySize (512 MiB).
+MAX_VALUES = 50_000
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string literal, escapes included
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -16,7 +24,7 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise BadRequest(f"body has a duplicate key: {key!r}")
+                raise BadRequest(f"body has a duplicate key: {clip(key)!r}")
             seen.add(key)
     return obj
 
@@ -26,10 +34,28 @@ def _constant(name: str) -> Any:
 
 
 def _float(text: str) -> float:
+    """A number with a fraction or an exponent, if a 64-bit float holds its value exactly: `1e2` is
+    kept as 100.0 and `0.1` as 0.1 (its shortest form), `0.1000000000000000055511151231257827` or a
+    900-digit decimal are refused rather than silently rounded."""
     value = float(text)
     if math.isinf(value):
-        raise BadRequest(f"body contains a number out of range: {text[:40]}")
+        raise BadRequest(f"body contains a number out of range: {clip(text, 40)}")
+    if Decimal(repr(value)) != Decimal(text):
+        raise BadRequest(f"body contains a number a 64-bit float cannot hold exactly: {clip(text, 40)}; "
+                         "send it as a string to keep every digit")
     return value
+
+
+def _count_values(text: str) -> int:
+    """An upper bound on the values in a JSON text, without decoding it: each value but the first
+    follows a '[', ',' or ':' outside a string."""
+    structure = _STRING.sub('""', text)
+    return 1 + structure.count("[") + structure.count(",") + structure.count(":")
+
+
+def clip(text: str, limit: int = 64) -> str:
+    """At most `limit` characters of text a client sent, for a message."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 _DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_constant, parse_float=_float)
@@ -64,6 +90,8 @@ def parse_json(body: bytes | str) -> Any:
         text = body
     if not text.strip():
         raise BadRequest("body is empty; expected a JSON object")
+    if _count_values(text) > MAX_VALUES:
+        raise BadRequest(f"body holds more than {MAX_VALUES} JSON values")
     try:
         value = _DECODER.decode(text)
     except json.JSONDecodeError as e:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import names
 from .catalog import Entry, Workspace
 from .errors import InvalidParameter
 from .validation import validate
@@ -59,14 +60,14 @@ class Query:
     @classmethod
     def parse(cls, params: Mapping[str, str]) -> Query:
         """The query of ListModels parameters already checked against schemas/list-models-query.json."""
-        name = params.get("ModelName")
+        name = names.nfc(params.get("ModelName"))
         exact = len(name) >= 2 and name[0] == name[-1] == '"' if name else False
         return cls(
             name=(name[1:-1] if exact else name) or None if name is not None else None, name_exact=exact,
             label=params.get("Label") or None,
             tags=tuple((t["Key"], t["Value"]) for t in _json_param(params, "Tag", "list-models-query.json#/$defs/TagFilter")),
             exact=tuple((f, params[f]) for f in ("Domain", "Task", "Origin", "ModelType", "Provider") if params.get(f)),
-            text=(params.get("Query") or "").lower() or None,
+            text=names.nfc(params.get("Query") or "").lower() or None,
             collections=frozenset(c.strip() for c in params.get("Collections", "").split(",") if c.strip()),
             conditions=tuple(_condition(c) for c in _json_param(params, "Conditions", "list-models-query.json#/$defs/Conditions")),
             sort_by=params.get("SortBy") or "GmtCreateTime",
@@ -126,10 +127,7 @@ def _json_param(params: Mapping[str, str], name: str, schema: str) -> list[Any]:
         value = json.loads(text)
     except (ValueError, RecursionError):
         raise InvalidParameter(f"{name} must be a JSON array; it is not valid JSON") from None
-    try:
-        validate(schema, value)
-    except InvalidParameter as e:
-        raise InvalidParameter(f"{name}: {e.message}") from None
+    validate(schema, value, root=name)
     return value  # type: ignore[no-any-return]
 
 

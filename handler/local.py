@@ -1,12 +1,21 @@
-"""The local API: a stdlib HTTP server that builds the event API Gateway would send and calls the function's handler."""
+"""The local API: a stdlib HTTP server that builds the event API Gateway would send and calls the function's handler.
+
+It frames requests strictly (one Content-Length or chunked, every header line well formed, a body
+exactly as long as declared), bounds what a client may hold (a read timeout, a deadline for a whole
+request, a number of open connections), and answers what it refuses with the API's JSON errors.
+"""
 from __future__ import annotations
 
 import base64
+import email.errors
+import errno
 import json
 import logging
 import re
 import socket
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from http import HTTPStatus
@@ -15,15 +24,25 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .app import where
-from .errors import error_json, protocol_error
+from .errors import ApiError, MethodNotAllowed, PayloadTooLarge, ServiceUnavailable, error_json, protocol_error
 from .records import new_request_id
 
 Handler = Callable[[bytes, Any], str]
 OPENAPI_PATH = "/openapi.json"
+READ_TIMEOUT = 10.0  # seconds a connection may stay silent (between requests too)
+REQUEST_DEADLINE = 30.0  # seconds to send a whole request, headers and body
+MAX_CONNECTIONS = 64  # open at once; more are answered 503 and closed
 _LINE = 65537  # longest chunk-size or trailer line read
+_ECHO = 200  # characters of anything a client sent that a message may repeat
 _DECIMAL = re.compile(r"[0-9]{1,18}")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a header name (RFC 9110)
+# A line without a colon ends the header block for the parser, which would read the rest as the body.
+_BROKEN_HEADERS = (email.errors.MissingHeaderBodySeparatorDefect, email.errors.FirstHeaderLineIsContinuationDefect,
+                   email.errors.InvalidHeaderDefect)
+_SINGLE = ("content-length", "content-type", "transfer-encoding", "host")  # headers a request may carry once
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("handler.access")  # one JSON line per request
 
 
 class LocalContext:
@@ -35,26 +54,45 @@ class LocalContext:
         self.credentials = None
 
 
-class _Unreadable(Exception):
-    """The request's framing cannot be trusted: answer 400 and close the connection."""
+class _Refused(Exception):
+    """A request answered by the server itself, without the function; the connection is then closed."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 class _GatewayHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     default_request_version = "HTTP/1.1"  # so that even an unreadable request line gets a status line
+    server_version = "pai-model-registry"
+    sys_version = ""  # no Python version in the Server header
+    timeout = READ_TIMEOUT
     server: LocalServer
+
+    def parse_request(self) -> bool:
+        self._started = time.monotonic()
+        if not super().parse_request():
+            return False
+        problem = _header_problem(self.headers)
+        if problem:
+            self.send_error(400, problem)
+            return False
+        target = urlsplit(self.path)
+        if target.scheme or target.netloc:  # absolute form (RFC 9112 3.2.2): the path is what counts
+            self.path = (target.path or "/") + (f"?{target.query}" if target.query else "")
+        return True
 
     def _serve(self) -> None:
         url = urlsplit(self.path)
         try:
             body = self._read_body()
-        except _Unreadable as e:
+        except _Refused as e:
             self.close_connection = True
-            return self.send_error(400, str(e))
-        if url.path == OPENAPI_PATH and self.command in ("GET", "HEAD"):
-            from .openapi import document_bytes  # answered here, as API Gateway would, not by the function
-
-            return self._send(200, {"Content-Type": "application/json; charset=utf-8"}, document_bytes())
+            return self._send_error(e.error)
+        self.connection.settimeout(READ_TIMEOUT)
+        if url.path == OPENAPI_PATH:  # answered here, as API Gateway would, not by the function
+            return self._serve_document()
         event = {
             "path": url.path, "httpMethod": self.command,
             "headers": {k: v for k, v in self.headers.items()},
@@ -66,25 +104,63 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         payload = base64.b64decode(result["body"]) if result.get("isBase64Encoded") else result["body"].encode()
         self._send(result["statusCode"], result.get("headers", {}), payload)
 
+    def _serve_document(self) -> None:
+        if self.command not in ("GET", "HEAD"):
+            return self._send_error(MethodNotAllowed(f"{self.command} is not allowed on {OPENAPI_PATH}; use GET, HEAD",
+                                                     ("GET", "HEAD")), log_as="OpenApi")
+        from .openapi import document_bytes
+
+        request_id = new_request_id()
+        self._send(200, {"Content-Type": "application/json; charset=utf-8", "x-acs-request-id": request_id}, document_bytes())
+        self._log(request_id, "OpenApi", 200)
+
     def _read_body(self) -> bytes:
-        """The body, or its first limit+1 bytes (enough for the function to answer 413; the
-        connection is then closed, since the rest is never read)."""
-        limit = self.server.max_body_bytes + 1
+        """The body exactly as declared, or its first limit+1 bytes when it is larger (enough for the
+        function to answer 413; the connection is then closed, since the rest is never read)."""
+        limit = self.server.max_body_bytes
         codings = self.headers.get_all("Transfer-Encoding") or []
         lengths = [value.strip() for value in self.headers.get_all("Content-Length") or []]
         if codings:
             if [c.strip().lower() for c in ",".join(codings).split(",")] != ["chunked"] or lengths:
-                raise _Unreadable("only Transfer-Encoding: chunked, without Content-Length, is supported")
-            return self._read_chunked(limit)
+                raise _Refused(protocol_error(400, "only Transfer-Encoding: chunked, without Content-Length, is supported"))
+            return self._read_chunked(limit + 1)
         if not lengths:
             return b""
-        if len(set(lengths)) != 1 or not _DECIMAL.fullmatch(lengths[0]):
-            raise _Unreadable("Content-Length is not one number")
+        if len(lengths) != 1 or not _DECIMAL.fullmatch(lengths[0]):
+            raise _Refused(protocol_error(400, "Content-Length is not one number"))
         length = int(lengths[0])
-        body = self.rfile.read(min(length, limit))
-        if length > len(body):
-            self.close_connection = True
-        return body
+        if length > limit:
+            self._drain(limit + 1)  # so that closing does not reset a client still sending
+            raise _Refused(PayloadTooLarge(f"body is larger than the limit of {limit} bytes"))
+        return self._read_exactly(length)
+
+    def _drain(self, most: int) -> None:
+        """Read and drop at most `most` bytes the client is sending, for at most a second."""
+        ends = time.monotonic() + 1.0
+        while most > 0 and time.monotonic() < ends:
+            self.connection.settimeout(max(0.05, ends - time.monotonic()))
+            try:
+                chunk = self.rfile.read1(min(most, 1 << 16))
+            except (TimeoutError, OSError):
+                return
+            if not chunk:
+                return
+            most -= len(chunk)
+
+    def _read_exactly(self, length: int) -> bytes:
+        """length bytes of the body, within the request's deadline; a body that ends early is refused."""
+        chunks, missing = [], length
+        while missing:
+            self.connection.settimeout(max(0.05, min(READ_TIMEOUT, self._started + REQUEST_DEADLINE - time.monotonic())))
+            try:
+                chunk = self.rfile.read1(min(missing, 1 << 16))
+            except TimeoutError:
+                chunk = b""
+            if not chunk:
+                raise _Refused(protocol_error(400, f"the body ended after {length - missing} of the {length} bytes declared"))
+            chunks.append(chunk)
+            missing -= len(chunk)
+        return b"".join(chunks)
 
     def _read_chunked(self, limit: int) -> bytes:
         body = bytearray()
@@ -92,7 +168,7 @@ class _GatewayHandler(BaseHTTPRequestHandler):
             line = self.rfile.readline(_LINE)
             digits = line.split(b";")[0].strip()
             if not _HEX.fullmatch(digits):
-                raise _Unreadable("malformed chunked body")
+                raise _Refused(protocol_error(400, "malformed chunked body"))
             size = int(digits, 16)
             if size == 0:
                 while self.rfile.readline(_LINE) not in (b"\r\n", b"\n", b""):
@@ -100,9 +176,10 @@ class _GatewayHandler(BaseHTTPRequestHandler):
                 return bytes(body)
             if len(body) + size > limit:
                 self.close_connection = True
-                return bytes(body) + self.rfile.read(limit - len(body))
-            body += self.rfile.read(size)
-            self.rfile.readline(_LINE)
+                return bytes(body) + self._read_exactly(limit - len(body))
+            body += self._read_exactly(size)
+            if self.rfile.readline(_LINE) not in (b"\r\n", b"\n"):
+                raise _Refused(protocol_error(400, "malformed chunked body"))
 
     def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
         self.send_response(status)
@@ -115,20 +192,43 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(payload)
 
+    def _send_error(self, error: ApiError, log_as: str = "Protocol") -> None:
+        request_id = new_request_id()
+        self.command = getattr(self, "command", None) or ""  # None when the request line was unreadable
+        headers = {"Content-Type": "application/json; charset=utf-8", "x-acs-request-id": request_id, **error.headers()}
+        self._send(error.status, headers, error_json(request_id, error).encode())
+        self._log(request_id, log_as, error.status)
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Protocol errors (bad request line, oversized headers) in the API's JSON error shape."""
-        request_id = new_request_id()
         phrase = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else "Error"
-        error = protocol_error(code, message or phrase)
+        text = message or phrase
         self.close_connection = True
-        self.command = getattr(self, "command", None) or ""  # None when the request line was unreadable
-        self._send(error.status, {"Content-Type": "application/json; charset=utf-8", "x-acs-request-id": request_id},
-                   error_json(request_id, error).encode())
+        self._send_error(protocol_error(code, text if len(text) <= _ECHO else text[:_ECHO] + "..."))
+
+    def _log(self, request_id: str, operation: str, status: int) -> None:
+        started = getattr(self, "_started", time.monotonic())
+        access_log.info(json.dumps({"RequestId": request_id, "Operation": operation, "Status": status,
+                             "DurationMs": round((time.monotonic() - started) * 1000, 2)}))
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
-    def log_message(self, format: str, *args: Any) -> None:  # the function logs every request itself
+    def log_message(self, format: str, *args: Any) -> None:  # every request is logged as one JSON line
         pass
+
+
+def _header_problem(headers: Any) -> str | None:
+    """Why a request's header block cannot be trusted (a line without a colon, a space before one,
+    a name given twice that must be one), or None."""
+    if any(isinstance(defect, _BROKEN_HEADERS) for defect in headers.defects):
+        return "a header line is malformed"
+    for name in headers.keys():
+        if not _TOKEN.fullmatch(name):
+            return "a header name is malformed"
+    for name in _SINGLE:
+        if len(headers.get_all(name) or []) > 1:
+            return f"the {name} header is given more than once"
+    return None
 
 
 def _multi_dict(pairs: list[tuple[str, str]]) -> dict[str, str | list[str]]:
@@ -144,15 +244,30 @@ def _multi_dict(pairs: list[tuple[str, str]]) -> dict[str, str | list[str]]:
 
 
 class LocalServer(ThreadingHTTPServer):
-    """Serves the API on host:port until shut down."""
+    """Serves the API on host:port until shut down, one thread per connection, at most MAX_CONNECTIONS."""
 
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], handler: Handler, max_body_bytes: int) -> None:
+    def __init__(self, address: tuple[str, int], handler: Handler, max_body_bytes: int,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, _GatewayHandler)
         self.handler = handler
         self.max_body_bytes = max_body_bytes
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            _refuse_busy(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A failed connection in one line, without a traceback: a client gone, or a bug (with its place)."""
@@ -163,11 +278,33 @@ class LocalServer(ThreadingHTTPServer):
             log.error("local server: unexpected %s in %s", type(error).__name__, where(error) if error else "?")
 
     def get_request(self) -> tuple[socket.socket, Any]:
-        conn, addr = super().get_request()
+        try:
+            conn, addr = super().get_request()
+        except OSError as e:
+            if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                log.warning("local server: cannot accept a connection (%s); backing off", errno.errorcode.get(e.errno, e.errno))
+                time.sleep(0.1)  # the pending connection stays queued: without a pause, the loop would spin
+            raise
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn, addr
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"http://[{host!s}]:{port}" if ":" in str(host) else f"http://{host!s}:{port}"
+
+
+def _refuse_busy(connection: socket.socket) -> None:
+    """Answer 503 on a connection over the limit, from the accepting thread: briefly, never blocking it."""
+    request_id = new_request_id()
+    body = error_json(request_id, ServiceUnavailable("the local server has too many open connections; retry later")).encode()
+    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
+            f"x-acs-request-id: {request_id}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    try:
+        connection.settimeout(0.5)
+        connection.sendall(head + body)
+    except OSError:
+        pass
+    finally:
+        connection.close()
+    access_log.info(json.dumps({"RequestId": request_id, "Operation": "Protocol", "Status": 503}))

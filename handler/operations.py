@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import records
+from . import names, records
 from .errors import ModelNotFound
 from .listing import Query
 
@@ -50,6 +50,6 @@ def create_model_labels(call: Call) -> dict[str, Any]:
 
 
 def delete_model_labels(call: Call) -> dict[str, Any]:
-    keys = call.query()["LabelKeys"].split(",")
+    keys = [names.nfc(key) for key in call.query()["LabelKeys"].split(",")]
     call.registry.remove_labels(call.params["ModelId"], keys)
     return {}

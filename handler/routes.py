@@ -17,8 +17,9 @@ API_PREFIX = "/api/v1"
 MODELS_PATH = API_PREFIX + "/models"
 _PARAMETER = re.compile(r"\{([A-Za-z]+)\}")
 
-# Errors any route may answer, besides its own.
-COMMON_ERRORS: tuple[type[ApiError], ...] = (errors.InternalError, errors.ServiceUnavailable)
+# Errors any route may answer, besides its own (the local server's own limits included).
+COMMON_ERRORS: tuple[type[ApiError], ...] = (errors.InternalError, errors.ServiceUnavailable, errors.UriTooLong,
+                                             errors.HeadersTooLarge)
 BODY_ERRORS: tuple[type[ApiError], ...] = (errors.BadRequest, errors.InvalidParameter, errors.PayloadTooLarge,
                                            errors.UnsupportedMediaType)
 

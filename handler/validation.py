@@ -1,8 +1,9 @@
 """Loads schemas/ once per process and validates documents against them with jsonschema.
 
-The schemas are the single source of truth. Two rules are added here because JSON Schema cannot
-say them: `x-maxUtf8Bytes` (a string's length in UTF-8 bytes) and "integer" meaning a JSON integer
-literal (no 1.0, no true).
+The schemas are the single source of truth. Three rules are added here because JSON Schema cannot
+say them: `x-maxUtf8Bytes` (a string's length in UTF-8 bytes), `x-name` (the rule for names and
+labels, names.py; with `x-notBlank`, not only spaces) and "integer" meaning a JSON integer literal
+(no 1.0, no true).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import referencing
 import referencing.jsonschema
 from jsonschema.exceptions import ValidationError
 
+from . import names
 from .errors import InvalidParameter
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -28,6 +30,15 @@ def _max_utf8_bytes(validator: Any, limit: int, instance: Any, schema: dict[str,
         yield ValidationError(f"is longer than {limit} bytes in UTF-8")
 
 
+def _name(validator: Any, enabled: bool, instance: Any, schema: dict[str, Any]) -> Iterable[ValidationError]:
+    if enabled and isinstance(instance, str):
+        why = names.problem(instance)
+        if why is None and schema.get("x-notBlank") and not instance.strip():
+            why = "must hold something besides spaces"
+        if why is not None:
+            yield ValidationError(why)
+
+
 def _is_integer(checker: Any, instance: Any) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
@@ -35,7 +46,7 @@ def _is_integer(checker: Any, instance: Any) -> bool:
 _Base = jsonschema.Draft202012Validator
 Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
     _Base,
-    validators={"x-maxUtf8Bytes": _max_utf8_bytes},
+    validators={"x-maxUtf8Bytes": _max_utf8_bytes, "x-name": _name},
     type_checker=_Base.TYPE_CHECKER.redefine("integer", _is_integer),
 )
 
@@ -111,6 +122,8 @@ def describe(error: ValidationError, root: str = "body") -> str:
         return f"{subject} must be at least {schema['minLength']} character{'s' if schema['minLength'] > 1 else ''}"
     if rule == "maxLength":
         return f"{subject} must be at most {schema['maxLength']} characters"
+    if rule == "x-name":
+        return f"{subject} {error.message}"
     if rule == "x-maxUtf8Bytes":
         return f"{subject} must be at most {schema['x-maxUtf8Bytes']} bytes in UTF-8"
     if rule == "pattern":

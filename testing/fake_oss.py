@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import hashlib
+import re
 import socket
 import sys
 import threading
@@ -109,6 +110,21 @@ def _error(status: int, code: str, message: str = "", head: bool = False) -> _Re
         headers["x-oss-err"] = base64.b64encode(body).decode("ascii")
         body = b""
     return _Response(status, headers, body)
+
+
+def _ranged(response: _Response, spec: str) -> _Response:
+    """The part of a 200 reply a `Range: bytes=first-last` asks for, as OSS answers it (206)."""
+    found = re.fullmatch(r"bytes=(\d+)-(\d*)", spec.strip())
+    if found is None:
+        return response  # OSS ignores a Range it cannot read
+    first = int(found.group(1))
+    last = min(int(found.group(2)) if found.group(2) else len(response.body) - 1, len(response.body) - 1)
+    if first >= len(response.body):
+        return _error(416, "InvalidRange", "the range is outside the object")
+    part = response.body[first:last + 1]
+    headers = {**response.headers, "Content-Range": f"bytes {first}-{last}/{len(response.body)}",
+               "Content-Length": str(len(part))}
+    return _Response(206, headers, part)
 
 
 class FakeOss:
@@ -226,14 +242,15 @@ class FakeOss:
                 return _Response(200, {"Content-Type": "application/xml", "x-oss-request-id": _request_id()},
                                  f"<VersioningConfiguration>{status}</VersioningConfiguration>".encode())
             return _error(501, "NotImplemented", f"{method} on the bucket is not supported", head)
-        if query or "range" in headers:
-            return _error(501, "NotImplemented", "sub-resources and Range are not supported", head)
+        if query:
+            return _error(501, "NotImplemented", "sub-resources are not supported", head)
         if len(key.encode("utf-8")) > 1023 or key[0] in "/\\":
             return _error(400, "InvalidObjectName", "the object name is invalid", head)
         if method == "PUT":
             return self._put(key, headers, body)
         if method in ("GET", "HEAD"):
-            return self._get(key, head)
+            response = self._get(key, head)
+            return _ranged(response, headers["range"]) if "range" in headers and response.status == 200 else response
         if method == "DELETE":
             with self._lock:
                 self._objects.pop(key, None)

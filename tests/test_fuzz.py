@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,8 +28,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from handler import index
-from handler.app import MODELS_PATH, App
+from handler.app import App
 from handler.registry import Registry, record_key
+from handler.routes import ROUTES, Route
 from handler.stores.memory import MemoryStore
 from handler.validation import validator
 from tests.conftest import FakeContext, local_api
@@ -66,21 +68,23 @@ CHARS = st.one_of(
     st.characters(min_codepoint=0x1F300, max_codepoint=0x1FAFF),  # emoji (4 bytes in UTF-8)
 )
 texts = st.text(CHARS, max_size=60)
-model_names = st.one_of(st.text(CHARS, min_size=1, max_size=NAME_MAX_CHARS),
-                        st.text(CHARS, min_size=NAME_MAX_CHARS, max_size=NAME_MAX_CHARS))
+# Names and labels: no control or invisible characters, at most so many characters once in NFC (handler/names.py).
+NAME_CHARS = CHARS.filter(lambda c: unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Zl", "Zp"))
+model_names = st.one_of(st.text(NAME_CHARS, min_size=1, max_size=NAME_MAX_CHARS),
+                        st.text(NAME_CHARS, min_size=NAME_MAX_CHARS, max_size=NAME_MAX_CHARS)
+                        ).filter(lambda s: s.strip() and len(nfc(s)) <= NAME_MAX_CHARS)
 int64s = st.one_of(st.integers(*INT64), st.sampled_from([INT64[0], INT64[1], 0, -1]))
 workspace_ids = st.from_regex(WORKSPACE_ID, fullmatch=True)
-LABEL_CHARS = CHARS.filter(lambda c: c not in "=,")
+LABEL_CHARS = NAME_CHARS.filter(lambda c: c not in "=,")
 
 
 @st.composite
 def label_texts(draw: st.DrawFn) -> str:
     """At most 128 UTF-8 bytes without '=' or ',', often right at the limit."""
     limit = draw(st.one_of(st.just(LABEL_MAX_BYTES), st.integers(0, LABEL_MAX_BYTES)))
-    out, size = "", 0
+    out = ""
     for char in draw(st.lists(LABEL_CHARS, max_size=LABEL_MAX_BYTES)):
-        size += len(char.encode())
-        if size > limit:
+        if len(nfc(out + char).encode()) > limit:
             break
         out += char
     return out
@@ -112,9 +116,14 @@ def valid_bodies(draw: st.DrawFn) -> dict[str, Any]:
     return {key: body[key] for key in keys}
 
 
+def nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
 def expected_labels(body: dict[str, Any]) -> list[dict[str, str]]:
     merged: list[dict[str, str]] = []
-    for label in body.get("Tag", []) + body.get("Labels", []):
+    for sent in body.get("Tag", []) + body.get("Labels", []):
+        label = {"Key": nfc(sent["Key"]), "Value": nfc(sent["Value"])}
         if label not in merged:
             merged.append(label)
     return merged
@@ -240,7 +249,7 @@ def test_every_valid_request_is_stored_exactly_as_sent(body: dict[str, Any], pat
     for name in FIELDS - {"Tag", "Labels", "WorkspaceId", "Accessibility"}:
         assert (name in record) == (name in body), name
         if name in body:
-            assert same_json(record[name], body[name]), name
+            assert same_json(record[name], nfc(body[name]) if name == "ModelName" else body[name]), name
     assert record["ModelId"] == answer.body["ModelId"]
     assert record["WorkspaceId"] == body.get("WorkspaceId", DEFAULT_WORKSPACE)
     assert record["Accessibility"] == body.get("Accessibility", "PRIVATE")
@@ -297,28 +306,41 @@ def served() -> Iterator[str]:
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance, negative_data_rejection]
+NEGATIVE_CHECKS = [check for check in CHECKS if check is not negative_data_rejection]
 
 
 # schemathesis.pytest.from_fixture would load the document lazily, but it fails under pytest 9
 # (AttributeError: 'Function' object has no attribute '_nodeid'), so the test draws from the strategy itself.
+# Accepted by the document, refused by the function: rules of validation.py and jsonbody.py that JSON
+# Schema cannot say (128 bytes in UTF-8, an integer literal, the name rule, numbers a float holds exactly).
+# A query parameter holding JSON (Tag, Conditions) is a string to JSON Schema: its content is only annotated.
+UNSAYABLE = r"bytes in UTF-8|must be an integer|control character|besides spaces|cannot hold exactly|^(Tag|Conditions)\b"
+
+
 @pytest.mark.parametrize("mode", [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE])
-def test_schemathesis_against_the_local_server(served: str, mode: schemathesis.GenerationMode) -> None:
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.operation)
+def test_schemathesis_against_the_local_server(served: str, mode: schemathesis.GenerationMode, route: Route) -> None:
     document = schemathesis.openapi.from_url(served + "/openapi.json")
-    operation = document[MODELS_PATH]["POST"]
+    operation = document[route.path][route.method]
     statuses: list[int] = []
 
     @FUZZ
     @given(case=operation.as_strategy(generation_mode=mode))
     def check(case: schemathesis.Case) -> None:
-        response = case.call_and_validate(checks=CHECKS, timeout=20)
+        # Negative data must be refused with a 4xx; the local server's own 414 and 431 count (a URL or
+        # header too long), which schemathesis' negative_data_rejection check does not know.
+        response = case.call_and_validate(checks=CHECKS if mode.is_positive else NEGATIVE_CHECKS, timeout=20)
         statuses.append(response.status_code)
+        if not mode.is_positive:
+            assert 400 <= response.status_code < 500, response.text[:300]
         if mode.is_positive:
             answer = response.json()
-            # Valid by the document, so accepted, with three exceptions: a ModelName sent again with other fields
-            # is a conflict, and two rules of validation.py that JSON Schema cannot say: the 128-byte label
-            # rule (x-maxUtf8Bytes) and "integer" meaning an integer literal (JSON Schema counts 0.0 in).
-            assert response.status_code in (200, 409) or (response.status_code == 400 and re.search(
-                r"bytes in UTF-8|must be an integer", answer["Message"])), answer
+            # Valid by the document, so accepted, unless the name is taken (409), the model does not exist
+            # (404: a random ModelId), or a rule JSON Schema cannot say refuses it.
+            assert response.status_code in (200, 404, 409) or (response.status_code == 400 and re.search(
+                UNSAYABLE, answer["Message"])), answer
 
     check()
-    assert (200 in statuses) if mode.is_positive else statuses, "schemathesis sent nothing the API accepted"
+    if mode.is_positive and route.operation in ("CreateModel", "ListModels"):
+        assert 200 in statuses, "schemathesis sent nothing the API accepted"
+    assert statuses

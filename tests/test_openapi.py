@@ -190,12 +190,13 @@ def test_local_server_serves_the_document(served: str) -> None:
     head = urllib.request.Request(served + "/openapi.json", method="HEAD")
     with urllib.request.urlopen(head, timeout=10) as response:
         assert response.status == 200 and response.read() == b""
-    # Any other method on that path is the function's business, which has no such API.
+    # Any other method on that path is refused as the API refuses one: 405 naming the methods.
     post = urllib.request.Request(served + "/openapi.json", data=b"{}", method="POST",
                                   headers={"Content-Type": "application/json"})
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(post, timeout=10)
-    assert caught.value.code == 404 and json.loads(caught.value.read())["Code"] == "NotFound"
+    assert caught.value.code == 405 and caught.value.headers["Allow"] == "GET, HEAD"
+    assert json.loads(caught.value.read())["Code"] == "MethodNotAllowed"
 
 
 def test_schemathesis_loads_the_served_document(served: str) -> None:

@@ -47,7 +47,12 @@ class NotFound(StoreError):
 
 
 class Unavailable(StoreError):
-    """The storage could not be reached or kept failing after retries (transient)."""
+    """The storage could not be reached or kept failing after retries (transient).
+    `cause` says what failed, for the log: an error class and errno, or a status and code; never a path."""
+
+    def __init__(self, message: str, cause: str = "") -> None:
+        super().__init__(message)
+        self.cause = cause or message
 
 
 class InvalidKey(StoreError):
@@ -94,6 +99,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def get(self, key: str) -> bytes:
         """The bytes under key, or NotFound."""
+
+    def get_head(self, key: str, size: int) -> bytes:
+        """At most the first `size` bytes under key, or NotFound; a store reads no more than that."""
+        return self.get(key)[:size]
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """The bytes under each key (None where absent); a store may overlap the reads."""

@@ -5,6 +5,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..logs import cause
 from .base import AlreadyExists, InvalidKey, NotFound, Store, Unavailable, check_key, check_prefix
 
 _READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
@@ -83,9 +84,9 @@ class FileStore(Store):
             if self.get(key) != data:
                 raise AlreadyExists(key) from None
         except OSError as e:
-            raise Unavailable(f"file store error: {e.strerror}") from None
+            raise Unavailable("file store error", cause(e)) from None
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, limit: int | None = None) -> bytes:
         path = self._path(key)
         try:
             fd = os.open(path, _READ)
@@ -94,12 +95,15 @@ class FileStore(Store):
         except OSError as e:
             if os.path.islink(path):
                 raise InvalidKey("key leaves the store") from None
-            raise Unavailable(f"file store error: {e.strerror}") from None
+            raise Unavailable("file store error", cause(e)) from None
         try:
             with os.fdopen(fd, "rb") as f:
-                return f.read()
+                return f.read() if limit is None else f.read(limit)
         except OSError as e:
-            raise Unavailable(f"file store error: {e.strerror}") from None
+            raise Unavailable("file store error", cause(e)) from None
+
+    def get_head(self, key: str, size: int) -> bytes:
+        return self.get(key, size)
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -108,7 +112,7 @@ class FileStore(Store):
             os.replace(temp, path)
             self._sync(os.path.dirname(path))
         except OSError as e:
-            raise Unavailable(f"file store error: {e.strerror}") from None
+            raise Unavailable("file store error", cause(e)) from None
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -117,7 +121,7 @@ class FileStore(Store):
         except FileNotFoundError:
             pass
         except OSError as e:
-            raise Unavailable(f"file store error: {e.strerror}") from None
+            raise Unavailable("file store error", cause(e)) from None
 
     def list(self, prefix: str, start_after: str = "", limit: int | None = None) -> list[str]:
         check_prefix(prefix)

@@ -182,8 +182,7 @@ class OssStore(Store):
         if (status, code) == (409, "FileAlreadyExists"):
             return AlreadyExists("key exists")
         if _transient(status, code) or status in (401, 403) or code in _AUTH_CODES:
-            log.error("oss %s failed: %s %s", op, status, code)
-            return Unavailable("object storage unavailable")
+            return Unavailable("object storage unavailable", f"oss {op} failed: {status} {code}")
         return StoreError(f"unexpected object storage reply ({status} {code})")
 
     def warm(self) -> None:
@@ -267,6 +266,10 @@ class OssStore(Store):
     def get(self, key: str) -> bytes:
         full = self._full(key)
         return bytes(self._call("get", lambda bucket: bucket.get_object(full).read()))
+
+    def get_head(self, key: str, size: int) -> bytes:
+        full = self._full(key)
+        return bytes(self._call("get", lambda bucket: bucket.get_object(full, byte_range=(0, size - 1)).read(size)))
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if len(keys) <= 1:
