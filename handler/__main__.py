@@ -1,52 +1,108 @@
-"""Command line: `python -m handler serve` runs the local API; `python -m handler invoke` runs one event."""
+"""Command line: `serve` runs the local API, `invoke` runs one event, `sweep` removes leftovers."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import signal
 import sys
+from typing import Any
+
+DEFAULT_STORE = "file://./model-store"
+
+
+class _LineFormatter(logging.Formatter):
+    """Access lines as the JSON they are; anything else with its level in front."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        return message if record.name == "handler.access" else f"{record.levelname} {message}"
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m handler", description="PAI-compatible model registry")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the local HTTP API (like API Gateway in front of the function)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=9000)
-    serve.add_argument("--store", help="oss://BUCKET/PREFIX, file://PATH or memory:// (default: $MODEL_STORE or file://./model-store)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; ::1 for IPv6)")
+    serve.add_argument("--port", type=_port, default=9000, help="port to listen on (default 9000; 0: any free port)")
+    serve.add_argument("--store", help=f"oss://BUCKET/PREFIX, file://PATH or memory:// (default: $MODEL_STORE or {DEFAULT_STORE})")
     invoke = commands.add_parser("invoke", help="run one event through the function and print what it returns")
     invoke.add_argument("file", nargs="?", default="-", help="event JSON file, or - for standard input")
     invoke.add_argument("--store", help="as for serve")
+    sweep = commands.add_parser("sweep", help="remove what interrupted writes left and nothing points to")
+    sweep.add_argument("--older-than", type=float, default=None, metavar="SECONDS",
+                       help="only what is older than this (default 600: far longer than any request)")
+    sweep.add_argument("--store", help="as for serve")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LineFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     if args.store:
         os.environ["MODEL_STORE"] = args.store
     from . import events, index
-    from .local import LocalContext, LocalServer
 
     try:
         app = index.get_app()
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         parser.error(str(e))
     if args.command == "serve":
-        server = LocalServer((args.host, args.port), index.handler, app.max_body_bytes)
-        print(f"PAI model registry listening on {server.url} (store: {os.environ.get('MODEL_STORE') or 'file://./model-store'})",
-              file=sys.stderr, flush=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.server_close()
+        return _serve(args, app)
+    if args.command == "sweep":
+        older = {} if args.older_than is None else {"older_than": args.older_than}
+        print(json.dumps(app.registry.sweep(**older)))
         return 0
-    event = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()
+    from .local import LocalContext
+
+    try:
+        event = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()
+    except OSError as e:
+        print(f"cannot read the event file {args.file}: {e.strerror}", file=sys.stderr)
+        return 1
     try:
         print(index.handler(event, LocalContext()))
     except events.RetryLater as e:
         print(str(e), file=sys.stderr)
         return 1
     return 0
+
+
+def _serve(args: argparse.Namespace, app: Any) -> int:
+    from . import index
+    from .local import LocalServer
+
+    try:
+        server = LocalServer((args.host, args.port), index.handler, app.max_body_bytes)
+    except OSError as e:
+        print(f"cannot listen on {args.host} port {args.port}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    print(f"PAI model registry listening on {server.url} (store: {_store_location()})", file=sys.stderr, flush=True)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops the server as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def _store_location() -> str:
+    """The store, with a file store's directory as an absolute path."""
+    url = os.environ.get("MODEL_STORE") or DEFAULT_STORE
+    scheme, _, rest = url.partition("://")
+    return f"file://{os.path.abspath(rest)}" if scheme == "file" else url
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from .stores.base import AlreadyExists, NotFound, Store, StoreError, Unavailable, check_key
+from .stores.base import AlreadyExists, NotFound, Store, StoreError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ class Workspace:
     """One workspace's catalog on one instance: the newest state it knows, and its commits."""
 
     def __init__(self, store: Store, workspace_id: str, legacy: Callable[[str], list[Change]] | None = None) -> None:
-        check_key(log_key(workspace_id, 0))
+        store.verify(log_key(workspace_id, 0))  # refused now, before a create writes anything
         self.id = workspace_id
         self._store = store
         self._legacy = legacy

@@ -5,6 +5,7 @@
     batch (a JSON array)           ->  one result per item
     OSS trigger                    ->  each object under registrations/ read and registered; the
                                        outcome written under registration-results/
+    timer trigger                  ->  the sweep of leftovers (Registry.sweep)
 Sources that FC retries (everything but HTTP) raise when a registration failed transiently, so the
 event is delivered again (safe: a repeated registration finds its model); a registration that can
 never succeed is answered and logged, not raised.
@@ -130,6 +131,11 @@ def handle_event(app: App, raw: bytes | str, caller: Caller) -> str:
             return gateway_response(app.handle(http_v1_request(event), caller))
         if _is_oss_event(event):
             return _finish([_register_object(app, record, caller) for record in event["events"]])
+        if _has(event, triggerTime=str, triggerName=str):  # FC's timer trigger: the registry's upkeep
+            summary = app.registry.sweep()
+            log.info(json.dumps({"Operation": "Sweep", "Checked": summary["Checked"], "Removed": len(summary["Removed"]),
+                                 "TemporaryFiles": summary["TemporaryFiles"]}))
+            return json.dumps(summary)
     if isinstance(event, list):
         if len(event) > MAX_BATCH:  # answered, not raised: delivering it again could only fail again
             error = InvalidParameter(f"a batch holds at most {MAX_BATCH} events; this one holds {len(event)}")

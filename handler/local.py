@@ -65,10 +65,11 @@ class _Refused(Exception):
 class _GatewayHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     default_request_version = "HTTP/1.1"  # so that even an unreadable request line gets a status line
-    server_version = "pai-model-registry"
-    sys_version = ""  # no Python version in the Server header
     timeout = READ_TIMEOUT
     server: LocalServer
+
+    def version_string(self) -> str:
+        return "pai-model-registry"  # the Server header: no Python version
 
     def parse_request(self) -> bool:
         self._started = time.monotonic()

@@ -30,6 +30,14 @@ def new_model_id(now_ms: int | None = None) -> str:
     return "model-" + _base36(ms, _TIME_DIGITS) + _base36(secrets.randbelow(36**_RANDOM_DIGITS), _RANDOM_DIGITS)
 
 
+def created_at(model_id: str) -> float | None:
+    """When a ModelId was made (seconds since the epoch), from its leading digits; None if it is not one of ours."""
+    digits = model_id.removeprefix("model-")[:_TIME_DIGITS]
+    if len(digits) != _TIME_DIGITS or not all(c in _ALPHABET for c in digits):
+        return None
+    return int(digits, 36) / 1000
+
+
 def _base36(number: int, width: int) -> str:
     digits = ""
     for _ in range(width):

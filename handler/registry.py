@@ -24,6 +24,7 @@ MAX_LABELS = 1000
 _RECORD_ROUNDS = 32  # record rewrites while other instances keep changing the same model
 _WORKSPACES_KEPT = 256  # workspaces whose state an instance keeps in memory (least recently used dropped)
 _HOMES_KEPT = 200_000
+SWEEP_AGE = 600.0  # seconds: far longer than a request may run (FC's Timeout, the local server's deadline)
 
 
 def record_key(model_id: str) -> str:
@@ -198,6 +199,32 @@ class Registry:
             if workspace.changed_at(model_id) <= known:
                 return
         log.warning("the record of a model kept changing under its writer; its next change rewrites it")
+
+    # --- upkeep ---
+
+    def sweep(self, older_than: float = SWEEP_AGE) -> dict[str, Any]:
+        """Remove what no committed state points to and is older than `older_than` seconds (longer than any
+        request may run): records of creates that never committed (a crash, a lost race whose cleanup
+        failed) or of models whose delete was cut short, and a store's interrupted temporary files."""
+        removed: list[str] = []
+        checked = 0
+        limit = time.time() - older_than
+        for key in self.store.list("models/"):
+            model_id = key[len("models/"):-len(".json")] if key.endswith(".json") and key.count("/") == 1 else None
+            created = records.created_at(model_id) if model_id else None
+            if model_id is None or created is None or created > limit:
+                continue  # not a record, or young enough to belong to a create still running
+            checked += 1
+            if any(w.model(model_id)[0] is not None for w in list(self._workspaces.values())):
+                continue  # a workspace read earlier in this sweep (or before) holds it: no need to read its record
+            workspace = self._home(model_id)
+            if workspace is None:
+                continue
+            workspace.read()
+            if workspace.model(model_id)[0] is None:
+                self.store.delete(key)
+                removed.append(model_id)
+        return {"Checked": checked, "Removed": removed, "TemporaryFiles": self.store.clean(older_than)}
 
     # --- helpers ---
 

@@ -122,6 +122,14 @@ class Store(abc.ABC):
     def delete(self, key: str) -> None:
         """Remove key; removing an absent key is not an error."""
 
+    def verify(self, key: str) -> None:
+        """Raise InvalidKey now if writing key would be refused (before any other write happens)."""
+        check_key(key)
+
+    def clean(self, older_than: float) -> int:
+        """Remove what interrupted writes of this store left (older than `older_than` seconds); how many."""
+        return 0
+
     def locate(self, bucket: str, object_key: str) -> str | None:
         """The key of this store that an object of a bucket is, or None if it lies outside the store."""
         return object_key

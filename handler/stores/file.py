@@ -1,14 +1,17 @@
 """FileStore: records as files under a directory, the embedded default for local use."""
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from ..logs import cause
 from .base import AlreadyExists, InvalidKey, NotFound, Store, Unavailable, check_key, check_prefix
 
 _READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+TEMPORARY_AGE = 60.0  # seconds after which a temporary file can only be a leftover (a write takes far less)
 
 
 class FileStore(Store):
@@ -23,6 +26,32 @@ class FileStore(Store):
         self.root = Path(root).resolve()
         self._root = str(self.root)
         self._inside: set[str] = set()  # directories seen to resolve inside root
+        self._cleaned: set[str] = set()  # directories whose old temporary files this process removed
+        self.clean(TEMPORARY_AGE)
+
+    def verify(self, key: str) -> None:
+        self._path(key)
+
+    def clean(self, older_than: float) -> int:
+        """Remove temporary files (`.tmp-*`) older than `older_than` seconds: what a process stopped in the
+        middle of a write left. Younger ones may belong to a write in progress in another process."""
+        removed = 0
+        for directory, _, files in os.walk(self._root):
+            removed += self._clean_directory(directory, files, older_than)
+        return removed
+
+    def _clean_directory(self, directory: str, files: list[str], older_than: float) -> int:
+        removed, limit = 0, time.time() - older_than
+        for name in files:
+            if name.startswith(".tmp-"):
+                try:
+                    if os.lstat(os.path.join(directory, name)).st_mtime < limit:
+                        os.unlink(os.path.join(directory, name))
+                        removed += 1
+                except OSError:
+                    pass  # gone already, or not ours to remove
+        self._cleaned.add(directory)
+        return removed
 
     def _path(self, key: str) -> str:
         path = os.path.join(self._root, check_key(key))
@@ -37,6 +66,9 @@ class FileStore(Store):
     def _write_temp(self, path: str, data: bytes) -> str:
         directory = os.path.dirname(path)
         self._make_directories(directory)
+        if directory not in self._cleaned:  # the first write into a directory tidies it
+            with contextlib.suppress(OSError):
+                self._clean_directory(directory, os.listdir(directory), TEMPORARY_AGE)
         fd, temp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
         try:
             view = memoryview(data)
