@@ -13,6 +13,7 @@ answers from memory after one GET.
 """
 from __future__ import annotations
 
+import calendar
 import itertools
 import json
 import logging
@@ -57,6 +58,18 @@ def encode(value: Any) -> bytes:
 FACTS = ("Domain", "Task", "Origin", "ModelType", "Provider", "OrderNumber", "ParameterSize", "GmtCreateTime",
          "GmtModifiedTime", "ModelName")  # the fields ListModels filters and sorts on
 _FACT = {name: i for i, name in enumerate(FACTS)}
+_TIMES = ("GmtCreateTime", "GmtModifiedTime")  # kept as epoch seconds, parsed once
+
+
+def _seconds(text: Any) -> float | None:
+    """Epoch seconds of a record's time (`2021-01-21T17:12:35Z`)."""
+    if not isinstance(text, str) or len(text) < 20:
+        return None
+    try:
+        return calendar.timegm((int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]),
+                                int(text[17:19])))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +81,7 @@ class Entry:
     fingerprint: str
     id: str
     name: str
-    facts: tuple[Any, ...]  # the FACTS fields, None where absent
+    facts: tuple[Any, ...]  # the FACTS fields, None where absent; times as epoch seconds
     labels: frozenset[tuple[str, str]]  # (Key, Value) pairs
     search: str  # what ListModels' Query looks in: name, domain, task, label keys and values, lower-cased
 
@@ -76,8 +89,9 @@ class Entry:
     def of(cls, record: Mapping[str, Any], fingerprint: str, raw: bytes | None = None) -> Entry:
         labels = frozenset((label["Key"], label["Value"]) for label in record["Labels"])
         words = [record["ModelName"], record.get("Domain", ""), record.get("Task", ""), *(w for pair in labels for w in pair)]
+        facts = tuple(_seconds(record.get(name)) if name in _TIMES else record.get(name) for name in FACTS)
         return cls(raw if raw is not None else encode(record), fingerprint, str(record["ModelId"]), str(record["ModelName"]),
-                   tuple(record.get(name) for name in FACTS), labels, "\n".join(words).lower())
+                   facts, labels, "\n".join(words).lower())
 
     def fact(self, name: str) -> Any:
         return self.facts[_FACT[name]]
@@ -298,7 +312,12 @@ class Workspace:
                 for pending in batch:
                     pending.run(draft)
                 if not draft.changes:
-                    break
+                    if fresh:
+                        break
+                    # Nothing to write, so no commit can prove that what the plans read was the newest
+                    # state: a refusal (404, 409) or a no-op on an old state could be wrong. Read, plan again.
+                    fresh = True
+                    continue
                 seq = draft.seq + 1
                 entry = {"Seq": seq, "Txn": uuid.uuid4().hex, "Time": _now(), "Changes": draft.changes}
                 try:

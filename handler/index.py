@@ -102,8 +102,13 @@ def wsgi_handler(environ: dict[str, Any], start_response: Callable[..., Any]) ->
     if environ.get("CONTENT_TYPE"):
         headers["content-type"] = environ["CONTENT_TYPE"]
     raw_query = str(environ.get("QUERY_STRING") or "")
+    try:
+        query = parse_qsl(raw_query, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        return _wsgi_answer(start_response, Response(400, MalformedRequest(
+            "the query string is not valid percent-encoded UTF-8").body(records.new_request_id())))
     request = Request(environ.get("REQUEST_METHOD", "GET").upper(), _raw_path(environ), body, headers=headers,
-                      query=parse_qsl(raw_query, keep_blank_values=True), raw_query=raw_query,
+                      query=query, raw_query=raw_query,
                       declared_size=length if length > app.max_body_bytes else None)
     context = environ.get("fc.context")
     with time_budget(time_left(context)):

@@ -4,14 +4,15 @@ from __future__ import annotations
 import calendar
 import json
 import math
-import time
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from . import names
 from .catalog import Entry, Workspace
-from .errors import InvalidParameter
+from .errors import BadRequest, InvalidParameter
+from .jsonbody import parse_json
 from .validation import validate
 
 SORT_FIELDS = ("GmtCreateTime", "GmtModifiedTime", "ModelName", "OrderNumber", "ParameterSize")
@@ -22,6 +23,9 @@ OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "LessThan": lambda a, b: a < b, "LessThanOrEqual": lambda a, b: a <= b,
     "GreaterThan": lambda a, b: a > b, "GreaterThanOrEqual": lambda a, b: a >= b,
 }
+_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?Z")
+_NUMBER = re.compile(r"-?[0-9]{1,20}(?:\.[0-9]{1,20})?(?:[eE][+-]?[0-9]{1,3})?")
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
 COLLECTION_LABEL = "Collection"  # a model is in collection C when it has the label Collection=C
 
 
@@ -32,11 +36,9 @@ class Condition:
     value: float | str  # a number for numeric columns, an epoch second for times
 
     def holds(self, entry: Entry) -> bool:
-        actual = entry.fact(self.column)
+        actual = entry.fact(self.column)  # times are kept as epoch seconds (catalog.Entry)
         if actual is None:
             return False
-        if self.column in TIME_COLUMNS:
-            actual = _epoch(actual)
         return OPERATORS[self.operator](actual, self.value)
 
 
@@ -60,10 +62,10 @@ class Query:
     @classmethod
     def parse(cls, params: Mapping[str, str]) -> Query:
         """The query of ListModels parameters already checked against schemas/list-models-query.json."""
-        name = names.nfc(params.get("ModelName"))
-        exact = len(name) >= 2 and name[0] == name[-1] == '"' if name else False
+        name = names.nfc(params.get("ModelName")) or None
+        exact = name is not None and len(name) >= 2 and name[0] == name[-1] == '"'
         return cls(
-            name=(name[1:-1] if exact else name) or None if name is not None else None, name_exact=exact,
+            name=name[1:-1] if exact and name else name, name_exact=exact,
             label=params.get("Label") or None,
             tags=tuple((t["Key"], t["Value"]) for t in _json_param(params, "Tag", "list-models-query.json#/$defs/TagFilter")),
             exact=tuple((f, params[f]) for f in ("Domain", "Task", "Origin", "ModelType", "Provider") if params.get(f)),
@@ -110,7 +112,7 @@ def page(workspace: Workspace, query: Query) -> tuple[list[dict[str, Any]], int]
 def _sort(entries: list[Entry], sort_by: str, descending: bool) -> list[Entry]:
     """Sorted by the field, ties by creation (ModelIds begin with their creation time); models without
     the field come last in either order."""
-    entries.sort(key=lambda e: (e.fact("GmtCreateTime"), e.id), reverse=descending)
+    entries.sort(key=lambda e: (e.fact("GmtCreateTime") or 0, e.id), reverse=descending)
     if sort_by == "GmtCreateTime":
         return entries
     having = [e for e in entries if e.fact(sort_by) is not None]
@@ -124,32 +126,38 @@ def _json_param(params: Mapping[str, str], name: str, schema: str) -> list[Any]:
     if not text:
         return []
     try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
-        raise InvalidParameter(f"{name} must be a JSON array; it is not valid JSON") from None
+        value = parse_json(text)  # strict, as a body is: no duplicate keys, no NaN, bounded
+    except BadRequest as e:
+        raise InvalidParameter(f"{name} must be a JSON array: {e.message.removeprefix('body ')}") from None
     validate(schema, value, root=name)
     return value  # type: ignore[no-any-return]
 
 
 def _condition(value: Mapping[str, Any]) -> Condition:
-    column, operator, raw = value["Column"], value["Operator"], str(value["Value"])
+    column, operator, given = value["Column"], value["Operator"], value["Value"]
+    raw = given if isinstance(given, str) else json.dumps(given)
     if column in NUMERIC_COLUMNS:
-        try:
-            number = float(raw)
-        except ValueError:
-            number = math.nan
-        if not math.isfinite(number):
+        if not _NUMBER.fullmatch(raw):
             raise InvalidParameter(f"Conditions: the Value for {column} must be a number, not {raw[:40]!r}")
+        # integers compare exactly (OrderNumber and ParameterSize are 64-bit integers); others as floats
+        number: float = int(raw) if _INTEGER.fullmatch(raw) else float(raw)
+        if not math.isfinite(number):
+            raise InvalidParameter(f"Conditions: the Value for {column} is out of range")
         return Condition(column, operator, number)
+    seconds = epoch(raw)
+    if seconds is None:
+        raise InvalidParameter(f"Conditions: the Value for {column} must be a UTC time like 2021-01-30T12:51:33Z, not {raw[:40]!r}")
+    return Condition(column, operator, seconds)
+
+
+def epoch(text: str) -> float | None:
+    """Seconds since the epoch of an ISO 8601 UTC time (`2021-01-30T12:51:33Z`, fractions allowed), or None."""
+    found = _TIME.fullmatch(text)
+    if found is None:
+        return None
+    year, month, day, hour, minute, second, fraction = found.groups()
     try:
-        return Condition(column, operator, _epoch(raw))
-    except ValueError:
-        raise InvalidParameter(f"Conditions: the Value for {column} must be a time like 2021-01-30T12:51:33Z, not {raw[:40]!r}") from None
-
-
-def _epoch(text: str) -> float:
-    """Seconds since the epoch of an ISO 8601 UTC time (`2021-01-30T12:51:33Z`, fractions allowed)."""
-    main, _, fraction = text.rstrip("Z").partition(".")
-    if not text.endswith("Z") or (fraction and not fraction.isdigit()):
-        raise ValueError(text)
-    return calendar.timegm(time.strptime(main, "%Y-%m-%dT%H:%M:%S")) + (float("0." + fraction) if fraction else 0.0)
+        moment = calendar.timegm((int(year), int(month), int(day), int(hour), int(minute), int(second)))
+    except (ValueError, OverflowError):
+        return None
+    return moment + (float("0." + fraction) if fraction else 0.0)

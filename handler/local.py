@@ -88,6 +88,10 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         try:
             body = self._read_body()
+            query = parse_qsl(url.query, keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            self.close_connection = True
+            return self._send_error(protocol_error(400, "the query string is not valid percent-encoded UTF-8"))
         except _Refused as e:
             self.close_connection = True
             return self._send_error(e.error)
@@ -97,7 +101,7 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         event = {
             "path": url.path, "httpMethod": self.command,
             "headers": {k: v for k, v in self.headers.items()},
-            "queryParameters": _multi_dict(parse_qsl(url.query, keep_blank_values=True)), "rawQueryString": url.query,
+            "queryParameters": _multi_dict(query), "rawQueryString": url.query,
             "pathParameters": {},
             "body": base64.b64encode(body).decode(), "isBase64Encoded": True,
         }

@@ -76,6 +76,8 @@ class Registry:
         created is False when the same request had registered it before (a retry). Raises
         ModelNameConflict when the name is taken in the workspace by a model created otherwise.
         """
+        if len(normal["Labels"]) > MAX_LABELS:
+            raise InvalidParameter(f"a model has at most {MAX_LABELS} labels; Tag and Labels together make {len(normal['Labels'])}")
         workspace = self.workspace(normal["WorkspaceId"])
         model_id = records.new_model_id()
         key = check_key(record_key(model_id))

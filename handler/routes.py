@@ -61,12 +61,14 @@ class Router:
         self.routes = routes
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        """The route and decoded path parameters; HEAD is answered as GET is (without the body)."""
         allowed: list[str] = []
+        wanted = "GET" if method == "HEAD" else method
         for route in self.routes:
             found = route.pattern.fullmatch(path)
             if found is None:
                 continue
-            if route.method != method:
+            if route.method != wanted:
                 allowed.append(route.method)
                 continue
             return route, {name: _decode(name, value) for name, value in found.groupdict().items()}

@@ -258,3 +258,23 @@ def test_a_versioned_bucket_refuses_writes_with_a_clear_error_and_writes_nothing
     assert oss.objects == {}
     listed = app.handle(Request("GET", "/api/v1/models"))
     assert (listed.status, listed.body["TotalCount"]) == (200, 0)
+
+
+def test_an_answer_that_writes_nothing_is_given_on_the_newest_state(any_store: Store) -> None:
+    """A refusal or a no-op commits nothing, so nothing proves its plan read the newest state: it reads first."""
+    a, b = Registry(any_store), Registry(any_store)
+    names(b)  # b is warm, and about to fall behind
+    model_id, _ = a.create(normal("m", Domain="x"))
+    a.update(model_id, {"ModelDescription": "b"})
+    b.update(model_id, {"ModelDescription": "b"})  # the same value: a no-op, but only on the newest state
+    a.update(model_id, {"ModelDescription": "c"})
+    b.update(model_id, {"ModelDescription": "b"})  # not a no-op any more
+    assert Registry(any_store).get(model_id)["ModelDescription"] == "b"
+    renamed, _ = a.create(normal("old"))
+    a.update(renamed, {"ModelName": "new"})
+    b.create(normal("old", Domain="free again"))  # the name was freed elsewhere: no 409
+    a.delete(model_id)
+    again, created = b.create(normal("m", Domain="x"))  # the same request again, after a delete elsewhere
+    assert created and again != model_id and Registry(any_store).get(again) is not None
+    with pytest.raises(ModelNotFound):
+        b.delete(model_id)

@@ -90,7 +90,7 @@ def label_texts(draw: st.DrawFn) -> str:
     return out
 
 
-labels = st.lists(st.fixed_dictionaries({"Key": label_texts(), "Value": label_texts()}), max_size=4)
+labels = st.lists(st.fixed_dictionaries({"Key": label_texts().filter(bool), "Value": label_texts()}), max_size=4)
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(10**30), 10**30), st.floats(allow_nan=False, allow_infinity=False), texts)
 json_values = st.recursive(json_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
                                                                  st.dictionaries(texts, inner, max_size=4)), max_leaves=24)

@@ -428,3 +428,55 @@ def test_the_local_server_listens_on_ipv6_and_stops_cleanly_on_sigterm(tmp_path:
         assert "Traceback" not in process.stderr.read()
     finally:
         process.kill()
+
+
+# --- a second adversarial pass over the model API -------------------------------------------------
+
+def test_tag_and_labels_together_cannot_exceed_the_label_cap(use_app) -> None:
+    store = MemoryStore()
+    use_app(store)
+    tag = [{"Key": f"t{i}", "Value": "v"} for i in range(1000)]
+    labels = [{"Key": f"l{i}", "Value": "v"} for i in range(1000)]
+    status, answer = post({"ModelName": "z", "Tag": tag, "Labels": labels})
+    assert (status, answer["Code"]) == (400, "InvalidParameter") and "2000" in answer["Message"]
+    assert store.list("") == []
+
+
+@pytest.mark.parametrize(("query", "words"), [
+    ({"Conditions": '[{"Column":"GmtCreateTime","Operator":"LessThan","Value":"2020-01-01T00:00:00ZZZ"}]'}, "UTC time"),
+    ({"Conditions": '[{"Column":"GmtCreateTime","Operator":"LessThan","Value":"2020-1-1T0:0:0Z"}]'}, "UTC time"),
+    ({"Conditions": '[{"Column":"OrderNumber","Operator":"Equal","Value":" 1 "}]'}, "number"),
+    ({"Conditions": '[{"Column":"OrderNumber","Operator":"Equal","Value":"1_0"}]'}, "number"),
+    ({"Conditions": '[{"Column":"OrderNumber","Operator":"Equal","Value":"\u0661"}]'}, "number"),
+    ({"Tag": '[{"Key":"a","Key":"b","Value":"v"}]'}, "duplicate key"),
+])
+def test_list_values_are_read_strictly(use_app, query: dict[str, str], words: str) -> None:
+    use_app(MemoryStore())
+    result = invoke({"httpMethod": "GET", "path": "/api/v1/models", "headers": {}, "queryParameters": query})
+    answer = json.loads(result["body"])
+    assert result["statusCode"] == 400 and words in answer["Message"], answer
+    assert answer["Message"].startswith(next(iter(query)))  # it names the parameter, not "body"
+
+
+def test_quoted_empty_name_matches_nothing_and_big_integers_compare_exactly(use_app) -> None:
+    use_app(MemoryStore())
+    for i, order in enumerate([9007199254740992, 9007199254740993]):
+        assert post({"ModelName": f"m{i}", "OrderNumber": order})[0] == 200
+
+    def names(**query: str) -> list[str]:
+        result = invoke({"httpMethod": "GET", "path": "/api/v1/models", "headers": {}, "queryParameters": query})
+        return [m["ModelName"] for m in json.loads(result["body"])["Models"]]
+
+    assert names(ModelName='""') == []
+    assert names(Conditions='[{"Column":"OrderNumber","Operator":"Equal","Value":"9007199254740993"}]') == ["m1"]
+    assert names(Conditions='[{"Column":"OrderNumber","Operator":"Equal","Value":9007199254740993}]') == ["m1"]
+
+
+def test_path_and_query_details_over_http(server) -> None:
+    srv, _ = server
+    raw = raw_exchange(srv, b"GET /api/v1/models?Query=%FF HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(raw) == 400 and "UTF-8" in body_of(raw)["Message"]
+    raw = raw_exchange(srv, b"GET /api/v1/models/model-abc%0A HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(raw) == 400 and body_of(raw)["Message"].startswith("ModelId")
+    raw = raw_exchange(srv, b"HEAD /api/v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(raw) == 200 and raw.endswith(b"\r\n\r\n")  # the GET's headers, no body
