@@ -3,10 +3,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint bench vendor clean
+.PHONY: serve dev test lint bench vendor clean
 
 serve: $(VENV)/.runtime
 	$(BIN)/python -m handler serve $(ARGS)
+
+# The test and client tools (the official SDK among them) in .venv, without running anything.
+dev: $(VENV)/.dev
 
 test: lint
 	$(BIN)/python -m pytest $(ARGS)
@@ -30,10 +33,13 @@ bench/.mlflow-venv/.installed: bench/requirements-mlflow.txt
 FC_PYTHON ?= python3.10
 vendor: requirements.txt
 	rm -rf vendor
-	$(PYTHON) -m pip install -q --target vendor --python-version 3.10 --platform manylinux2014_x86_64 \
+	$(PYTHON) -m pip install -q --no-compile --target vendor --python-version 3.10 --platform manylinux2014_x86_64 \
 		--implementation cp --only-binary=:all: --no-deps $$(grep -vE '^(#|$$|oss2|crcmod)' requirements.txt)
-	$(PYTHON) -m pip install -q --target vendor --no-deps $$(grep -E '^(oss2|crcmod)==' requirements.txt)
-	@if command -v $(FC_PYTHON) >/dev/null; then \
+	@# oss2 and crcmod ship only as source: built by python3.10 where there is one (else crcmod's C part is
+	@# built for this Python, and FC's python3.10 uses its pure-Python fallback: oss2 runs with CRC off here).
+	@if $(FC_PYTHON) --version >/dev/null 2>&1; then py=$(FC_PYTHON); else py=$(PYTHON); fi; \
+		$$py -m pip install -q --no-compile --target vendor --no-deps $$(grep -E '^(oss2|crcmod)==' requirements.txt)
+	@if $(FC_PYTHON) --version >/dev/null 2>&1; then \
 		$(FC_PYTHON) -m compileall -q --invalidation-mode checked-hash vendor handler index.py; \
 	else \
 		echo "warning: $(FC_PYTHON) not found: no python3.10 bytecode shipped; cold starts will be slower" >&2; \

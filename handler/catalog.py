@@ -25,14 +25,17 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from .errors import QuotaExceeded
 from .stores.base import AlreadyExists, NotFound, Store, StoreError, Unavailable
 
 log = logging.getLogger(__name__)
 
+KEPT_CHECKPOINTS = 2
 CHECKPOINT_EVERY = 32  # a cold instance reads a checkpoint, then at most about this many commits
 COLD_WINDOW = 8  # commits read at once while catching up from a checkpoint
 COMMIT_TRIES = 16  # plans re-run against a newer state before a commit gives up (503)
 _BACKOFF_CAP = 0.05  # seconds: the most a writer that lost a race waits before it plans again
+MAX_WORKSPACE_BYTES = 64 << 20  # a workspace's records together (10,000 typical models take about 12 MiB)
 _DERIVED_KEPT = 32  # filtered and sorted views kept per state, so that paging is slicing
 
 T = TypeVar("T")
@@ -119,6 +122,7 @@ class State:
         self.models: dict[str, Entry] = {}  # by ModelId, in commit order
         self.names: dict[str, str] = {}  # ModelName -> ModelId
         self.changed: dict[str, int] = {}  # ModelId -> seq of its last change (deleted models too)
+        self.bytes = 0  # of the records held: what the workspace's quota counts, and about a third of its memory
 
     def apply(self, seq: int, changes: Iterable[Change]) -> State:
         models, names = self.models, self.names
@@ -126,14 +130,19 @@ class State:
             if "Put" in change:
                 entry = Entry.of(change["Put"]["Model"], change["Put"]["Fingerprint"])
                 old = models.get(entry.id)
-                if old is not None and names.get(old.name) == old.id:
-                    del names[old.name]
+                if old is not None:
+                    self.bytes -= len(old.raw)
+                    if names.get(old.name) == old.id:
+                        del names[old.name]
                 models[entry.id], names[entry.name] = entry, entry.id
+                self.bytes += len(entry.raw)
                 self.changed[entry.id] = seq
             else:
                 old = models.pop(change["Delete"], None)
-                if old is not None and names.get(old.name) == old.id:
-                    del names[old.name]
+                if old is not None:
+                    self.bytes -= len(old.raw)
+                    if names.get(old.name) == old.id:
+                        del names[old.name]
                 self.changed[change["Delete"]] = seq
         self.seq = seq
         return self
@@ -146,6 +155,7 @@ class State:
         for line in lines:
             entry = Entry.from_line(line)
             state.models[entry.id], state.names[entry.name], state.changed[entry.id] = entry, entry.id, state.seq
+            state.bytes += len(entry.raw)
         return state
 
 
@@ -159,9 +169,11 @@ def checkpoint_of(seq: int, entries: Iterable[Entry]) -> bytes:
 class Draft:
     """A snapshot with a batch's uncommitted changes on top: what plans read and change."""
 
-    def __init__(self, base: State) -> None:
+    def __init__(self, base: State, max_bytes: int = MAX_WORKSPACE_BYTES) -> None:
         self.base = base
         self.seq = base.seq  # taken first: if base moves while a plan reads it, the commit at seq + 1 fails
+        self.bytes = base.bytes
+        self.max_bytes = max_bytes
         self.changes: list[Change] = []
         self._models: dict[str, Entry | None] = {}
         self._names: dict[str, str | None] = {}
@@ -173,8 +185,14 @@ class Draft:
         return self._names[name] if name in self._names else self.base.names.get(name)
 
     def put(self, record: dict[str, Any], fingerprint: str, raw: bytes | None = None) -> None:
+        """Put a model's record; refused (before anything changes) when the workspace's records would outgrow
+        their bound, which is what bounds the memory an instance holding the workspace needs."""
         entry = Entry.of(record, fingerprint, raw)
         old = self.model(entry.id)
+        grown = self.bytes + len(entry.raw) - (len(old.raw) if old else 0)
+        if grown > self.max_bytes and grown > self.bytes:
+            raise QuotaExceeded(f"the workspace's model records would take {grown} bytes; its limit is {self.max_bytes}")
+        self.bytes = grown
         if old is not None and self.named(old.name) == old.id:
             self._names[old.name] = None
         self._models[entry.id], self._names[entry.name] = entry, entry.id
@@ -182,6 +200,8 @@ class Draft:
 
     def delete(self, model_id: str) -> None:
         old = self.model(model_id)
+        if old is not None:
+            self.bytes -= len(old.raw)
         if old is not None and self.named(old.name) == old.id:
             self._names[old.name] = None
         self._models[model_id] = None
@@ -230,11 +250,13 @@ _tickets = itertools.count()
 class Workspace:
     """One workspace's catalog on one instance: the newest state it knows, and its commits."""
 
-    def __init__(self, store: Store, workspace_id: str, legacy: Callable[[str], list[Change]] | None = None) -> None:
+    def __init__(self, store: Store, workspace_id: str, legacy: Callable[[str], list[Change]] | None = None,
+                 max_bytes: int = MAX_WORKSPACE_BYTES) -> None:
         store.verify(log_key(workspace_id, 0))  # refused now, before a create writes anything
         self.id = workspace_id
         self._store = store
         self._legacy = legacy
+        self.max_bytes = max_bytes
         self._state: State | None = None
         self._fresh_since = -1  # ticket taken when the last completed catch-up started
         self._state_lock = threading.Lock()
@@ -244,6 +266,7 @@ class Workspace:
         self._orders: dict[Any, list[Entry]] = {}  # derived views of the state at _orders_seq (listing.py)
         self._orders_seq = -1
         self._checkpointed = 0
+        self._checkpoints: list[int] = []  # seqs of checkpoints this instance read or wrote
         self._checkpointer: threading.Thread | None = None
 
     def read(self) -> int:
@@ -266,6 +289,11 @@ class Workspace:
         with self._state_lock:
             state = self._state or State()
             return state.models.get(model_id), state.seq
+
+    @property
+    def bytes(self) -> int:
+        """The records this instance holds of the workspace, in bytes."""
+        return self._state.bytes if self._state is not None else 0
 
     def changed_at(self, model_id: str) -> int:
         """The seq of the last commit this instance knows that changed the model (0: none)."""
@@ -308,7 +336,7 @@ class Workspace:
                 if fresh:
                     self.read()
                 assert self._state is not None
-                draft = Draft(self._state)
+                draft = Draft(self._state, self.max_bytes)
                 for pending in batch:
                     pending.run(draft)
                 if not draft.changes:
@@ -348,6 +376,7 @@ class Workspace:
             if checkpoint is not None:
                 state = State.from_checkpoint(checkpoint)
                 self._checkpointed = state.seq
+                self._checkpoints = [state.seq]
                 return state
         elif self._legacy is not None and self._get_json(log_key(self.id, 1)) is None:
             self._import_legacy(self._legacy(self.id))
@@ -412,6 +441,12 @@ class Workspace:
                 pass  # another instance wrote this seq's checkpoint
             self._store.put(hint_key(self.id), encode({"Seq": seq}))
             self._checkpointed = seq
+            # Keep the newest two: a cold instance that read the hint just before it moved still finds its
+            # checkpoint. Older ones this instance knows of go (the sweep removes the rest).
+            known = sorted({*self._checkpoints, seq})
+            for old in known[:-KEPT_CHECKPOINTS]:
+                self._store.delete(checkpoint_key(self.id, old))
+            self._checkpoints = known[-KEPT_CHECKPOINTS:]
         except StoreError as e:
             log.warning("checkpoint of a workspace at %d failed: %s", seq, type(e).__name__)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 DEFAULT_WORKSPACE = "default"
 DEFAULT_LOCAL_STORE = "file://./model-store"
 DEFAULT_MAX_BODY_BYTES = 1 << 20
+DEFAULT_MAX_WORKSPACE_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class Settings:
     oss_pool_size: int
     default_workspace: str
     max_body_bytes: int
+    max_workspace_bytes: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -30,6 +32,7 @@ class Settings:
             oss_pool_size=_positive_int(env, "OSS_POOL_SIZE", 16),
             default_workspace=env.get("DEFAULT_WORKSPACE_ID") or DEFAULT_WORKSPACE,
             max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            max_workspace_bytes=_positive_int(env, "MAX_WORKSPACE_BYTES", DEFAULT_MAX_WORKSPACE_BYTES),
         )
 
 

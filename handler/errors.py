@@ -9,6 +9,7 @@
     ├── ModelNotFound         404 ModelNotFound           no such model (or it was deleted)
     ├── MethodNotAllowed      405 MethodNotAllowed        known path, other method
     ├── ModelNameConflict     409 ModelAlreadyExists      the name is taken in the workspace
+    ├── QuotaExceeded         409 QuotaExceeded           the workspace's records would outgrow their bound
     ├── PayloadTooLarge       413 RequestTooLarge         body over the configured limit
     ├── UriTooLong            414 URITooLong              request line too long (local server)
     ├── UnsupportedMediaType  415 UnsupportedMediaType    a declared non-JSON Content-Type
@@ -92,6 +93,11 @@ class ModelNameConflict(ApiError):
     meaning = "Another model of this name exists in the workspace (a create with other fields, or a rename)."
 
 
+class QuotaExceeded(ApiError):
+    status, code = 409, "QuotaExceeded"
+    meaning = "The workspace's model records would outgrow MAX_WORKSPACE_BYTES (what bounds an instance's memory)."
+
+
 class PayloadTooLarge(ApiError):
     status, code = 413, "RequestTooLarge"
     meaning = "The body is larger than MAX_BODY_BYTES."
@@ -138,7 +144,7 @@ class VersionNotSupported(ApiError):
 
 CATALOGUE: tuple[type[ApiError], ...] = (
     BadRequest, InvalidParameter, InvalidRegistration, MalformedRequest, NotFoundError, ModelNotFound,
-    MethodNotAllowed, ModelNameConflict, PayloadTooLarge, UriTooLong, UnsupportedMediaType, HeadersTooLarge,
+    MethodNotAllowed, ModelNameConflict, QuotaExceeded, PayloadTooLarge, UriTooLong, UnsupportedMediaType, HeadersTooLarge,
     InternalError, NotImplementedMethod, ServiceUnavailable, StoreMisconfigured, VersionNotSupported,
 )
 PROTOCOL_ERRORS = {cls.status: cls for cls in (MalformedRequest, UriTooLong, HeadersTooLarge, NotImplementedMethod,

@@ -36,7 +36,8 @@ def build_app(settings: Settings) -> App:
                 validator(schema)
     store = open_store(settings.store_url, oss_endpoint=settings.oss_endpoint, oss_region=settings.oss_region,
                        credentials=credentials, pool_size=settings.oss_pool_size)
-    return App(Registry(store), default_workspace=settings.default_workspace, max_body_bytes=settings.max_body_bytes)
+    return App(Registry(store, settings.max_workspace_bytes), default_workspace=settings.default_workspace,
+               max_body_bytes=settings.max_body_bytes)
 
 
 def get_app() -> App:

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import listing, records
-from .catalog import Change, Draft, Workspace
-from .errors import InvalidParameter, ModelNameConflict, ModelNotFound
+from .catalog import KEPT_CHECKPOINTS, MAX_WORKSPACE_BYTES, Change, Draft, Workspace
+from .errors import ApiError, InvalidParameter, ModelNameConflict, ModelNotFound
 from .stores.base import NotFound, Store, StoreError, check_key
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,9 @@ def record_key(model_id: str) -> str:
 class Registry:
     """The model operations; knows keys, records and the catalog, not HTTP or events."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, max_workspace_bytes: int = MAX_WORKSPACE_BYTES) -> None:
         self.store = store
+        self.max_workspace_bytes = max_workspace_bytes
         self._workspaces: OrderedDict[str, Workspace] = OrderedDict()
         self._homes: dict[str, str] = {}  # ModelId -> WorkspaceId: fixed for a model's life
         self._lock = threading.Lock()
@@ -44,8 +45,13 @@ class Registry:
         with self._lock:
             found = self._workspaces.get(workspace_id)
             if found is None:
-                found = self._workspaces[workspace_id] = Workspace(self.store, workspace_id, legacy_models(self.store))
-                if len(self._workspaces) > _WORKSPACES_KEPT:
+                found = self._workspaces[workspace_id] = Workspace(self.store, workspace_id, legacy_models(self.store),
+                                                                   self.max_workspace_bytes)
+                # Forget the least recently used workspaces beyond a count, and beyond twice the largest a
+                # workspace may grow: what an instance keeps in memory stays bounded (they load again when asked).
+                while len(self._workspaces) > 1 and (
+                        len(self._workspaces) > _WORKSPACES_KEPT
+                        or sum(w.bytes for w in self._workspaces.values()) > 2 * self.max_workspace_bytes):
                     self._workspaces.popitem(last=False)
             else:
                 self._workspaces.move_to_end(workspace_id)
@@ -100,7 +106,7 @@ class Registry:
 
         try:
             (answer, created), _ = workspace.commit(plan)
-        except ModelNameConflict:
+        except ApiError:  # refused (a name taken, a quota): this record will never be committed
             self._discard(key)
             raise
         # On a storage error the commit may have landed (a lost reply): the record stays, as it must.
@@ -196,6 +202,8 @@ class Registry:
                 # writing the record finds this delete when it catches up, and removes the record.
                 self.store.delete(key)
                 return
+            if not seq and not self._differs(key, entry.raw):
+                return  # nothing was committed and the record is current: a retry writes only to repair
             self.store.put(key, entry.raw)
             workspace.read()
             if workspace.changed_at(model_id) <= known:
@@ -226,7 +234,22 @@ class Registry:
             if workspace.model(model_id)[0] is None:
                 self.store.delete(key)
                 removed.append(model_id)
-        return {"Checked": checked, "Removed": removed, "TemporaryFiles": self.store.clean(older_than)}
+        return {"Checked": checked, "Removed": removed, "Checkpoints": self._sweep_checkpoints(),
+                "TemporaryFiles": self.store.clean(older_than)}
+
+    def _sweep_checkpoints(self) -> int:
+        """Remove every workspace's checkpoints but its newest KEPT_CHECKPOINTS (older ones are never read)."""
+        by_workspace: dict[str, list[str]] = {}
+        for key in self.store.list("catalog/"):
+            parts = key.split("/")
+            if len(parts) == 4 and parts[2] == "checkpoints":
+                by_workspace.setdefault(parts[1], []).append(key)
+        removed = 0
+        for keys in by_workspace.values():
+            for key in sorted(keys)[:-KEPT_CHECKPOINTS]:  # 20-digit seqs sort as numbers
+                self.store.delete(key)
+                removed += 1
+        return removed
 
     # --- helpers ---
 
@@ -252,6 +275,12 @@ class Registry:
         if len(self._homes) >= _HOMES_KEPT:
             self._homes.clear()
         self._homes[model_id] = workspace_id
+
+    def _differs(self, key: str, data: bytes) -> bool:
+        try:
+            return self.store.get(key) != data
+        except NotFound:
+            return True
 
     def _discard(self, key: str) -> None:
         """Remove the record of a create that did not commit; a leftover is harmless, so failures are only logged."""

@@ -89,23 +89,22 @@ def _routes() -> tuple[Route, ...]:
 
     model = MODELS_PATH + "/{ModelId}"
     found = (errors.ModelNotFound,)
+    writes = (errors.StoreMisconfigured,)
+    grows = (errors.QuotaExceeded, *writes)  # a write that may make a record larger
     return (
         Route("POST", MODELS_PATH, "CreateModel", op.create_model, "Create a model", "create-model-response.json",
-              body="create-model-request.json", errors=(errors.ModelNameConflict, errors.StoreMisconfigured), writes=True),
+              body="create-model-request.json", errors=(errors.ModelNameConflict, *grows), writes=True),
         Route("GET", MODELS_PATH, "ListModels", op.list_models, "List and search a workspace's models",
               "list-models-response.json", query="list-models-query.json"),
         Route("GET", model, "GetModel", op.get_model, "Get a model", "get-model-response.json", errors=found),
         Route("PUT", model, "UpdateModel", op.update_model, "Update a model's fields", "empty-response.json",
-              body="update-model-request.json", errors=(*found, errors.ModelNameConflict, errors.StoreMisconfigured),
-              writes=True),
+              body="update-model-request.json", errors=(*found, errors.ModelNameConflict, *grows), writes=True),
         Route("DELETE", model, "DeleteModel", op.delete_model, "Delete a model", "empty-response.json",
-              errors=(*found, errors.StoreMisconfigured), writes=True),
+              errors=(*found, *writes), writes=True),
         Route("POST", model + "/labels", "CreateModelLabels", op.create_model_labels, "Add or replace a model's labels",
-              "empty-response.json", body="model-labels-request.json", errors=(*found, errors.StoreMisconfigured),
-              writes=True),
+              "empty-response.json", body="model-labels-request.json", errors=(*found, *grows), writes=True),
         Route("DELETE", model + "/labels", "DeleteModelLabels", op.delete_model_labels, "Remove a model's labels by key",
-              "empty-response.json", query="delete-labels-query.json", errors=(*found, errors.StoreMisconfigured),
-              writes=True),
+              "empty-response.json", query="delete-labels-query.json", errors=(*found, *writes), writes=True),
     )
 
 

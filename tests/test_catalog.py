@@ -14,7 +14,7 @@ import pytest
 
 from handler import catalog, records
 from handler.app import App, Request
-from handler.errors import ModelNameConflict, ModelNotFound
+from handler.errors import ModelNameConflict, ModelNotFound, QuotaExceeded
 from handler.listing import Query
 from handler.registry import Registry, record_key
 from handler.stores.base import Store
@@ -278,3 +278,49 @@ def test_an_answer_that_writes_nothing_is_given_on_the_newest_state(any_store: S
     assert created and again != model_id and Registry(any_store).get(again) is not None
     with pytest.raises(ModelNotFound):
         b.delete(model_id)
+
+
+def test_a_workspace_holds_records_up_to_its_bound_and_refuses_more_with_nothing_written(any_store: Store) -> None:
+    registry = Registry(any_store, max_workspace_bytes=20_000)
+    doc = "x" * 4000
+    ids = [registry.create(normal(f"m{i}", ModelDoc=doc))[0] for i in range(4)]
+    with pytest.raises(QuotaExceeded, match="limit is 20000"):
+        registry.create(normal("one-too-many", ModelDoc=doc))
+    with pytest.raises(QuotaExceeded):
+        registry.update(ids[0], {"ExtraInfo": {"big": doc * 2}})
+    registry.update(ids[0], {"ModelDoc": ""})  # what shrinks a workspace is always allowed
+    assert sorted(names(Registry(any_store))) == [f"m{i}" for i in range(4)]
+    assert len(any_store.list("models/")) == 4
+
+
+def test_an_instance_forgets_the_least_recently_used_workspaces_beyond_its_memory_bound(any_store: Store) -> None:
+    registry = Registry(any_store, max_workspace_bytes=10_000)
+    for workspace in ("w1", "w2", "w3"):
+        for i in range(4):
+            registry.create(normal(f"m{i}", workspace, ModelDoc="x" * 1000))
+    assert 2 <= len(registry._workspaces) and sum(w.bytes for w in registry._workspaces.values()) <= 20_000
+    assert sorted(names(registry, "w1")) == [f"m{i}" for i in range(4)]  # forgotten, then read again
+
+
+def test_only_the_newest_checkpoints_are_kept(any_store: Store) -> None:
+    registry = Registry(any_store)
+    for i in range(4 * catalog.CHECKPOINT_EVERY + 1):
+        registry.create(normal(f"m{i}"))
+        registry.workspace("ws").settle()
+    kept = any_store.list("catalog/ws/checkpoints/")
+    assert len(kept) == catalog.KEPT_CHECKPOINTS
+    hint = json.loads(any_store.get(catalog.hint_key("ws")))["Seq"]
+    assert catalog.checkpoint_key("ws", hint) in kept
+    any_store.create(catalog.checkpoint_key("ws", 3), b'{"Seq":3,"Models":0}\n')  # left by another instance
+    assert Registry(any_store).sweep()["Checkpoints"] == 1
+    assert any_store.list("catalog/ws/checkpoints/") == kept
+
+
+def test_a_retry_that_changes_nothing_writes_nothing_when_the_record_is_current(any_store: Store) -> None:
+    counting = CountingStore(any_store)
+    registry = Registry(counting)
+    model_id, _ = registry.create(normal("same"))
+    registry.update(model_id, {"Domain": "nlp"})
+    counting.calls.clear()
+    registry.update(model_id, {"Domain": "nlp"})
+    assert counting.calls["put"] == counting.calls["create"] == 0

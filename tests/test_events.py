@@ -89,9 +89,9 @@ def test_gateway_errors_are_json_and_write_nothing(memory_app: App, name: str, s
 
 
 @pytest.mark.parametrize(("name", "model_name"), [
-    ("eventbridge.json", "my-model"),
+    ("eventbridge.json", "from-eventbridge"),
     ("eventbridge-mns-queue.json", "from-mns-queue"),
-    ("mns-topic-json.json", "my-model"),
+    ("mns-topic-json.json", "from-mns-topic"),
     ("mns-topic-stream-attrs.json", "from-stream"),
     ("direct.json", "direct-model"),
 ])
