@@ -29,6 +29,7 @@ class Template:
     instance_concurrency: int = 10
     oss_pool_size: int = 20
     memory_mb: int = 512
+    malloc_arena_max: int | None = None
     source: str = "defaults"
 
     @classmethod
@@ -41,6 +42,7 @@ class Template:
             ("instance_concurrency", r"InstanceConcurrency:\s*(\d+)"),
             ("oss_pool_size", r"OSS_POOL_SIZE:\s*['\"]?(\d+)"),
             ("memory_mb", r"MemorySize:\s*(\d+)"),
+            ("malloc_arena_max", r"MALLOC_ARENA_MAX:\s*['\"]?(\d+)"),
         )}
         values = {name: int(match.group(1)) for name, match in found.items() if match}
         return cls(**values, source=path.name) if values else cls()
@@ -85,6 +87,8 @@ class Harness:
             env["PYTHONDONTWRITEBYTECODE"] = "1"
         env.update(PYTHONPYCACHEPREFIX=str(self.scratch / ("pycache" if bytecode else "stdlib-pycache")),
                    MODEL_STORE=store_url, DEFAULT_WORKSPACE_ID=WORKSPACE, OSS_POOL_SIZE=str(self.template.oss_pool_size))
+        if self.template.malloc_arena_max:  # as the template sets it for the function
+            env["MALLOC_ARENA_MAX"] = str(self.template.malloc_arena_max)
         if store_url.startswith("oss://"):
             env.update(OSS_ENDPOINT=self.server.endpoint, ALIBABA_CLOUD_ACCESS_KEY_ID=ACCESS_KEY_ID,
                        ALIBABA_CLOUD_ACCESS_KEY_SECRET=ACCESS_KEY_SECRET)
