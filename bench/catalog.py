@@ -36,7 +36,7 @@ def model_fields(i: int) -> dict[str, Any]:
 
 def seed_objects(workspace: str, count: int) -> dict[str, bytes]:
     """A workspace of `count` committed models as the catalog stores them: records, commit 1, a checkpoint at 1."""
-    from handler import catalog, records
+    from handler import catalog, records, state
 
     now = time.time()
     changes = []
@@ -47,9 +47,9 @@ def seed_objects(workspace: str, count: int) -> dict[str, bytes]:
         record = records.build_record(normal, model_id, now - count + i, None)
         objects[f"models/{model_id}.json"] = records.record_json(record)
         changes.append({"Put": {"Model": record, "Fingerprint": records.fingerprint(normal)}})
-    state = catalog.State().apply(1, changes)
-    objects[catalog.log_key(workspace, 1)] = catalog.encode({"Seq": 1, "Txn": "seed", "Time": "", "Changes": changes})
-    objects[catalog.checkpoint_key(workspace, 1)] = catalog.checkpoint_of(1, state.models.values())
+    seeded = state.State().apply(1, changes)
+    objects[catalog.log_key(workspace, 1)] = state.encode({"Seq": 1, "Txn": "seed", "Time": "", "Changes": changes})
+    objects[catalog.checkpoint_key(workspace, 1)] = state.checkpoint_of(1, seeded.models.values(), {})
     objects[catalog.hint_key(workspace)] = catalog.encode({"Seq": 1})
     return objects
 

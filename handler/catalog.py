@@ -13,7 +13,6 @@ answers from memory after one GET.
 """
 from __future__ import annotations
 
-import calendar
 import itertools
 import json
 import logging
@@ -21,11 +20,10 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from .errors import QuotaExceeded
+from .state import MAX_WORKSPACE_BYTES, Change, Draft, Entry, State, checkpoint_of, encode
 from .stores.base import AlreadyExists, NotFound, Store, StoreError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -35,11 +33,9 @@ CHECKPOINT_EVERY = 32  # a cold instance reads a checkpoint, then at most about 
 COLD_WINDOW = 8  # commits read at once while catching up from a checkpoint
 COMMIT_TRIES = 16  # plans re-run against a newer state before a commit gives up (503)
 _BACKOFF_CAP = 0.05  # seconds: the most a writer that lost a race waits before it plans again
-MAX_WORKSPACE_BYTES = 64 << 20  # a workspace's records together (10,000 typical models take about 12 MiB)
 _DERIVED_KEPT = 32  # filtered and sorted views kept per state, so that paging is slicing
 
 T = TypeVar("T")
-Change = dict[str, Any]  # {"Put": {"Model": record, "Fingerprint": fp}} or {"Delete": ModelId}
 
 
 def log_key(workspace_id: str, seq: int) -> str:
@@ -52,160 +48,6 @@ def checkpoint_key(workspace_id: str, seq: int) -> str:
 
 def hint_key(workspace_id: str) -> str:
     return f"catalog/{workspace_id}/last-checkpoint.json"
-
-
-def encode(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-FACTS = ("Domain", "Task", "Origin", "ModelType", "Provider", "OrderNumber", "ParameterSize", "GmtCreateTime",
-         "GmtModifiedTime", "ModelName")  # the fields ListModels filters and sorts on
-_FACT = {name: i for i, name in enumerate(FACTS)}
-_TIMES = ("GmtCreateTime", "GmtModifiedTime")  # kept as epoch seconds, parsed once
-
-
-def _seconds(text: Any) -> float | None:
-    """Epoch seconds of a record's time (`2021-01-21T17:12:35Z`)."""
-    if not isinstance(text, str) or len(text) < 20:
-        return None
-    try:
-        return calendar.timegm((int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]),
-                                int(text[17:19])))
-    except ValueError:
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A model as the catalog keeps it: its record as stored (bytes, a third of the memory of the
-    parsed object), the fingerprint of the request that created it, and what listing looks at."""
-
-    raw: bytes  # the record exactly as models/<ModelId>.json holds it
-    fingerprint: str
-    id: str
-    name: str
-    facts: tuple[Any, ...]  # the FACTS fields, None where absent; times as epoch seconds
-    labels: frozenset[tuple[str, str]]  # (Key, Value) pairs
-    search: str  # what ListModels' Query looks in: name, domain, task, label keys and values, lower-cased
-
-    @classmethod
-    def of(cls, record: Mapping[str, Any], fingerprint: str, raw: bytes | None = None) -> Entry:
-        labels = frozenset((label["Key"], label["Value"]) for label in record["Labels"])
-        words = [record["ModelName"], record.get("Domain", ""), record.get("Task", ""), *(w for pair in labels for w in pair)]
-        facts = tuple(_seconds(record.get(name)) if name in _TIMES else record.get(name) for name in FACTS)
-        return cls(raw if raw is not None else encode(record), fingerprint, str(record["ModelId"]), str(record["ModelName"]),
-                   facts, labels, "\n".join(words).lower())
-
-    def fact(self, name: str) -> Any:
-        return self.facts[_FACT[name]]
-
-    def record(self) -> dict[str, Any]:
-        """The record as an object (parsed on each call)."""
-        return json.loads(self.raw)  # type: ignore[no-any-return]
-
-    def line(self) -> bytes:
-        """The entry as one line of a checkpoint."""
-        return b'{"Fingerprint":"%s","Model":%s}\n' % (self.fingerprint.encode(), self.raw)
-
-    @classmethod
-    def from_line(cls, line: bytes) -> Entry:
-        value = json.loads(line)
-        return cls.of(value["Model"], value["Fingerprint"], line[line.index(b'"Model":') + 8:-1])
-
-
-class State:
-    """A workspace's state after commit `seq`. Changed in place, one commit at a time, under its
-    workspace's lock: a commit costs the same at ten models as at ten thousand."""
-
-    def __init__(self) -> None:
-        self.seq = 0
-        self.models: dict[str, Entry] = {}  # by ModelId, in commit order
-        self.names: dict[str, str] = {}  # ModelName -> ModelId
-        self.changed: dict[str, int] = {}  # ModelId -> seq of its last change (deleted models too)
-        self.bytes = 0  # of the records held: what the workspace's quota counts, and about a third of its memory
-
-    def apply(self, seq: int, changes: Iterable[Change]) -> State:
-        models, names = self.models, self.names
-        for change in changes:
-            if "Put" in change:
-                entry = Entry.of(change["Put"]["Model"], change["Put"]["Fingerprint"])
-                old = models.get(entry.id)
-                if old is not None:
-                    self.bytes -= len(old.raw)
-                    if names.get(old.name) == old.id:
-                        del names[old.name]
-                models[entry.id], names[entry.name] = entry, entry.id
-                self.bytes += len(entry.raw)
-                self.changed[entry.id] = seq
-            else:
-                old = models.pop(change["Delete"], None)
-                if old is not None:
-                    self.bytes -= len(old.raw)
-                    if names.get(old.name) == old.id:
-                        del names[old.name]
-                self.changed[change["Delete"]] = seq
-        self.seq = seq
-        return self
-
-    @classmethod
-    def from_checkpoint(cls, data: bytes) -> State:
-        header, *lines = data.rstrip(b"\n").split(b"\n")  # JSON text escapes every newline inside a record
-        state = cls()
-        state.seq = int(json.loads(header)["Seq"])
-        for line in lines:
-            entry = Entry.from_line(line)
-            state.models[entry.id], state.names[entry.name], state.changed[entry.id] = entry, entry.id, state.seq
-            state.bytes += len(entry.raw)
-        return state
-
-
-def checkpoint_of(seq: int, entries: Iterable[Entry]) -> bytes:
-    """A checkpoint: a line {"Seq", "Models"}, then a line {"Fingerprint", "Model"} per model, sorted
-    by ModelId, so that equal states give equal bytes."""
-    ordered = sorted(entries, key=lambda e: e.id)
-    return encode({"Seq": seq, "Models": len(ordered)}) + b"\n" + b"".join(entry.line() for entry in ordered)
-
-
-class Draft:
-    """A snapshot with a batch's uncommitted changes on top: what plans read and change."""
-
-    def __init__(self, base: State, max_bytes: int = MAX_WORKSPACE_BYTES) -> None:
-        self.base = base
-        self.seq = base.seq  # taken first: if base moves while a plan reads it, the commit at seq + 1 fails
-        self.bytes = base.bytes
-        self.max_bytes = max_bytes
-        self.changes: list[Change] = []
-        self._models: dict[str, Entry | None] = {}
-        self._names: dict[str, str | None] = {}
-
-    def model(self, model_id: str) -> Entry | None:
-        return self._models[model_id] if model_id in self._models else self.base.models.get(model_id)
-
-    def named(self, name: str) -> str | None:
-        return self._names[name] if name in self._names else self.base.names.get(name)
-
-    def put(self, record: dict[str, Any], fingerprint: str, raw: bytes | None = None) -> None:
-        """Put a model's record; refused (before anything changes) when the workspace's records would outgrow
-        their bound, which is what bounds the memory an instance holding the workspace needs."""
-        entry = Entry.of(record, fingerprint, raw)
-        old = self.model(entry.id)
-        grown = self.bytes + len(entry.raw) - (len(old.raw) if old else 0)
-        if grown > self.max_bytes and grown > self.bytes:
-            raise QuotaExceeded(f"the workspace's model records would take {grown} bytes; its limit is {self.max_bytes}")
-        self.bytes = grown
-        if old is not None and self.named(old.name) == old.id:
-            self._names[old.name] = None
-        self._models[entry.id], self._names[entry.name] = entry, entry.id
-        self.changes.append({"Put": {"Model": record, "Fingerprint": fingerprint}})
-
-    def delete(self, model_id: str) -> None:
-        old = self.model(model_id)
-        if old is not None:
-            self.bytes -= len(old.raw)
-        if old is not None and self.named(old.name) == old.id:
-            self._names[old.name] = None
-        self._models[model_id] = None
-        self.changes.append({"Delete": model_id})
 
 
 Plan = Callable[[Draft], T]  # reads the draft, raises an ApiError or changes it, returns the caller's answer
@@ -290,6 +132,16 @@ class Workspace:
             state = self._state or State()
             return state.models.get(model_id), state.seq
 
+    def version(self, model_id: str, name: str) -> tuple[Entry | None, int]:
+        """A version as this instance knows it (None: absent, deleted, or its model is), and the seq."""
+        with self._state_lock:
+            state = self._state or State()
+            return state.versions.get(model_id, {}).get(name), state.seq
+
+    def latest(self, model_id: str) -> Entry | None:
+        with self._state_lock:
+            return (self._state or State()).latest(model_id)
+
     @property
     def bytes(self) -> int:
         """The records this instance holds of the workspace, in bytes."""
@@ -300,14 +152,16 @@ class Workspace:
         with self._state_lock:
             return (self._state or State()).changed.get(model_id, 0)
 
-    def derived(self, key: Any, compute: Callable[[list[Entry]], list[Entry]]) -> list[Entry]:
-        """compute(every model), computed once per state and key: filtered and sorted views for listing."""
+    def derived(self, key: Any, compute: Callable[[list[Entry]], list[Entry]], model_id: str | None = None) -> list[Entry]:
+        """compute(every model, or every version of model_id), computed once per state and key: the
+        filtered and sorted views of listing."""
         with self._state_lock:
             state = self._state or State()
             seq = state.seq
+            key = (model_id, key)
             if self._orders_seq == seq and key in self._orders:
                 return self._orders[key]
-            entries = list(state.models.values())
+            entries = list(state.models.values() if model_id is None else state.versions.get(model_id, {}).values())
         found = compute(entries)
         with self._state_lock:
             if self._orders_seq != seq or len(self._orders) >= _DERIVED_KEPT:
@@ -423,8 +277,11 @@ class Workspace:
                 return
             if self._checkpointer is not None and self._checkpointer.is_alive():
                 return
-            seq, entries = state.seq, list(state.models.values())  # entries never change: safe to use outside the lock
-            self._checkpointer = threading.Thread(target=self._checkpoint, args=(seq, entries), name="checkpoint", daemon=True)
+            # Entries never change, so copies of the maps are a consistent state to write outside the lock.
+            seq, entries = state.seq, list(state.models.values())
+            versions = {model_id: dict(found) for model_id, found in state.versions.items()}
+            self._checkpointer = threading.Thread(target=self._checkpoint, args=(seq, entries, versions), name="checkpoint",
+                                                  daemon=True)
             self._checkpointer.start()
 
     def settle(self) -> None:
@@ -433,10 +290,10 @@ class Workspace:
         if checkpointer is not None:
             checkpointer.join()
 
-    def _checkpoint(self, seq: int, entries: list[Entry]) -> None:
+    def _checkpoint(self, seq: int, entries: list[Entry], versions: dict[str, dict[str, Entry]]) -> None:
         try:
             try:
-                self._store.create(checkpoint_key(self.id, seq), checkpoint_of(seq, entries))
+                self._store.create(checkpoint_key(self.id, seq), checkpoint_of(seq, entries, versions))
             except AlreadyExists:
                 pass  # another instance wrote this seq's checkpoint
             self._store.put(hint_key(self.id), encode({"Seq": seq}))

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import names
-from .catalog import Entry, Workspace
+from .catalog import Workspace
 from .errors import BadRequest, InvalidParameter
 from .jsonbody import parse_json
+from .state import Entry
 from .validation import validate
 
 SORT_FIELDS = ("GmtCreateTime", "GmtModifiedTime", "ModelName", "OrderNumber", "ParameterSize")

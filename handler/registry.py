@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import listing, records
-from .catalog import KEPT_CHECKPOINTS, MAX_WORKSPACE_BYTES, Change, Draft, Workspace
+from .catalog import KEPT_CHECKPOINTS, Workspace
 from .errors import ApiError, InvalidParameter, ModelNameConflict, ModelNotFound
+from .state import MAX_WORKSPACE_BYTES, Change, Draft
 from .stores.base import NotFound, Store, StoreError, check_key
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from handler import records
-from handler.catalog import Draft, State, checkpoint_of
+from handler.state import Draft, State, checkpoint_of
 
 
 def record(name: str, model_id: str, **fields: object) -> dict:
@@ -15,13 +15,13 @@ def test_a_checkpoint_reads_back_byte_for_byte_whatever_the_records_hold() -> No
                  Tag=[{"Key": "k", "Value": "\t"}])
     plain = record("plain", "model-b", Domain="cv", OrderNumber=3)
     state = State().apply(7, [{"Put": {"Model": odd, "Fingerprint": "f" * 64}}, {"Put": {"Model": plain, "Fingerprint": "0" * 64}}])
-    data = checkpoint_of(state.seq, state.models.values())
+    data = checkpoint_of(state.seq, state.models.values(), state.versions)
     loaded = State.from_checkpoint(data)
     assert loaded.seq == 7 and loaded.names == state.names
     for model_id, entry in state.models.items():
         assert loaded.models[model_id] == entry
         assert entry.raw == records.record_json(entry.record())  # what models/<ModelId>.json holds
-    assert checkpoint_of(loaded.seq, reversed(list(loaded.models.values()))) == data  # deterministic
+    assert checkpoint_of(loaded.seq, reversed(list(loaded.models.values())), loaded.versions) == data  # deterministic
 
 
 def test_renames_and_deletes_keep_names_pointing_at_their_holders() -> None:
