@@ -25,6 +25,7 @@ from .registry import Registry
 from .routes import MODELS_PATH, ROUTER, Route
 from .stores.base import InvalidKey, Misconfigured, StoreError, Unavailable
 from .validation import validate
+from .versions import Versions
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("handler.access")  # one JSON line per request
@@ -113,26 +114,29 @@ class App:
     def __init__(self, registry: Registry, *, default_workspace: str, max_body_bytes: int = 1 << 20,
                  hooks: Sequence[Hook] = ()) -> None:
         self.registry = registry
+        self.versions = Versions(registry)
         self.default_workspace = default_workspace
         self.max_body_bytes = max_body_bytes
         self.hooks = list(hooks)
 
-    def handle(self, request: Request, caller: Caller = Caller()) -> Response:
+    def handle(self, request: Request, caller: Caller = Caller(), route: Route | None = None) -> Response:
+        """Answer a request; `route` skips routing (events run operations that no HTTP path has)."""
         request_id = records.new_request_id()
         with logs.request(request_id):
-            return self._handle(request, caller, request_id)
+            return self._handle(request, caller, request_id, route)
 
-    def _handle(self, request: Request, caller: Caller, request_id: str) -> Response:
+    def _handle(self, request: Request, caller: Caller, request_id: str, given: Route | None) -> Response:
         started = time.perf_counter()
         facts: dict[str, Any] = {"RequestId": request_id, "Operation": "Unknown"}
         try:
             for hook in self.hooks:
                 hook(request)
-            route, params = ROUTER.match(request.method, request.path)
+            route, params = (given, {}) if given is not None else ROUTER.match(request.method, request.path)
             facts["Operation"] = route.operation
-            if "ModelId" in params:
-                validate("common.json#/$defs/ModelId", params["ModelId"], root="ModelId")
-                facts["ModelId"] = params["ModelId"]
+            for name in ("ModelId", "VersionName"):
+                if name in params:
+                    validate(f"common.json#/$defs/{name}", params[name], root=name)
+                    facts[name] = params[name]
             body = route.call(Call(self, request, caller, route, params, facts))
             response = Response(200, {"RequestId": request_id, **body})
         except ApiError as e:

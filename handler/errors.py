@@ -7,8 +7,10 @@
     ├── MalformedRequest      400 BadRequest              the local server cannot frame the request
     ├── NotFoundError         404 NotFound                no API at this path
     ├── ModelNotFound         404 ModelNotFound           no such model (or it was deleted)
+    ├── VersionNotFound       404 ModelVersionNotFound    no such version of the model
     ├── MethodNotAllowed      405 MethodNotAllowed        known path, other method
     ├── ModelNameConflict     409 ModelAlreadyExists      the name is taken in the workspace
+    ├── VersionNameConflict   409 ModelVersionAlreadyExists  the version name is taken
     ├── QuotaExceeded         409 QuotaExceeded           the workspace's records would outgrow their bound
     ├── PayloadTooLarge       413 RequestTooLarge         body over the configured limit
     ├── UriTooLong            414 URITooLong              request line too long (local server)
@@ -76,6 +78,11 @@ class ModelNotFound(ApiError):
     meaning = "No model has this ModelId (never created, or deleted)."
 
 
+class VersionNotFound(ApiError):
+    status, code = 404, "ModelVersionNotFound"
+    meaning = "The model has no version of this name (never created, or deleted)."
+
+
 class MethodNotAllowed(ApiError):
     status, code = 405, "MethodNotAllowed"
     meaning = "The path exists, but not with this method; the Allow header lists the methods."
@@ -91,6 +98,11 @@ class MethodNotAllowed(ApiError):
 class ModelNameConflict(ApiError):
     status, code = 409, "ModelAlreadyExists"
     meaning = "Another model of this name exists in the workspace (a create with other fields, or a rename)."
+
+
+class VersionNameConflict(ApiError):
+    status, code = 409, "ModelVersionAlreadyExists"
+    meaning = "The model has a version of this name, created by a request with other fields."
 
 
 class QuotaExceeded(ApiError):
@@ -143,9 +155,10 @@ class VersionNotSupported(ApiError):
 
 
 CATALOGUE: tuple[type[ApiError], ...] = (
-    BadRequest, InvalidParameter, InvalidRegistration, MalformedRequest, NotFoundError, ModelNotFound,
-    MethodNotAllowed, ModelNameConflict, QuotaExceeded, PayloadTooLarge, UriTooLong, UnsupportedMediaType, HeadersTooLarge,
-    InternalError, NotImplementedMethod, ServiceUnavailable, StoreMisconfigured, VersionNotSupported,
+    BadRequest, InvalidParameter, InvalidRegistration, MalformedRequest, NotFoundError, ModelNotFound, VersionNotFound,
+    MethodNotAllowed, ModelNameConflict, VersionNameConflict, QuotaExceeded, PayloadTooLarge, UriTooLong,
+    UnsupportedMediaType, HeadersTooLarge, InternalError, NotImplementedMethod, ServiceUnavailable, StoreMisconfigured,
+    VersionNotSupported,
 )
 PROTOCOL_ERRORS = {cls.status: cls for cls in (MalformedRequest, UriTooLong, HeadersTooLarge, NotImplementedMethod,
                                                VersionNotSupported)}

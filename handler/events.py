@@ -21,6 +21,7 @@ from urllib.parse import unquote
 from .app import MODELS_PATH, App, Caller, Request, Response, where
 from .errors import ApiError, InternalError, InvalidParameter, InvalidRegistration, ServiceUnavailable
 from .records import new_request_id, record_json
+from .routes import REGISTRATION
 from .stores.base import InvalidKey, NotFound, Store, Unavailable, check_key
 
 log = logging.getLogger(__name__)
@@ -154,8 +155,17 @@ def _handle_message(app: App, message: Any, text: bytes | str | None, caller: Ca
             if matches(message):
                 text, message = None, payload(message)
                 break
-    response = app.handle(create_request(message if text is None else text), caller)
+    request = create_request(message if text is None else text)
+    response = app.handle(request, caller, REGISTRATION if _carries_version(request.body) else None)
     return response, response.body
+
+
+def _carries_version(body: bytes) -> bool:
+    """A registration whose body has a `Version` object adds a version (the core checks the body again, strictly)."""
+    if b'"Version"' not in body:
+        return False
+    value = _envelope(body)
+    return isinstance(value, dict) and "Version" in value
 
 
 def _finish(results: list[tuple[Response, dict[str, Any]]], single: bool = False) -> str:
@@ -198,7 +208,7 @@ def _register(app: App, record: dict[str, Any], caller: Caller) -> tuple[Respons
     except Unavailable as e:  # any other store error is unexpected: _register_object answers it
         log.error("storage unavailable: %s", e.cause)
         return _failed(ServiceUnavailable("could not read the registration"), outcome)
-    response = app.handle(request, caller)
+    response = app.handle(request, caller, REGISTRATION if _carries_version(request.body) else None)
     outcome.update(Status=response.status, **response.body)
     if not response.retryable:
         try:

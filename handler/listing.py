@@ -13,7 +13,7 @@ from . import names
 from .catalog import Workspace
 from .errors import BadRequest, InvalidParameter
 from .jsonbody import parse_json
-from .state import Entry
+from .state import VERSION_FACTS, Entry, version_key
 from .validation import validate
 
 SORT_FIELDS = ("GmtCreateTime", "GmtModifiedTime", "ModelName", "OrderNumber", "ParameterSize")
@@ -99,7 +99,7 @@ class Query:
         return all(c.holds(entry) for c in self.conditions)
 
 
-def page(workspace: Workspace, query: Query) -> tuple[list[dict[str, Any]], int]:
+def page(workspace: Workspace, query: Query) -> tuple[list[Entry], int]:
     """The models of one page, and how many match in all (exact), from the state the workspace holds.
     The filtered, sorted order is kept for that state, so that the next page is a slice of it."""
     key = (query.name, query.name_exact, query.label, query.tags, query.exact, query.text,
@@ -107,7 +107,7 @@ def page(workspace: Workspace, query: Query) -> tuple[list[dict[str, Any]], int]
     ordered = workspace.derived(key, lambda entries: _sort([e for e in entries if query.matches(e)], query.sort_by,
                                                              query.descending))
     start = (query.page_number - 1) * query.page_size
-    return [entry.record() for entry in ordered[start:start + query.page_size]], len(ordered)
+    return ordered[start:start + query.page_size], len(ordered)
 
 
 def _sort(entries: list[Entry], sort_by: str, descending: bool) -> list[Entry]:
@@ -162,3 +162,44 @@ def epoch(text: str) -> float | None:
     except (ValueError, OverflowError):
         return None
     return moment + (float("0." + fraction) if fraction else 0.0)
+
+
+@dataclass(frozen=True)
+class VersionQuery:
+    """A ListModelVersions query once parsed."""
+
+    exact: tuple[tuple[str, str], ...] = ()  # (field, value) that must be equal: ApprovalStatus, FormatType, ...
+    label: str | None = None
+    sort_by: str = "GmtCreateTime"
+    descending: bool = False
+    page_number: int = 1
+    page_size: int = 10
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> VersionQuery:
+        """The query of parameters already checked against schemas/list-model-versions-query.json."""
+        exact = ("ApprovalStatus", "FormatType", "FrameworkType", "SourceId", "SourceType", "VersionName")
+        return cls(exact=tuple((f, params[f]) for f in exact if params.get(f)), label=params.get("Label") or None,
+                   sort_by=params.get("SortBy") or "GmtCreateTime", descending=(params.get("Order") or "ASC") == "DESC",
+                   page_number=int(params.get("PageNumber") or 1), page_size=int(params.get("PageSize") or 10))
+
+    def matches(self, entry: Entry) -> bool:
+        if any(entry.fact(f, VERSION_FACTS) != v for f, v in self.exact):
+            return False
+        return self.label is None or any(self.label in key or self.label in value for key, value in entry.labels)
+
+
+def version_page(workspace: Workspace, model_id: str, query: VersionQuery) -> tuple[list[Entry], int]:
+    """One page of a model's versions matching query, and how many match in all."""
+    def order(entries: list[Entry]) -> list[Entry]:
+        matching = [e for e in entries if query.matches(e)]
+        if query.sort_by == "VersionName":
+            return sorted(matching, key=lambda e: version_key(e.name), reverse=query.descending)
+        if query.sort_by == "GmtModifiedTime":
+            return sorted(matching, key=lambda e: (e.fact("GmtModifiedTime", VERSION_FACTS) or 0, e.created),
+                          reverse=query.descending)
+        return sorted(matching, key=lambda e: e.created, reverse=query.descending)  # creation order
+
+    ordered = workspace.derived(("versions", query.exact, query.label, query.sort_by, query.descending), order, model_id)
+    start = (query.page_number - 1) * query.page_size
+    return ordered[start:start + query.page_size], len(ordered)

@@ -122,3 +122,44 @@ def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
 def touched(record: dict[str, Any], now: float | None = None) -> dict[str, Any]:
     """The record, modified now."""
     return {**record, "GmtModifiedTime": iso_time(time.time() if now is None else now)}
+
+
+VERSION_FIELDS = (
+    "VersionName", "VersionDescription", "Uri", "ApprovalStatus", "FormatType", "FrameworkType", "SourceType", "SourceId",
+    "Options", "InferenceSpec", "TrainingSpec", "EvaluationSpec", "CompressionSpec", "DistillationSpec", "Metrics",
+    "ExtraInfo",
+)
+VERSION_UPDATABLE = (
+    "ApprovalStatus", "VersionDescription", "SourceType", "SourceId", "Options", "InferenceSpec", "TrainingSpec",
+    "EvaluationSpec", "CompressionSpec", "DistillationSpec", "Metrics", "ExtraInfo",
+)
+
+
+def normalized_version(request: dict[str, Any]) -> dict[str, Any]:
+    """What a CreateModelVersion request asks for once defaults are applied (VersionName aside)."""
+    normal = {name: request[name] for name in VERSION_FIELDS if name in request and name != "VersionName"}
+    normal.setdefault("ApprovalStatus", "Pending")
+    normal.setdefault("SourceType", "Custom")
+    normal["Labels"] = merged_labels({"Labels": request.get("Labels", [])})
+    return normal
+
+
+def build_version(normal: dict[str, Any], name: str, now: float, owner_id: str | None) -> dict[str, Any]:
+    """The SDK `ModelVersion` shape for a new version."""
+    record: dict[str, Any] = {"VersionName": name}
+    record.update((field, normal[field]) for field in VERSION_FIELDS if field in normal and field != "VersionName")
+    record["Labels"] = normal["Labels"]
+    record["GmtCreateTime"] = record["GmtModifiedTime"] = iso_time(now)
+    if owner_id:
+        record["OwnerId"] = owner_id
+    return record
+
+
+def updated_version(record: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    return {**record, **{name: fields[name] for name in VERSION_UPDATABLE if name in fields}}
+
+
+def next_version_name(names: list[str]) -> str:
+    """After the highest MAJOR.MINOR, the next minor: 0.1.0 first, then 0.2.0, ..."""
+    highest = max((tuple(int(part) for part in name.split("_")[0].split(".")) for name in names), default=(0, 0, 0))
+    return f"{highest[0]}.{highest[1] + 1}.0"

@@ -11,12 +11,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from . import listing, records
 from .catalog import KEPT_CHECKPOINTS, Workspace
 from .errors import ApiError, InvalidParameter, ModelNameConflict, ModelNotFound
-from .state import MAX_WORKSPACE_BYTES, Change, Draft
+from .state import MAX_WORKSPACE_BYTES, Change, Draft, Entry
 from .stores.base import NotFound, Store, StoreError, check_key
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,19 @@ SWEEP_AGE = 600.0  # seconds: far longer than a request may run (FC's Timeout, t
 
 def record_key(model_id: str) -> str:
     return f"models/{model_id}.json"
+
+
+def version_key(model_id: str, name: str) -> str:
+    return f"models/{model_id}/versions/{name}.json"
+
+
+@dataclass(frozen=True)
+class RecordFile:
+    """A record file kept current beside the catalog: where it is, which change marks it, what it holds now."""
+
+    key: str
+    changed: str  # its key in the state's `changed` map
+    current: Callable[[], tuple[Entry | None, int]]
 
 
 class Registry:
@@ -67,21 +81,33 @@ class Registry:
             return None
         workspace.read()
         entry, _ = workspace.model(model_id)
-        return entry.record() if entry else None
+        return self.answer(workspace, entry) if entry else None
 
     def list_models(self, workspace_id: str, query: listing.Query) -> tuple[list[dict[str, Any]], int]:
         """One page of a workspace's models matching query, and how many match in all."""
         workspace = self.workspace(workspace_id)
         workspace.read()
-        return listing.page(workspace, query)
+        entries, total = listing.page(workspace, query)
+        return [self.answer(workspace, entry) for entry in entries], total
+
+    @staticmethod
+    def answer(workspace: Workspace, entry: Entry) -> dict[str, Any]:
+        """A model as Get and List answer it: its record, and its LatestVersion when it has versions."""
+        model = entry.record()
+        latest = workspace.latest(entry.id)
+        if latest is not None:
+            model["LatestVersion"] = latest.record()
+            model["GmtLatestVersionModifiedTime"] = model["LatestVersion"]["GmtModifiedTime"]
+        return model
 
     # --- writes ---
 
-    def create(self, normal: dict[str, Any], owner_id: str | None = None) -> tuple[str, bool]:
+    def create(self, normal: dict[str, Any], owner_id: str | None = None, adopt: bool = False) -> tuple[str, bool]:
         """Register the model a normalized CreateModel request asks for: (ModelId, created).
 
-        created is False when the same request had registered it before (a retry). Raises
-        ModelNameConflict when the name is taken in the workspace by a model created otherwise.
+        created is False when the same request had registered it before (a retry), or, with adopt,
+        when any model holds the name (a registration adds versions to the model of that name).
+        Else raises ModelNameConflict when the name is taken in the workspace by a model created otherwise.
         """
         if len(normal["Labels"]) > MAX_LABELS:
             raise InvalidParameter(f"a model has at most {MAX_LABELS} labels; Tag and Labels together make {len(normal['Labels'])}")
@@ -101,7 +127,7 @@ class Registry:
                 draft.put(record, fingerprint, raw)
                 return model_id, True
             existing = draft.model(holder)
-            if existing is not None and existing.fingerprint == fingerprint:
+            if adopt or (existing is not None and existing.fingerprint == fingerprint):
                 return holder, False
             raise _name_taken(record["ModelName"], workspace.id, holder, "with different fields")
 
@@ -153,23 +179,24 @@ class Registry:
 
     def delete(self, model_id: str) -> None:
         """Delete the model; its name is free at once."""
-        workspace = self._workspace_of(model_id)
+        workspace = self.workspace_of(model_id)
 
-        def plan(draft: Draft) -> None:
+        def plan(draft: Draft) -> list[str]:
             if draft.model(model_id) is None:
                 raise ModelNotFound(f"model {model_id} does not exist")
-            draft.delete(model_id)
+            return draft.delete(model_id)
 
         try:
-            _, seq = workspace.commit(plan)
+            gone, seq = workspace.commit(plan)
         except ModelNotFound:
-            self._publish(workspace, model_id, 0)  # a delete whose record removal was cut short: finish it
+            self.publish(workspace, self.model_record(workspace, model_id), 0)  # a delete cut short: finish it
             raise
-        self._publish(workspace, model_id, seq or 0)
+        self.publish(workspace, self.model_record(workspace, model_id), seq or 0)
+        self.store.delete_many([version_key(model_id, name) for name in gone])
 
     def _modify(self, model_id: str, change: Callable[[Draft, dict[str, Any]], dict[str, Any]]) -> None:
         """Commit the new record `change(draft, record)` makes of a model, unless it equals the old one."""
-        workspace = self._workspace_of(model_id)
+        workspace = self.workspace_of(model_id)
 
         def plan(draft: Draft) -> None:
             entry = draft.model(model_id)
@@ -183,21 +210,26 @@ class Registry:
 
         _, seq = workspace.commit(plan)
         # Even when nothing changed: this may be the retry of a change whose record write was cut short.
-        self._publish(workspace, model_id, seq or 0)
+        self.publish(workspace, self.model_record(workspace, model_id), seq or 0)
         if seq is not None:
             workspace.maybe_checkpoint()
 
-    def _publish(self, workspace: Workspace, model_id: str, seq: int) -> None:
-        """Make models/<ModelId>.json show the model as of commit `seq` or later (removed once deleted).
+    @staticmethod
+    def model_record(workspace: Workspace, model_id: str) -> RecordFile:
+        return RecordFile(record_key(model_id), model_id, lambda: workspace.model(model_id))
 
-        Another instance's commit may write the record between our commit and our write, and ours
+    def publish(self, workspace: Workspace, target: RecordFile, seq: int) -> None:
+        """Make a record file (a model's, or a version's) show its entry as of commit `seq` or later
+        (removed once deleted).
+
+        Another instance's commit may write the file between our commit and our write, and ours
         would then undo it; so after writing, catch up, and write again while a newer commit changed
-        this model."""
-        key = record_key(model_id)
+        that entry."""
+        key = target.key
         if not seq:
             workspace.read()
         for _ in range(_RECORD_ROUNDS):
-            entry, known = workspace.model(model_id)  # as of commit seq, or newer
+            entry, known = target.current()  # as of commit seq, or newer
             if entry is None:
                 # No commit can follow a model's delete; a writer of an earlier one that is still
                 # writing the record finds this delete when it catches up, and removes the record.
@@ -207,7 +239,7 @@ class Registry:
                 return  # nothing was committed and the record is current: a retry writes only to repair
             self.store.put(key, entry.raw)
             workspace.read()
-            if workspace.changed_at(model_id) <= known:
+            if workspace.changed_at(target.changed) <= known:
                 return
         log.warning("the record of a model kept changing under its writer; its next change rewrites it")
 
@@ -266,7 +298,7 @@ class Registry:
             self._remember(model_id, workspace_id)
         return self.workspace(workspace_id)
 
-    def _workspace_of(self, model_id: str) -> Workspace:
+    def workspace_of(self, model_id: str) -> Workspace:
         workspace = self._home(model_id)
         if workspace is None:
             raise ModelNotFound(f"model {model_id} does not exist")

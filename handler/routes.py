@@ -88,7 +88,10 @@ def _routes() -> tuple[Route, ...]:
     from . import operations as op
 
     model = MODELS_PATH + "/{ModelId}"
+    versions = model + "/versions"
+    version = versions + "/{VersionName}"
     found = (errors.ModelNotFound,)
+    no_version = (errors.VersionNotFound,)
     writes = (errors.StoreMisconfigured,)
     grows = (errors.QuotaExceeded, *writes)  # a write that may make a record larger
     return (
@@ -105,8 +108,36 @@ def _routes() -> tuple[Route, ...]:
               "empty-response.json", body="model-labels-request.json", errors=(*found, *grows), writes=True),
         Route("DELETE", model + "/labels", "DeleteModelLabels", op.delete_model_labels, "Remove a model's labels by key",
               "empty-response.json", query="delete-labels-query.json", errors=(*found, *writes), writes=True),
+        Route("POST", versions, "CreateModelVersion", op.create_model_version, "Add a version to a model",
+              "create-model-version-response.json", body="create-model-version-request.json",
+              errors=(*found, errors.VersionNameConflict, *grows), writes=True),
+        Route("GET", versions, "ListModelVersions", op.list_model_versions, "List a model's versions",
+              "list-model-versions-response.json", query="list-model-versions-query.json", errors=found),
+        Route("GET", version, "GetModelVersion", op.get_model_version, "Get a version", "get-model-version-response.json",
+              errors=(*found, *no_version)),
+        Route("PUT", version, "UpdateModelVersion", op.update_model_version, "Update a version's fields (approve, reject)",
+              "empty-response.json", body="update-model-version-request.json", errors=(*found, *no_version, *grows), writes=True),
+        Route("DELETE", version, "DeleteModelVersion", op.delete_model_version, "Delete a version", "empty-response.json",
+              errors=(*found, *no_version, *writes), writes=True),
+        Route("POST", version + "/labels", "CreateModelVersionLabels", op.create_model_version_labels,
+              "Add or replace a version's labels", "empty-response.json", body="model-labels-request.json",
+              errors=(*found, *no_version, *grows), writes=True),
+        Route("DELETE", version + "/labels", "DeleteModelVersionLabels", op.delete_model_version_labels,
+              "Remove a version's labels by key", "empty-response.json", query="delete-labels-query.json",
+              errors=(*found, *no_version, *writes), writes=True),
     )
 
 
 ROUTES = _routes()
 ROUTER = Router(ROUTES)
+
+
+def _registration() -> Route:
+    from . import operations as op
+
+    return Route("POST", "/registrations", "RegisterModelVersion", op.register_model_version,
+                 "Register a model (if new) and a version of it, from an event", "create-model-version-response.json",
+                 errors=(errors.ModelNameConflict, errors.VersionNameConflict, errors.QuotaExceeded), writes=True)
+
+
+REGISTRATION = _registration()  # reached by events only: no HTTP path, so not in the OpenAPI document

@@ -1,8 +1,9 @@
 """Loads schemas/ once per process and validates documents against them with jsonschema.
 
-The schemas are the single source of truth. Three rules are added here because JSON Schema cannot
-say them: `x-maxUtf8Bytes` (a string's length in UTF-8 bytes), `x-name` (the rule for names and
-labels, names.py; with `x-notBlank`, not only spaces) and "integer" meaning a JSON integer literal
+The schemas are the single source of truth. Rules JSON Schema cannot say are added here:
+`x-maxUtf8Bytes` (a string's length in UTF-8 bytes), `x-name` (the rule for names and labels,
+names.py; with `x-notBlank`, not only spaces), `x-json` (a string holding JSON text),
+`x-maxJsonBytes` (a value's size as compact JSON) and "integer" meaning a JSON integer literal
 (no 1.0, no true).
 """
 from __future__ import annotations
@@ -39,6 +40,20 @@ def _name(validator: Any, enabled: bool, instance: Any, schema: dict[str, Any]) 
             yield ValidationError(why)
 
 
+def _json_text(validator: Any, enabled: bool, instance: Any, schema: dict[str, Any]) -> Iterable[ValidationError]:
+    if enabled and isinstance(instance, str):
+        try:
+            json.loads(instance)
+        except (ValueError, RecursionError):
+            yield ValidationError("must be a JSON text")
+
+
+def _max_json_bytes(validator: Any, limit: int, instance: Any, schema: dict[str, Any]) -> Iterable[ValidationError]:
+    size = len(json.dumps(instance, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    if size > limit:
+        yield ValidationError(f"is {size} bytes as JSON; at most {limit}")
+
+
 def _is_integer(checker: Any, instance: Any) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
@@ -46,7 +61,7 @@ def _is_integer(checker: Any, instance: Any) -> bool:
 _Base = jsonschema.Draft202012Validator
 Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
     _Base,
-    validators={"x-maxUtf8Bytes": _max_utf8_bytes, "x-name": _name},
+    validators={"x-maxUtf8Bytes": _max_utf8_bytes, "x-name": _name, "x-json": _json_text, "x-maxJsonBytes": _max_json_bytes},
     type_checker=_Base.TYPE_CHECKER.redefine("integer", _is_integer),
 )
 
@@ -122,7 +137,7 @@ def describe(error: ValidationError, root: str = "body") -> str:
         return f"{subject} must be at least {schema['minLength']} character{'s' if schema['minLength'] > 1 else ''}"
     if rule == "maxLength":
         return f"{subject} must be at most {schema['maxLength']} characters"
-    if rule == "x-name":
+    if rule in ("x-name", "x-json", "x-maxJsonBytes"):
         return f"{subject} {error.message}"
     if rule == "x-maxUtf8Bytes":
         return f"{subject} must be at most {schema['x-maxUtf8Bytes']} bytes in UTF-8"

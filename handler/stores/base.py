@@ -122,6 +122,11 @@ class Store(abc.ABC):
     def delete(self, key: str) -> None:
         """Remove key; removing an absent key is not an error."""
 
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """`delete` each key; a store may overlap them."""
+        for key in keys:
+            self.delete(key)
+
     def verify(self, key: str) -> None:
         """Raise InvalidKey now if writing key would be refused (before any other write happens)."""
         check_key(key)

@@ -271,6 +271,13 @@ class OssStore(Store):
         full = self._full(key)
         return bytes(self._call("get", lambda bucket: bucket.get_object(full, byte_range=(0, size - 1)).read(size)))
 
+    def delete_many(self, keys: Sequence[str]) -> None:
+        if len(keys) <= 1:
+            return super().delete_many(keys)
+        futures = [self._writers().submit(contextvars.copy_context().run, self.delete, key) for key in keys]
+        for future in futures:
+            future.result()
+
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if len(keys) <= 1:
             return super().get_many(keys)

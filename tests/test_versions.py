@@ -1,0 +1,227 @@
+"""Model versions through PAI's official SDK, unmodified, over real HTTP, on every store; LatestVersion;
+crashes at every write of every version operation; concurrent unnamed creates; registrations by event."""
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from alibabacloud_aiworkspace20210204 import models
+from alibabacloud_aiworkspace20210204.client import Client
+from alibabacloud_tea_openapi import models as open_api
+from alibabacloud_tea_openapi.exceptions import ClientException
+
+from handler import catalog, index, records
+from handler.registry import Registry, record_key, version_key
+from handler.stores.base import Store
+from handler.validation import validator
+from handler.versions import Versions
+from tests.conftest import FakeContext, invoke, local_api
+from tests.test_exactly_once import CrashingStore
+
+URI = "oss://registry-bucket.oss-cn-hangzhou.aliyuncs.com/models/resnet/1"
+
+
+@pytest.fixture
+def sdk(any_store: Store, use_app) -> Iterator[Client]:
+    use_app(any_store)
+    with local_api() as server:
+        host, port = server.server_address[:2]
+        yield Client(open_api.Config(access_key_id="ak", access_key_secret="sk", endpoint=f"{host}:{port}", protocol="http"))
+
+
+def create_model(client: Client, name: str = "resnet") -> str:
+    return str(client.create_model(models.CreateModelRequest(model_name=name)).body.model_id)
+
+
+def raises(code: str, status: int, action: Any) -> str:
+    with pytest.raises(ClientException) as caught:
+        action()
+    assert (caught.value.code, caught.value.status_code) == (code, status), caught.value.message
+    return str(caught.value.message)
+
+
+def test_every_version_operation_through_the_sdk(sdk: Client, any_store: Store) -> None:
+    model_id = create_model(sdk)
+    first = sdk.create_model_version(model_id, models.CreateModelVersionRequest(
+        uri=URI, format_type="TorchScript", framework_type="Pytorch", metrics={"top1": 0.76},
+        inference_spec={"processor": "pytorch_gpu"}, options='{"precision": "fp16"}',
+        labels=[models.Label(key="stage", value="dev")])).body.version_name
+    second = sdk.create_model_version(model_id, models.CreateModelVersionRequest(uri=URI + "-2")).body.version_name
+    named = sdk.create_model_version(model_id, models.CreateModelVersionRequest(uri=URI + "-3", version_name="2.3.4_beta")).body
+    assert (first, second, named.version_name) == ("0.1.0", "0.2.0", "2.3.4_beta")
+    third = sdk.create_model_version(model_id, models.CreateModelVersionRequest(uri=URI + "-4")).body.version_name
+    assert third == "2.4.0"  # the next minor after the highest
+
+    got = sdk.get_model_version(model_id, first, models.GetModelVersionRequest()).body
+    assert (got.uri, got.format_type, got.framework_type, got.metrics, got.options) == (
+        URI, "TorchScript", "Pytorch", {"top1": 0.76}, '{"precision": "fp16"}')
+    assert (got.approval_status, got.source_type, [(lb.key, lb.value) for lb in got.labels]) == ("Pending", "Custom", [("stage", "dev")])
+
+    sdk.update_model_version(model_id, first, models.UpdateModelVersionRequest(approval_status="Approved",
+                                                                                 metrics={"top1": 0.78}))
+    sdk.create_model_version_labels(model_id, first, models.CreateModelVersionLabelsRequest(
+        labels=[models.Label(key="stage", value="prod"), models.Label(key="owner", value="vision")]))
+    sdk.delete_model_version_labels(model_id, first, models.DeleteModelVersionLabelsRequest(label_keys="owner"))
+    got = sdk.get_model_version(model_id, first, models.GetModelVersionRequest()).body
+    assert (got.approval_status, got.metrics, [(lb.key, lb.value) for lb in got.labels]) == (
+        "Approved", {"top1": 0.78}, [("stage", "prod")])
+    assert json.loads(any_store.get(version_key(model_id, first))) == {
+        k: v for k, v in got.to_map().items() if k != "RequestId" and v is not None}
+
+    listed = sdk.list_model_versions(model_id, models.ListModelVersionsRequest()).body
+    assert ([v.version_name for v in listed.versions], listed.total_count) == ([first, second, "2.3.4_beta", third], 4)
+    approved = sdk.list_model_versions(model_id, models.ListModelVersionsRequest(approval_status="Approved")).body
+    assert [v.version_name for v in approved.versions] == [first]
+    by_name = sdk.list_model_versions(model_id, models.ListModelVersionsRequest(sort_by="VersionName", order="DESC",
+                                                                               page_size=2, page_number=1)).body
+    assert ([v.version_name for v in by_name.versions], by_name.total_count) == ([third, "2.3.4_beta"], 4)
+    assert [v.version_name for v in sdk.list_model_versions(model_id, models.ListModelVersionsRequest(
+        label="prod")).body.versions] == [first]
+
+    sdk.delete_model_version(model_id, third, models.DeleteModelVersionRequest())
+    raises("ModelVersionNotFound", 404, lambda: sdk.get_model_version(model_id, third, models.GetModelVersionRequest()))
+    assert any_store.list(f"models/{model_id}/versions/") == sorted(version_key(model_id, n) for n in (first, second, "2.3.4_beta"))
+
+
+def test_get_and_list_models_carry_the_latest_version(sdk: Client) -> None:
+    model_id = create_model(sdk)
+    plain = create_model(sdk, "no-versions")
+    sdk.create_model_version(model_id, models.CreateModelVersionRequest(uri=URI))
+    sdk.create_model_version(model_id, models.CreateModelVersionRequest(uri=URI + "-2", version_name="0.0.9"))
+    body = sdk.get_model(model_id, models.GetModelRequest()).body
+    assert body.latest_version.version_name == "0.0.9"  # the most recently created, not the highest name
+    assert body.gmt_latest_version_modified_time == body.latest_version.gmt_modified_time
+    assert sdk.get_model(plain, models.GetModelRequest()).body.latest_version is None
+    listed = {m.model_id: m for m in sdk.list_models(models.ListModelsRequest()).body.models}
+    assert listed[model_id].latest_version.uri == URI + "-2" and listed[plain].latest_version is None
+    sdk.delete_model_version(model_id, "0.0.9", models.DeleteModelVersionRequest())
+    assert sdk.get_model(model_id, models.GetModelRequest()).body.latest_version.version_name == "0.1.0"
+    answer = json.loads(invoke({"httpMethod": "GET", "path": f"/api/v1/models/{model_id}", "headers": {}})["body"])
+    validator("get-model-response.json").validate(answer)
+
+
+def test_version_errors_reach_the_sdk_with_their_codes(sdk: Client, any_store: Store) -> None:
+    model_id = create_model(sdk)
+    sdk.create_model_version(model_id, models.CreateModelVersionRequest(uri=URI, version_name="1.0.0"))
+    assert sdk.create_model_version(model_id, models.CreateModelVersionRequest(
+        uri=URI, version_name="1.0.0")).body.version_name == "1.0.0"  # the same request again
+    raises("ModelVersionAlreadyExists", 409, lambda: sdk.create_model_version(
+        model_id, models.CreateModelVersionRequest(uri=URI + "-other", version_name="1.0.0")))
+    raises("ModelNotFound", 404, lambda: sdk.create_model_version("model-nope", models.CreateModelVersionRequest(uri=URI)))
+    raises("ModelVersionNotFound", 404, lambda: sdk.update_model_version(
+        model_id, "9.9.9", models.UpdateModelVersionRequest(approval_status="Approved")))
+    for request, words in [
+        (models.CreateModelVersionRequest(), "Uri is required"),
+        (models.CreateModelVersionRequest(uri="ftp://x"), "Uri"),
+        (models.CreateModelVersionRequest(uri=URI, version_name="v1"), "VersionName"),
+        (models.CreateModelVersionRequest(uri=URI, approval_status="Maybe"), "ApprovalStatus"),
+        (models.CreateModelVersionRequest(uri=URI, metrics={"m": "x" * 9000}), "8192"),
+        (models.CreateModelVersionRequest(uri=URI, options="not json"), "Options"),
+    ]:
+        assert words in raises("InvalidParameter", 400, lambda r=request: sdk.create_model_version(model_id, r))
+    raises("InvalidParameter", 400, lambda: sdk.get_model_version(model_id, "v1", models.GetModelVersionRequest()))
+    assert len(any_store.list(f"models/{model_id}/versions/")) == 1
+
+
+def test_deleting_a_model_deletes_its_versions_and_their_records(sdk: Client, any_store: Store) -> None:
+    model_id = create_model(sdk)
+    for _ in range(3):
+        sdk.create_model_version(model_id, models.CreateModelVersionRequest(uri=URI))
+    sdk.delete_model(model_id, models.DeleteModelRequest())
+    raises("ModelNotFound", 404, lambda: sdk.list_model_versions(model_id, models.ListModelVersionsRequest()))
+    raises("ModelNotFound", 404, lambda: sdk.get_model_version(model_id, "0.1.0", models.GetModelVersionRequest()))
+    assert any_store.list("models/") == []
+    again = create_model(sdk)  # a new model of the name starts its versions afresh
+    assert sdk.create_model_version(again, models.CreateModelVersionRequest(uri=URI)).body.version_name == "0.1.0"
+
+
+def test_concurrent_unnamed_creates_get_distinct_names_across_instances(any_store: Store) -> None:
+    model_id, _ = Registry(any_store).create(records.normalized_request({"ModelName": "busy"}, "ws"))
+    instances = [Versions(Registry(any_store)) for _ in range(2)]
+    barrier = threading.Barrier(10)
+
+    def create(i: int) -> str:
+        barrier.wait()
+        return instances[i % 2].create(model_id, {"Uri": f"{URI}-{i}"})[0]
+
+    with ThreadPoolExecutor(10) as pool:
+        names = list(pool.map(create, range(10)))
+    assert sorted(names, key=lambda n: int(n.split(".")[1])) == [f"0.{i}.0" for i in range(1, 11)]
+    fresh = Versions(Registry(any_store))
+    for name in names:
+        assert fresh.get(model_id, name)["Uri"].startswith(URI)
+        assert json.loads(any_store.get(version_key(model_id, name))) == fresh.get(model_id, name)
+
+
+def test_a_cold_instance_reads_versions_from_a_checkpoint(any_store: Store) -> None:
+    registry = Registry(any_store)
+    versions = Versions(registry)
+    model_id, _ = registry.create(records.normalized_request({"ModelName": "m"}, "ws"))
+    for i in range(catalog.CHECKPOINT_EVERY + 3):
+        versions.create(model_id, {"Uri": f"{URI}-{i}", "Labels": [{"Key": "i", "Value": str(i)}]})
+        registry.workspace("ws").settle()
+    assert any_store.list("catalog/ws/checkpoints/")
+    cold = Registry(any_store)
+    assert cold.get(model_id)["LatestVersion"]["Uri"] == f"{URI}-{catalog.CHECKPOINT_EVERY + 2}"
+    names, total = Versions(cold).list_versions(model_id, __import__("handler.listing").listing.VersionQuery(page_size=100))
+    assert total == catalog.CHECKPOINT_EVERY + 3 and names[0]["Labels"] == [{"Key": "i", "Value": "0"}]
+
+
+VERSION_CHANGES = {
+    "create": lambda v, m: v.create(m, {"Uri": URI + "-new", "VersionName": "3.0.0"}),
+    "update": lambda v, m: v.update(m, "1.0.0", {"ApprovalStatus": "Approved"}),
+    "labels": lambda v, m: v.add_labels(m, "1.0.0", [{"Key": "k", "Value": "v"}]),
+    "delete": lambda v, m: v.delete(m, "1.0.0"),
+}
+
+
+@pytest.mark.parametrize("change", VERSION_CHANGES)
+@pytest.mark.parametrize(("kind", "when"), [("log", "before"), ("log", "after"), ("record", "before"), ("record", "after")])
+def test_a_crash_at_any_write_of_a_version_change_then_a_retry_ends_correct(
+    any_store: Store, change: str, kind: str, when: str
+) -> None:
+    from handler.errors import ApiError
+    from handler.stores.base import Unavailable
+
+    store = CrashingStore(any_store)
+    registry = Registry(store)
+    model_id, _ = registry.create(records.normalized_request({"ModelName": "m"}, "ws"))
+    Versions(registry).create(model_id, {"Uri": URI, "VersionName": "1.0.0"})
+    store.kind, store.when = kind, when  # armed
+    with pytest.raises(Unavailable):
+        VERSION_CHANGES[change](Versions(registry), model_id)
+    try:
+        VERSION_CHANGES[change](Versions(Registry(store)), model_id)  # the same request, retried, on any instance
+    except ApiError as e:
+        assert change == "delete" and e.code == "ModelVersionNotFound"  # it had committed before the crash
+    fresh = Versions(Registry(any_store))
+    expected = {"create": ["1.0.0", "3.0.0"], "update": ["1.0.0"], "labels": ["1.0.0"], "delete": []}[change]
+    listed, _ = fresh.list_versions(model_id, __import__("handler.listing").listing.VersionQuery(page_size=100))
+    assert [v["VersionName"] for v in listed] == expected
+    for version in listed:  # every record file is its version's current state; none of a deleted one is left
+        assert json.loads(any_store.get(version_key(model_id, version["VersionName"]))) == version
+    assert len(any_store.list(f"models/{model_id}/versions/")) == len(listed)
+    if change == "update":
+        assert listed[0]["ApprovalStatus"] == "Approved"
+    assert json.loads(any_store.get(record_key(model_id)))["ModelName"] == "m"
+
+
+def test_an_event_registers_a_model_and_a_version_once_however_often_it_is_delivered(use_app, any_store: Store) -> None:
+    use_app(any_store)
+    event = {"specversion": "1.0", "id": "train-42", "source": "pai.training", "type": "pai:Model:Registered",
+             "data": {"ModelName": "from-pipeline", "Domain": "cv", "Version": {"Uri": URI, "Metrics": {"top1": 0.8}}}}
+    first = invoke(event, FakeContext())
+    again = invoke(event, FakeContext())  # FC delivers again
+    assert first["VersionName"] == again["VersionName"] == "0.1.0" and first["ModelId"] == again["ModelId"]
+    event["data"]["Version"]["Uri"] = URI + "-2"
+    event["data"]["Domain"] = "nlp"  # the model exists: its fields are left alone
+    assert invoke(event, FakeContext())["VersionName"] == "0.2.0"
+    model = Registry(any_store).get(first["ModelId"])
+    assert model["Domain"] == "cv" and model["LatestVersion"]["Uri"] == URI + "-2"
+    event["data"]["Version"] = {"Uri": "ftp://nowhere"}
+    refused = json.loads(index.handler(json.dumps(event).encode(), FakeContext()))
+    assert refused["Code"] == "InvalidParameter" and refused["Message"].startswith("Version: Uri")
