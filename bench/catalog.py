@@ -34,8 +34,9 @@ def model_fields(i: int) -> dict[str, Any]:
             "ModelDescription": "a model seeded for the benchmark", "ExtraInfo": {"seed": i, "framework": "pytorch"}}
 
 
-def seed_objects(workspace: str, count: int) -> dict[str, bytes]:
-    """A workspace of `count` committed models as the catalog stores them: records, commit 1, a checkpoint at 1."""
+def seed_objects(workspace: str, count: int, versions: int = 0) -> dict[str, bytes]:
+    """A workspace of `count` committed models as the catalog stores them: records, commit 1, a checkpoint at 1;
+    the first model has `versions` versions (0.1.0, 0.2.0, ...)."""
     from handler import catalog, records, state
 
     now = time.time()
@@ -47,10 +48,17 @@ def seed_objects(workspace: str, count: int) -> dict[str, bytes]:
         record = records.build_record(normal, model_id, now - count + i, None)
         objects[f"models/{model_id}.json"] = records.record_json(record)
         changes.append({"Put": {"Model": record, "Fingerprint": records.fingerprint(normal)}})
+        for n in range(versions if i == 0 else 0):
+            fields = records.normalized_version({"Uri": f"oss://bench.oss-cn-hangzhou.aliyuncs.com/m0/{n}", "FormatType": "ONNX",
+                                                 "Metrics": {"top1": n / versions}})
+            version = records.build_version(fields, f"0.{n + 1}.0", now - versions + n, None)
+            objects[f"models/{model_id}/versions/{version['VersionName']}.json"] = records.record_json(version)
+            changes.append({"PutVersion": {"ModelId": model_id, "Version": version, "Fingerprint": records.fingerprint(fields),
+                                           "Created": n + 1}})
     seeded = state.State().apply(1, changes)
     objects[catalog.log_key(workspace, 1)] = state.encode({"Seq": 1, "Txn": "seed", "Time": "", "Changes": changes})
-    objects[catalog.checkpoint_key(workspace, 1)] = state.checkpoint_of(1, seeded.models.values(), {})
-    objects[catalog.hint_key(workspace)] = catalog.encode({"Seq": 1})
+    objects[catalog.checkpoint_key(workspace, 1)] = state.checkpoint_of(1, seeded.models.values(), seeded.versions)
+    objects[catalog.hint_key(workspace)] = state.encode({"Seq": 1})
     return objects
 
 
@@ -160,6 +168,32 @@ def oss_client(params: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any]
             writes[op].append((time.perf_counter() - started) * 1e3)
             checkpoint(f"{op}-{n}-done")
 
+    # Versions: the first model has params["versions"] of them.
+    versioned = api("GET", "/api/v1/models", SortBy="GmtCreateTime", PageSize="1")["Models"][0]["ModelId"]
+    base = f"/api/v1/models/{versioned}/versions"
+    api("GET", base)
+    checkpoint("versions-list")
+    for n in range(10):
+        api("GET", base, SortBy="VersionName", Order="DESC", PageSize="10", PageNumber=str(n + 1))
+    checkpoint("versions-list-done")
+    checkpoint("versioned-get")
+    for _ in range(10):
+        latest = api("GET", f"/api/v1/models/{versioned}")["LatestVersion"]["VersionName"]
+    checkpoint("versioned-get-done")
+    checkpoint("version-create")
+    created = api("POST", base, {"Uri": "oss://bench.oss-cn-hangzhou.aliyuncs.com/m0/new"})["VersionName"]
+    checkpoint("version-create-done")
+    names: list[str] = []
+
+    def version_worker(i: int) -> None:
+        names.append(api("POST", base, {"Uri": f"oss://bench.oss-cn-hangzhou.aliyuncs.com/m0/concurrent-{i}"})["VersionName"])
+
+    pool = [threading.Thread(target=version_worker, args=(i,)) for i in range(10)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+
     # Throughput: InstanceConcurrency clients creating into the same workspace at once.
     threads, creates = params["threads"], params["creates"]
     counter = itertools.count()
@@ -179,14 +213,15 @@ def oss_client(params: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any]
     checkpoint("throughput-done")
     return {"cold_ms": cold_ms, "catalog_mib": catalog_kib / 1024, "total": first["TotalCount"],
             "list_ms": list_ms, "bare_get_ms": bare_ms, "raw_get_ms": raw_ms, "get_ms": get_ms,
-            "writes_ms": writes, "creates_per_s": creates / seconds, "threads": threads}
+            "writes_ms": writes, "creates_per_s": creates / seconds, "threads": threads,
+            "latest": latest, "created_version": created, "concurrent_versions": names}
 
 
 def run(harness: Harness, models: int, rtt_ms: float, quick: bool) -> list[Figure]:
     from handler import catalog
 
     harness.reset(rtt_ms)
-    harness.seed(seed_objects(WORKSPACE, models))
+    harness.seed(seed_objects(WORKSPACE, models, versions=1000))
     params = {"calls": 30 if quick else 100, "writes": 5 if quick else 20, "threads": harness.template.instance_concurrency,
               "creates": 100 if quick else 400}
     result, marks = harness.run_worker("catalog-oss", params)
@@ -225,6 +260,18 @@ def run(harness: Harness, models: int, rtt_ms: float, quick: bool) -> list[Figur
     for op in ("create", "update", "delete"):
         figures.append(Figure(f"catalog.{op}_round_trips", f"{op.capitalize()}: sequential storage requests, nothing conflicting",
                               per_op[op], "", 2, "target", max_value=2, detail={"p50_ms": per_op_ms[op]}))
+    versions = 1000
+    figures += [
+        Figure("versions.list_requests", f"Warm ListModelVersions of a model with {versions:,} versions, storage requests",
+               len(catalog_requests("versions-list")) / 10, "", 1, "one GET", max_value=2),
+        Figure("versions.get_model_requests", f"Warm GetModel with its LatestVersion ({versions:,} versions), storage requests",
+               len(requests("versioned-get")) / 10, "", 1, "one GET", max_value=2, detail={"latest": result["latest"]}),
+        Figure("versions.create_round_trips", "CreateModelVersion without a name: sequential storage requests",
+               len(requests("version-create")), "", 2, "target", max_value=2, detail={"name": result["created_version"]}),
+        Figure("versions.concurrent_duplicates", "10 concurrent unnamed CreateModelVersion: names given twice or lost",
+               10 - len(set(result["concurrent_versions"])), "", 0, "none", max_value=0,
+               detail={"names": result["concurrent_versions"]}),
+    ]
     figures.append(Figure("catalog.creates_per_second", f"Creates/s into one workspace, {result['threads']} concurrent clients, "
                           f"{rtt_ms:g} ms RTT", result["creates_per_s"], "/s", 1000 / (2 * rtt_ms),
                           "one client, 2 round trips each", detail={"log_puts": log_puts[0], "creates": params["creates"]}))
