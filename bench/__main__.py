@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: list[Figure] = []
     with Harness(template) as harness:
         steps = [
-            ("cold", lambda: coldstart.run(harness, args.cold_runs)),
+            ("cold", lambda: coldstart.run(harness, args.cold_runs) + coldstart.run_at_rtt(harness, args.cold_runs, args.rtt_ms)),
             ("warm", lambda: warm.run(harness, rounds, per_round, args.rtt_ms)),
             ("models", lambda: scaling.run_flat(harness, args.models, 100 if args.quick else 300)),
             ("concurrency", lambda: scaling.run_concurrency(harness, args.creates, max(500, args.creates // 4), args.rtt_ms)),

@@ -114,6 +114,24 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "response_ms": [round(r["response_ms"], 1) for r in runs]}
 
 
+def run_at_rtt(harness: Harness, runs: int, rtt_ms: float) -> list[Figure]:
+    """Cold starts of the OSS kinds again, with every request delayed by rtt_ms (after one unmeasured round)."""
+    harness.reset(rtt_ms)
+    results: dict[str, list[dict[str, Any]]] = {"oss": [], "bare_oss": []}
+    for round_ in range(runs + 1):
+        for kind, code in (("oss", FUNCTION), ("bare_oss", BARE_OSS)):
+            outcome = _launch(harness, code, harness.store_url, True)
+            if round_:
+                results[kind].append(outcome)
+    harness.reset()
+    ratio = median(a["response_ms"] / b["response_ms"] for a, b in zip(results["oss"], results["bare_oss"]))
+    return [Figure("coldstart.oss_rtt", f"Cold start to first response, OSS store, {rtt_ms:g} ms RTT",
+                   median(r["response_ms"] for r in results["oss"]), "ms",
+                   median(r["response_ms"] for r in results["bare_oss"]), "import oss2+jsonschema, 1 put_object",
+                   max_ratio=1.15, paired_ratio=ratio,
+                   detail={"function": _summary(results["oss"]), "baseline": _summary(results["bare_oss"])})]
+
+
 def run(harness: Harness, runs: int) -> list[Figure]:
     """Start each kind of process once per round, `runs` rounds, after one unmeasured round that fills
     the bytecode and page caches; medians, and ratios paired by round. The slow no-.pyc kind runs
