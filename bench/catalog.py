@@ -49,7 +49,7 @@ def seed_objects(workspace: str, count: int, versions: int = 0) -> dict[str, byt
         objects[f"models/{model_id}.json"] = records.record_json(record)
         changes.append({"Put": {"Model": record, "Fingerprint": records.fingerprint(normal)}})
         for n in range(versions if i == 0 else 0):
-            fields = records.normalized_version({"Uri": f"oss://bench.oss-cn-hangzhou.aliyuncs.com/m0/{n}", "FormatType": "ONNX",
+            fields = records.normalized_version({"Uri": f"oss://bench-bucket.oss-cn-hangzhou.aliyuncs.com/m0/{n}", "FormatType": "ONNX",
                                                  "Metrics": {"top1": n / versions}})
             version = records.build_version(fields, f"0.{n + 1}.0", now - versions + n, None)
             objects[f"models/{model_id}/versions/{version['VersionName']}.json"] = records.record_json(version)
@@ -181,12 +181,12 @@ def oss_client(params: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any]
         latest = api("GET", f"/api/v1/models/{versioned}")["LatestVersion"]["VersionName"]
     checkpoint("versioned-get-done")
     checkpoint("version-create")
-    created = api("POST", base, {"Uri": "oss://bench.oss-cn-hangzhou.aliyuncs.com/m0/new"})["VersionName"]
+    created = api("POST", base, {"Uri": "oss://bench-bucket.oss-cn-hangzhou.aliyuncs.com/m0/new"})["VersionName"]
     checkpoint("version-create-done")
     names: list[str] = []
 
     def version_worker(i: int) -> None:
-        names.append(api("POST", base, {"Uri": f"oss://bench.oss-cn-hangzhou.aliyuncs.com/m0/concurrent-{i}"})["VersionName"])
+        names.append(api("POST", base, {"Uri": f"oss://bench-bucket.oss-cn-hangzhou.aliyuncs.com/m0/concurrent-{i}"})["VersionName"])
 
     pool = [threading.Thread(target=version_worker, args=(i,)) for i in range(10)]
     for thread in pool:

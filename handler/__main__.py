@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     invoke.add_argument("--store", help="as for serve")
     sweep = commands.add_parser("sweep", help="remove what interrupted writes left and nothing points to")
     sweep.add_argument("--older-than", type=float, default=None, metavar="SECONDS",
-                       help="only what is older than this (default 600: far longer than any request)")
+                       help="only what is older than this (default 600, at least 60: far longer than any request)")
     sweep.add_argument("--store", help="as for serve")
     args = parser.parse_args(argv)
 
@@ -57,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args, app)
     if args.command == "sweep":
         older = {} if args.older_than is None else {"older_than": args.older_than}
-        print(json.dumps(app.registry.sweep(**older)))
+        try:
+            print(json.dumps(app.registry.sweep(**older)))
+        except ValueError as e:
+            parser.error(str(e))
         return 0
     from .local import LocalContext
 

@@ -104,6 +104,12 @@ class Call:
             validate(self.route.query, params, root="query")
         return params
 
+    def no_query(self) -> None:
+        """Refuse query parameters on an operation that takes none (a typo would otherwise pass unseen)."""
+        if self.request.query:
+            names_given = ", ".join(sorted({name[:64] for name, _ in self.request.query}))
+            raise InvalidParameter(f"{self.route.operation} takes no query parameters; got {names_given[:200]}")
+
 
 Hook = Callable[[Request], None]  # runs before routing; raises an ApiError to refuse the request
 
@@ -137,7 +143,10 @@ class App:
                 if name in params:
                     validate(f"common.json#/$defs/{name}", params[name], root=name)
                     facts[name] = params[name]
-            body = route.call(Call(self, request, caller, route, params, facts))
+            call = Call(self, request, caller, route, params, facts)
+            if route.query is None:
+                call.no_query()
+            body = route.call(call)
             response = Response(200, {"RequestId": request_id, **body})
         except ApiError as e:
             response = Response(e.status, e.body(request_id), e.headers())

@@ -138,6 +138,11 @@ class Workspace:
             state = self._state or State()
             return state.versions.get(model_id, {}).get(name), state.seq
 
+    def version_names(self) -> dict[str, list[str]]:
+        """Every model's version names, as this instance knows them."""
+        with self._state_lock:
+            return {m: list(v) for m, v in (self._state or State()).versions.items() if v}
+
     def latest(self, model_id: str) -> Entry | None:
         with self._state_lock:
             return (self._state or State()).latest(model_id)

@@ -67,7 +67,7 @@ class Query:
         exact = name is not None and len(name) >= 2 and name[0] == name[-1] == '"'
         return cls(
             name=name[1:-1] if exact and name else name, name_exact=exact,
-            label=params.get("Label") or None,
+            label=names.nfc(params.get("Label") or "") or None,
             tags=tuple((t["Key"], t["Value"]) for t in _json_param(params, "Tag", "list-models-query.json#/$defs/TagFilter")),
             exact=tuple((f, params[f]) for f in ("Domain", "Task", "Origin", "ModelType", "Provider") if params.get(f)),
             text=names.nfc(params.get("Query") or "").lower() or None,
@@ -179,7 +179,7 @@ class VersionQuery:
     def parse(cls, params: Mapping[str, str]) -> VersionQuery:
         """The query of parameters already checked against schemas/list-model-versions-query.json."""
         exact = ("ApprovalStatus", "FormatType", "FrameworkType", "SourceId", "SourceType", "VersionName")
-        return cls(exact=tuple((f, params[f]) for f in exact if params.get(f)), label=params.get("Label") or None,
+        return cls(exact=tuple((f, params[f]) for f in exact if params.get(f)), label=names.nfc(params.get("Label") or "") or None,
                    sort_by=params.get("SortBy") or "GmtCreateTime", descending=(params.get("Order") or "ASC") == "DESC",
                    page_number=int(params.get("PageNumber") or 1), page_size=int(params.get("PageSize") or 10))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import email.errors
 import errno
+import io
 import json
 import logging
 import re
@@ -33,6 +34,7 @@ READ_TIMEOUT = 10.0  # seconds a connection may stay silent (between requests to
 REQUEST_DEADLINE = 30.0  # seconds to send a whole request, headers and body
 MAX_CONNECTIONS = 64  # open at once; more are answered 503 and closed
 _LINE = 65537  # longest chunk-size or trailer line read
+_TRAILERS = 100  # trailer lines of a chunked body
 _ECHO = 200  # characters of anything a client sent that a message may repeat
 _DECIMAL = re.compile(r"[0-9]{1,18}")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
@@ -62,6 +64,28 @@ class _Refused(Exception):
         self.error = error
 
 
+class _DeadlineSocket(io.RawIOBase):
+    """A connection's reads, each bounded by the read timeout and by the request's deadline: a client
+    that sends a byte now and then cannot hold a connection longer than REQUEST_DEADLINE."""
+
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
+        self._sock = sock
+        self._timeout = timeout
+        self.deadline: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        timeout = self._timeout
+        if self.deadline is not None:
+            timeout = min(timeout, self.deadline - time.monotonic())
+            if timeout <= 0:
+                raise TimeoutError("the request took longer than its deadline")
+        self._sock.settimeout(timeout)
+        return self._sock.recv_into(buffer)
+
+
 class _GatewayHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     default_request_version = "HTTP/1.1"  # so that even an unreadable request line gets a status line
@@ -70,6 +94,17 @@ class _GatewayHandler(BaseHTTPRequestHandler):
 
     def version_string(self) -> str:
         return "pai-model-registry"  # the Server header: no Python version
+
+    def setup(self) -> None:
+        super().setup()
+        self._reader = _DeadlineSocket(self.connection, float(self.timeout or READ_TIMEOUT))
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        # One deadline for the whole request, the wait for its first byte included (which the read
+        # timeout bounds anyway): headers and trailers sent a byte at a time are cut off with the body.
+        self._reader.deadline = time.monotonic() + REQUEST_DEADLINE
+        super().handle_one_request()
 
     def parse_request(self) -> bool:
         self._started = time.monotonic()
@@ -95,7 +130,6 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         except _Refused as e:
             self.close_connection = True
             return self._send_error(e.error)
-        self.connection.settimeout(READ_TIMEOUT)
         if url.path == OPENAPI_PATH:  # answered here, as API Gateway would, not by the function
             return self._serve_document()
         event = {
@@ -142,8 +176,8 @@ class _GatewayHandler(BaseHTTPRequestHandler):
     def _drain(self, most: int) -> None:
         """Read and drop at most `most` bytes the client is sending, for at most a second."""
         ends = time.monotonic() + 1.0
+        self._reader.deadline = min(self._reader.deadline or ends, ends)
         while most > 0 and time.monotonic() < ends:
-            self.connection.settimeout(max(0.05, ends - time.monotonic()))
             try:
                 chunk = self.rfile.read1(min(most, 1 << 16))
             except (TimeoutError, OSError):
@@ -156,10 +190,9 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         """length bytes of the body, within the request's deadline; a body that ends early is refused."""
         chunks, missing = [], length
         while missing:
-            self.connection.settimeout(max(0.05, min(READ_TIMEOUT, self._started + REQUEST_DEADLINE - time.monotonic())))
             try:
                 chunk = self.rfile.read1(min(missing, 1 << 16))
-            except TimeoutError:
+            except TimeoutError:  # the read timeout, or the request's deadline (_DeadlineSocket)
                 chunk = b""
             if not chunk:
                 raise _Refused(protocol_error(400, f"the body ended after {length - missing} of the {length} bytes declared"))
@@ -176,9 +209,10 @@ class _GatewayHandler(BaseHTTPRequestHandler):
                 raise _Refused(protocol_error(400, "malformed chunked body"))
             size = int(digits, 16)
             if size == 0:
-                while self.rfile.readline(_LINE) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                return bytes(body)
+                for _ in range(_TRAILERS):
+                    if self.rfile.readline(_LINE) in (b"\r\n", b"\n", b""):
+                        return bytes(body)
+                raise _Refused(protocol_error(400, f"more than {_TRAILERS} trailer lines"))
             if len(body) + size > limit:
                 self.close_connection = True
                 return bytes(body) + self._read_exactly(limit - len(body))

@@ -26,6 +26,7 @@ MAX_LABELS = 1000
 _RECORD_ROUNDS = 32  # record rewrites while other instances keep changing the same model
 _WORKSPACES_KEPT = 256  # workspaces whose state an instance keeps in memory (least recently used dropped)
 _HOMES_KEPT = 200_000
+MIN_SWEEP_AGE = 60.0
 SWEEP_AGE = 600.0  # seconds: far longer than a request may run (FC's Timeout, the local server's deadline)
 
 
@@ -189,7 +190,9 @@ class Registry:
         try:
             gone, seq = workspace.commit(plan)
         except ModelNotFound:
-            self.publish(workspace, self.model_record(workspace, model_id), 0)  # a delete cut short: finish it
+            # A delete cut short: finish it (the model's record, and its versions' records).
+            self.publish(workspace, self.model_record(workspace, model_id), 0)
+            self.store.delete_many(self.store.list(f"models/{model_id}/versions/"))
             raise
         self.publish(workspace, self.model_record(workspace, model_id), seq or 0)
         self.store.delete_many([version_key(model_id, name) for name in gone])
@@ -249,10 +252,14 @@ class Registry:
         """Remove what no committed state points to and is older than `older_than` seconds (longer than any
         request may run): records of creates that never committed (a crash, a lost race whose cleanup
         failed) or of models whose delete was cut short, and a store's interrupted temporary files."""
+        if older_than < MIN_SWEEP_AGE:
+            raise ValueError(f"the sweep only removes what is older than {MIN_SWEEP_AGE:g} seconds: a request may still be writing it")
         removed: list[str] = []
         checked = 0
         limit = time.time() - older_than
-        for key in self.store.list("models/"):
+        keys = self.store.list("models/")
+        versions = [key for key in keys if key.count("/") == 3 and key.split("/")[2] == "versions"]
+        for key in keys:
             model_id = key[len("models/"):-len(".json")] if key.endswith(".json") and key.count("/") == 1 else None
             created = records.created_at(model_id) if model_id else None
             if model_id is None or created is None or created > limit:
@@ -267,8 +274,31 @@ class Registry:
             if workspace.model(model_id)[0] is None:
                 self.store.delete(key)
                 removed.append(model_id)
-        return {"Checked": checked, "Removed": removed, "Checkpoints": self._sweep_checkpoints(),
-                "TemporaryFiles": self.store.clean(older_than)}
+        return {"Checked": checked, "Removed": removed, "Versions": self._sweep_versions(versions, set(keys)),
+                "Checkpoints": self._sweep_checkpoints(), "TemporaryFiles": self.store.clean(older_than)}
+
+    def _sweep_versions(self, keys: list[str], listed: set[str]) -> int:
+        """Remove version records of versions (or models) that are gone, and write any a crash left
+        unwritten, in the workspaces of the models found; how many files changed."""
+        from .versions import Versions  # versions.py builds on this module
+
+        changed = 0
+        for key in keys:
+            _, model_id, _, file = key.split("/")
+            workspace = self._home(model_id)
+            if workspace is None or workspace.version(model_id, file.removesuffix(".json"))[0] is None:
+                if workspace is not None:
+                    workspace.read()
+                if workspace is None or workspace.version(model_id, file.removesuffix(".json"))[0] is None:
+                    self.store.delete(key)
+                    changed += 1
+        for workspace in list(self._workspaces.values()):
+            for model_id, names in workspace.version_names().items():
+                for name in names:
+                    if version_key(model_id, name) not in listed:
+                        self.publish(workspace, Versions.record(workspace, model_id, name), 0)
+                        changed += 1
+        return changed
 
     def _sweep_checkpoints(self) -> int:
         """Remove every workspace's checkpoints but its newest KEPT_CHECKPOINTS (older ones are never read)."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from .errors import QuotaExceeded
 
+CREATED_PER_COMMIT = 100_000  # a version's `Created` is its commit's seq times this, plus its place in the commit
 MAX_WORKSPACE_BYTES = 64 << 20  # a workspace's records together (10,000 typical models take about 12 MiB)
 
 # A commit's changes, each a post-image (applying one never needs the state before it):
@@ -23,6 +24,7 @@ MODEL_FACTS = ("Domain", "Task", "Origin", "ModelType", "Provider", "OrderNumber
 VERSION_FACTS = ("ApprovalStatus", "FormatType", "FrameworkType", "SourceId", "SourceType", "VersionName",
                  "GmtCreateTime", "GmtModifiedTime")
 _TIMES = ("GmtCreateTime", "GmtModifiedTime")  # kept as epoch seconds, parsed once
+_FORGOTTEN_KEPT = 10_000  # commits after which `changed` forgets a deleted model or version
 
 
 def encode(value: Any) -> bytes:
@@ -100,6 +102,7 @@ class State:
         self.versions: dict[str, dict[str, Entry]] = {}  # ModelId -> VersionName -> version
         self.changed: dict[str, int] = {}  # ModelId, or ModelId/VersionName -> seq of its last change
         self.bytes = 0  # of the records held: what the workspace's quota counts, and about a third of its memory
+        self.gone = 0  # deletes `changed` remembers (so that it can forget them)
 
     def latest(self, model_id: str) -> Entry | None:
         """The model's most recently created version."""
@@ -115,12 +118,27 @@ class State:
             elif "PutVersion" in change:
                 put = change["PutVersion"]
                 self._put_version(put["ModelId"], Entry.version(put["Version"], put["Fingerprint"], put.get("Token"),
-                                                                put.get("Created") or seq), seq)
+                                                                put.get("Created") or seq * CREATED_PER_COMMIT), seq)
             else:
                 gone = change["DeleteVersion"]
                 self._delete_version(gone["ModelId"], gone["VersionName"], seq)
         self.seq = seq
+        if self.gone > 2 * _FORGOTTEN_KEPT:
+            self._forget()
         return self
+
+    def _forget(self) -> None:
+        """Drop what `changed` remembers of deleted models and versions long gone: under churn it would
+        grow without bound, and only a write of the last few commits asks about one."""
+        horizon, self.gone = self.seq - _FORGOTTEN_KEPT, 0
+        for key, seq in list(self.changed.items()):
+            model_id, _, name = key.partition("/")
+            if model_id in self.models and (not name or name in self.versions.get(model_id, {})):
+                continue
+            if seq < horizon:
+                del self.changed[key]
+            else:
+                self.gone += 1
 
     def _put(self, entry: Entry, seq: int) -> None:
         old = self.models.get(entry.id)
@@ -142,6 +160,7 @@ class State:
             self._delete_version(model_id, name, seq)
         self.versions.pop(model_id, None)
         self.changed[model_id] = seq
+        self.gone += 1
 
     def _put_version(self, model_id: str, entry: Entry, seq: int) -> None:
         versions = self.versions.setdefault(model_id, {})
@@ -155,6 +174,7 @@ class State:
         if old is not None:
             self.bytes -= len(old.raw)
         self.changed[f"{model_id}/{name}"] = seq
+        self.gone += 1
 
     @classmethod
     def from_checkpoint(cls, data: bytes) -> State:
@@ -253,7 +273,8 @@ class Draft:
     def put_version(self, model_id: str, record: dict[str, Any], fingerprint: str, token: str | None = None) -> None:
         name = str(record["VersionName"])
         old = self.version(model_id, name)
-        created = old.created if old is not None else self.seq + 1
+        # Creation order: the commit, then the place in it (a batch may create several versions of a model).
+        created = old.created if old is not None else (self.seq + 1) * CREATED_PER_COMMIT + len(self.changes)
         entry = Entry.version(record, fingerprint, token, created)
         self._grow(len(entry.raw), len(old.raw) if old else 0)
         self._versions[(model_id, name)] = entry

@@ -42,10 +42,13 @@ def _name(validator: Any, enabled: bool, instance: Any, schema: dict[str, Any]) 
 
 def _json_text(validator: Any, enabled: bool, instance: Any, schema: dict[str, Any]) -> Iterable[ValidationError]:
     if enabled and isinstance(instance, str):
+        from .errors import BadRequest
+        from .jsonbody import parse_json  # strict, as a body is: no NaN, no duplicate keys
+
         try:
-            json.loads(instance)
-        except (ValueError, RecursionError):
-            yield ValidationError("must be a JSON text")
+            parse_json(instance)
+        except BadRequest:
+            yield ValidationError("must be a JSON text (no NaN or Infinity, no duplicate keys)")
 
 
 def _max_json_bytes(validator: Any, limit: int, instance: Any, schema: dict[str, Any]) -> Iterable[ValidationError]:

@@ -11,7 +11,7 @@ from .catalog import Workspace
 from .errors import InvalidParameter, ModelNotFound, VersionNameConflict, VersionNotFound
 from .registry import MAX_LABELS, RecordFile, Registry, version_key
 from .state import Draft, Entry
-from .stores.base import AlreadyExists
+from .validation import validator
 
 
 class Versions:
@@ -50,20 +50,17 @@ class Versions:
                 name = requested
             else:
                 name = records.next_version_name([v.name for v in versions])
+                if not validator("common.json#/$defs/VersionName").is_valid(name):
+                    raise InvalidParameter(f"model {model_id} has no next version name after its highest; give a VersionName")
             draft.put_version(model_id, records.build_version(normal, name, now, owner_id), fingerprint, token)
             return name, True
 
         (name, created), seq = workspace.commit(plan)
-        target = self._record(workspace, model_id, name)
+        # Written, then checked: a delete committed meanwhile would otherwise find no file to remove
+        # and leave ours behind. A retry that found its version repairs the file only if needed.
+        self.registry.publish(workspace, self.record(workspace, model_id, name), seq or 0)
         if created:
-            entry, _ = target.current()
-            try:  # a new version's first write: create-only, so it never lands over a newer write
-                self.registry.store.create(target.key, entry.raw if entry else b"")
-            except AlreadyExists:
-                self.registry.publish(workspace, target, seq or 0)
             workspace.maybe_checkpoint()
-        else:
-            self.registry.publish(workspace, target, 0)  # a retry: repair the record if a crash left it behind
         return name, created
 
     def list_versions(self, model_id: str, query: listing.VersionQuery) -> tuple[list[dict[str, Any]], int]:
@@ -107,9 +104,9 @@ class Versions:
         try:
             _, seq = workspace.commit(plan)
         except (ModelNotFound, VersionNotFound):
-            self.registry.publish(workspace, self._record(workspace, model_id, name), 0)  # a delete cut short
+            self.registry.publish(workspace, self.record(workspace, model_id, name), 0)  # a delete cut short
             raise
-        self.registry.publish(workspace, self._record(workspace, model_id, name), seq or 0)
+        self.registry.publish(workspace, self.record(workspace, model_id, name), seq or 0)
 
     def _modify(self, model_id: str, name: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
         workspace = self.registry.workspace_of(model_id)
@@ -123,12 +120,12 @@ class Versions:
             draft.put_version(model_id, records.touched(new), entry.fingerprint, entry.token)
 
         _, seq = workspace.commit(plan)
-        self.registry.publish(workspace, self._record(workspace, model_id, name), seq or 0)
+        self.registry.publish(workspace, self.record(workspace, model_id, name), seq or 0)
         if seq is not None:
             workspace.maybe_checkpoint()
 
     @staticmethod
-    def _record(workspace: Workspace, model_id: str, name: str) -> RecordFile:
+    def record(workspace: Workspace, model_id: str, name: str) -> RecordFile:
         return RecordFile(version_key(model_id, name), f"{model_id}/{name}", lambda: workspace.version(model_id, name))
 
     @staticmethod

@@ -483,3 +483,34 @@ def test_path_and_query_details_over_http(server) -> None:
     assert status_of(raw) == 400 and body_of(raw)["Message"].startswith("ModelId")
     raw = raw_exchange(srv, b"HEAD /api/v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
     assert status_of(raw) == 200 and raw.endswith(b"\r\n\r\n")  # the GET's headers, no body
+
+
+def test_headers_sent_a_byte_at_a_time_are_cut_off_at_the_request_deadline(server, monkeypatch) -> None:
+    srv, _ = server
+    monkeypatch.setattr(local, "REQUEST_DEADLINE", 1.0)
+    sock = socket.create_connection(srv.server_address[:2], timeout=10)
+    started = time.monotonic()
+    try:
+        sock.sendall(b"GET /api/v1/models HTTP/1.1\r\nX-Slow: ")
+        closed = False
+        for _ in range(40):  # a byte every 0.1 s: never silent for the read timeout, always slower than the deadline
+            try:
+                sock.sendall(b"a")
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.1)
+        sock.settimeout(3)
+        tail = sock.recv(65536) if not closed else b""
+    finally:
+        sock.close()
+    assert closed or tail in (b"",) or tail.startswith(b"HTTP/1.1 4")
+    assert time.monotonic() - started < 8
+
+
+def test_the_label_filter_compares_names_in_nfc(use_app) -> None:
+    use_app(MemoryStore())
+    post({"ModelName": "m", "Tag": [{"Key": "city", "Value": unicodedata.normalize("NFC", "café")}]})
+    result = invoke({"httpMethod": "GET", "path": "/api/v1/models", "headers": {},
+                     "queryParameters": {"Label": unicodedata.normalize("NFD", "café")}})
+    assert json.loads(result["body"])["TotalCount"] == 1

@@ -46,12 +46,12 @@ def test_registered_models_and_their_versions_list_through_pai(session: tuple[An
     for i in range(13):  # more than pai's page of 10
         model_id = post(url + "/api/v1/models", {"ModelName": f"m{i}"})["ModelId"]
         for n in range(2):
-            post(f"{url}/api/v1/models/{model_id}/versions", {"Uri": f"oss://b.oss-cn-hangzhou.aliyuncs.com/m{i}/{n}",
+            post(f"{url}/api/v1/models/{model_id}/versions", {"Uri": f"oss://bench-bucket.oss-cn-hangzhou.aliyuncs.com/m{i}/{n}",
                                                               "FormatType": "ONNX"})
     listed = list(RegisteredModel.list(session=pai_session))
     assert sorted(m.model_name for m in listed) == sorted(f"m{i}" for i in range(13))
     assert all(m.model_version == "0.2.0" for m in listed)  # each from its LatestVersion
     model = RegisteredModel(model_name="m3", session=pai_session)  # an exact lookup: "m3", not "m13"
-    assert (model.model_version, model.uri) == ("0.2.0", "oss://b.oss-cn-hangzhou.aliyuncs.com/m3/1")
+    assert (model.model_version, model.uri) == ("0.2.0", "oss://bench-bucket.oss-cn-hangzhou.aliyuncs.com/m3/1")
     assert [v.model_version for v in model.list_versions()] == ["0.1.0", "0.2.0"]
     assert sorted(m.model_name for m in RegisteredModel.list(model_name="m1", session=pai_session)) == ["m1", "m10", "m11", "m12"]

@@ -225,3 +225,128 @@ def test_an_event_registers_a_model_and_a_version_once_however_often_it_is_deliv
     event["data"]["Version"] = {"Uri": "ftp://nowhere"}
     refused = json.loads(index.handler(json.dumps(event).encode(), FakeContext()))
     assert refused["Code"] == "InvalidParameter" and refused["Message"].startswith("Version: Uri")
+
+
+# --- an adversarial pass over versions ---------------------------------------------------------------
+
+def test_creates_racing_deletes_leave_no_record_of_a_deleted_version(any_store: Store) -> None:
+    registry = Registry(any_store)
+    model_id, _ = registry.create(records.normalized_request({"ModelName": "m"}, "ws"))
+    versions = Versions(registry)
+
+    def churn(i: int) -> None:
+        name = f"1.{i}.0"
+        versions.create(model_id, {"VersionName": name, "Uri": URI})
+        versions.delete(model_id, name)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(churn, range(40)))
+    assert any_store.list(f"models/{model_id}/versions/") == []
+
+
+def test_a_delete_model_cut_short_removes_every_version_record_on_retry(any_store: Store) -> None:
+    from handler.stores.base import Unavailable
+
+    store = CrashingStore(any_store)
+    registry = Registry(store)
+    model_id, _ = registry.create(records.normalized_request({"ModelName": "m"}, "ws"))
+    for _ in range(3):
+        Versions(registry).create(model_id, {"Uri": URI})
+    store.kind, store.when = "record", "before"  # the model's record removal fails, after the commit
+    with pytest.raises(Unavailable):
+        registry.delete(model_id)
+    with pytest.raises(Exception, match="does not exist"):
+        Registry(any_store).delete(model_id)  # the retry, on another instance
+    assert any_store.list("models/") == []
+
+
+def test_the_sweep_writes_a_version_record_a_crash_left_unwritten_and_removes_orphans(any_store: Store) -> None:
+    registry = Registry(any_store)
+    model_id, _ = registry.create(records.normalized_request({"ModelName": "m"}, "ws"))
+    Versions(registry).create(model_id, {"Uri": URI, "VersionName": "1.0.0"})
+    record = any_store.get(version_key(model_id, "1.0.0"))
+    any_store.delete(version_key(model_id, "1.0.0"))  # as if the crash came before the write
+    any_store.put(version_key(model_id, "9.9.9"), b"{}")  # a record of a version that is gone
+    summary = Registry(any_store).sweep()
+    assert summary["Versions"] == 2
+    assert any_store.list(f"models/{model_id}/versions/") == [version_key(model_id, "1.0.0")]
+    assert any_store.get(version_key(model_id, "1.0.0")) == record
+    with pytest.raises(ValueError, match="older than 60"):
+        Registry(any_store).sweep(older_than=0)
+
+
+def test_the_latest_version_is_the_same_on_every_instance_when_one_commit_creates_several(any_store: Store) -> None:
+    registry = Registry(any_store)
+    model_id, _ = registry.create(records.normalized_request({"ModelName": "m"}, "ws"))
+    workspace = registry.workspace("ws")
+
+    def plan(draft: Any) -> None:  # one commit, five versions, created in this order
+        for name in ["5.0.0", "4.0.0", "3.0.0", "1.0.0", "2.0.0"]:
+            normal = records.normalized_version({"Uri": URI})
+            draft.put_version(model_id, records.build_version(normal, name, 0, None), records.fingerprint(normal))
+
+    workspace.commit(plan)
+    for _ in range(catalog.CHECKPOINT_EVERY):
+        registry.update(model_id, {"ModelDescription": str(_)})
+        workspace.settle()
+    warm, cold = registry.get(model_id), Registry(any_store).get(model_id)
+    assert warm["LatestVersion"]["VersionName"] == cold["LatestVersion"]["VersionName"] == "2.0.0"
+
+
+def test_a_next_version_name_past_the_rule_is_refused(use_app) -> None:
+    store = __import__("handler.stores.memory").stores.memory.MemoryStore()
+    use_app(store)
+    model_id = invoke({"httpMethod": "POST", "path": "/api/v1/models", "headers": {},
+                       "body": json.dumps({"ModelName": "m"})})
+    model_id = json.loads(model_id["body"])["ModelId"]
+
+    def post(body: dict[str, Any]) -> dict[str, Any]:
+        result = invoke({"httpMethod": "POST", "path": f"/api/v1/models/{model_id}/versions", "headers": {},
+                         "body": json.dumps(body)})
+        return {"Status": result["statusCode"], **json.loads(result["body"])}
+
+    assert post({"Uri": URI, "VersionName": "999999999.999999999.0"})["Status"] == 200
+    answer = post({"Uri": URI})
+    assert (answer["Status"], answer["Code"]) == (400, "InvalidParameter") and "VersionName" in answer["Message"]
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    ({"Uri": URI, "Options": "NaN"}, "Options"),
+    ({"Uri": URI, "Options": '{"a": 1, "a": 2}'}, "Options"),
+    ({"Uri": "oss://bucket"}, "Uri"),
+    ({"Uri": "http://example.com/\u202emodel"}, "Uri"),
+    ({"Uri": URI, "VersionName": "01.002.0003"}, "VersionName"),
+])
+def test_version_fields_are_read_strictly(use_app, body: dict[str, Any], words: str) -> None:
+    store = __import__("handler.stores.memory").stores.memory.MemoryStore()
+    use_app(store)
+    created = json.loads(invoke({"httpMethod": "POST", "path": "/api/v1/models", "headers": {},
+                                 "body": json.dumps({"ModelName": "m"})})["body"])["ModelId"]
+    result = invoke({"httpMethod": "POST", "path": f"/api/v1/models/{created}/versions", "headers": {}, "body": json.dumps(body)})
+    answer = json.loads(result["body"])
+    assert result["statusCode"] == 400 and answer["Message"].startswith(words), answer
+    assert store.list(f"models/{created}/versions/") == []
+
+
+def test_an_operation_without_query_parameters_refuses_them(use_app) -> None:
+    store = __import__("handler.stores.memory").stores.memory.MemoryStore()
+    use_app(store)
+    created = json.loads(invoke({"httpMethod": "POST", "path": "/api/v1/models", "headers": {},
+                                 "body": json.dumps({"ModelName": "m"})})["body"])["ModelId"]
+    result = invoke({"httpMethod": "DELETE", "path": f"/api/v1/models/{created}", "headers": {}, "queryParameters": {"x": "1"}})
+    assert result["statusCode"] == 400 and "takes no query parameters" in json.loads(result["body"])["Message"]
+    assert Registry(store).get(created) is not None
+
+
+def test_what_the_state_remembers_of_deleted_things_stays_bounded(monkeypatch) -> None:
+    from handler import state
+
+    monkeypatch.setattr(state, "_FORGOTTEN_KEPT", 10)
+    current = state.State()
+    record = records.build_record(records.normalized_request({"ModelName": "m"}, "ws"), "model-1", 0, None)
+    current.apply(1, [{"Put": {"Model": record, "Fingerprint": "f"}}])
+    for seq in range(2, 500):
+        version = records.build_version(records.normalized_version({"Uri": URI}), f"1.{seq}.0", 0, None)
+        current.apply(seq, [{"PutVersion": {"ModelId": "model-1", "Version": version, "Fingerprint": "f"}},
+                            {"DeleteVersion": {"ModelId": "model-1", "VersionName": f"1.{seq}.0"}}])
+    assert len(current.changed) < 60 and "model-1" in current.changed
