@@ -119,8 +119,9 @@ class Workspace:
                 return self._state.seq  # a catch-up that started after we arrived has just finished
             started = next(_tickets)
             if self._state is None:
-                self._state = self._load()
-                self._follow(COLD_WINDOW)
+                self._state, current = self._load()
+                if not current:
+                    self._follow(COLD_WINDOW)
             else:
                 self._follow(1)
             self._fresh_since = started
@@ -146,6 +147,11 @@ class Workspace:
     def latest(self, model_id: str) -> Entry | None:
         with self._state_lock:
             return (self._state or State()).latest(model_id)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether this instance has read the workspace's state (later reads only catch up)."""
+        return self._state is not None
 
     @property
     def bytes(self) -> int:
@@ -227,29 +233,35 @@ class Workspace:
             for pending in batch:
                 pending.fail(e)
 
-    def _load(self) -> State:
-        """The state from the newest checkpoint the hint names, else from the beginning of the log."""
-        hint = self._get_json(hint_key(self.id))
-        if hint is not None:
-            checkpoint = self._store.get_many([checkpoint_key(self.id, int(hint["Seq"]))])[0]
+    def _load(self) -> tuple[State, bool]:
+        """The state from the newest checkpoint the hint names, else from the beginning of the log; and
+        whether it is known current already (an empty log, seen so). The hint and the log's first commit
+        are asked for at once: a workspace with neither is new, and costs one round trip to find so."""
+        hint_data, first = self._store.get_many([hint_key(self.id), log_key(self.id, 1)])
+        if hint_data is not None:
+            checkpoint = self._store.get_many([checkpoint_key(self.id, int(json.loads(hint_data)["Seq"]))])[0]
             if checkpoint is not None:
                 state = State.from_checkpoint(checkpoint)
                 self._checkpointed = state.seq
                 self._checkpoints = [state.seq]
-                return state
-        elif self._legacy is not None and self._get_json(log_key(self.id, 1)) is None:
-            self._import_legacy(self._legacy(self.id))
-        return State()
+                return state, False
+        elif first is None:
+            if self._legacy is not None and self._import_legacy(self._legacy(self.id)):
+                return State(), False
+            return State(), True  # no commit 1 when we looked: nothing was acknowledged before
+        return State(), False
 
-    def _import_legacy(self, changes: list[Change]) -> None:
-        """Commit models of the layout before the catalog as the log's first entry (one winner)."""
+    def _import_legacy(self, changes: list[Change]) -> bool:
+        """Commit models of the layout before the catalog as the log's first entry (one winner); whether
+        there were any (the log then has a commit 1 to read)."""
         if not changes:
-            return
+            return False
         entry = {"Seq": 1, "Txn": "import", "Time": _now(), "Changes": changes}
         try:
             self._store.create(log_key(self.id, 1), encode(entry))
         except AlreadyExists:
             pass  # another instance imported first, or committed into an empty workspace
+        return True
 
     def _follow(self, window: int) -> None:
         """Apply the commits after the state's seq, reading `window` keys at a time, until the first

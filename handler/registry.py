@@ -4,6 +4,8 @@ per-model records (`models/<ModelId>.json`) current beside it. docs/catalog.md h
 """
 from __future__ import annotations
 
+import concurrent.futures
+import contextvars
 import hashlib
 import json
 import logging
@@ -26,6 +28,7 @@ MAX_LABELS = 1000
 _RECORD_ROUNDS = 32  # record rewrites while other instances keep changing the same model
 _WORKSPACES_KEPT = 256  # workspaces whose state an instance keeps in memory (least recently used dropped)
 _HOMES_KEPT = 200_000
+_helpers = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="registry")  # overlapped reads
 MIN_SWEEP_AGE = 60.0
 SWEEP_AGE = 600.0  # seconds: far longer than a request may run (FC's Timeout, the local server's deadline)
 
@@ -120,7 +123,13 @@ class Registry:
         fingerprint = records.fingerprint(normal)
         # The record first: it leads a ModelId to its workspace before any reader can learn the id.
         # Until the commit it is invisible (the catalog decides), and it is never rewritten by this create.
-        self.store.create(key, raw)
+        # A workspace this instance has not read yet is read meanwhile (its first create, a cold start).
+        loading = None if workspace.loaded else _helpers.submit(contextvars.copy_context().run, workspace.read)
+        try:
+            self.store.create(key, raw)
+        finally:
+            if loading is not None:
+                loading.result()
 
         def plan(draft: Draft) -> tuple[str, bool]:
             holder = draft.named(record["ModelName"])
