@@ -104,3 +104,25 @@ def use_app() -> Iterator[Callable[[Store], App]]:
 @pytest.fixture
 def memory_app(use_app: Callable[..., App]) -> App:
     return use_app(MemoryStore())
+
+
+@pytest.fixture
+def sdk(any_store: Store, use_app: Callable[..., App]) -> Iterator[Any]:
+    """PAI's official SDK client, unmodified, talking to the local server over real HTTP, on each store."""
+    from alibabacloud_aiworkspace20210204.client import Client
+    from alibabacloud_tea_openapi import models as open_api
+
+    use_app(any_store)
+    with local_api() as server:
+        host, port = server.server_address[:2]
+        yield Client(open_api.Config(access_key_id="ak", access_key_secret="sk", endpoint=f"{host}:{port}", protocol="http"))
+
+
+def sdk_raises(code: str, status: int, action: Callable[[], Any]) -> str:
+    """The SDK raises ClientException with this Code and status; its message."""
+    from alibabacloud_tea_openapi.exceptions import ClientException
+
+    with pytest.raises(ClientException) as caught:
+        action()
+    assert (caught.value.code, caught.value.status_code) == (code, status), caught.value.message
+    return str(caught.value.message)

@@ -2,27 +2,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from alibabacloud_aiworkspace20210204 import models
 from alibabacloud_aiworkspace20210204.client import Client
-from alibabacloud_tea_openapi import models as open_api
-from alibabacloud_tea_openapi.exceptions import ClientException
 
 from handler.registry import record_key
 from handler.stores.base import Store
 from handler.validation import validator
-from tests.conftest import invoke, local_api
-
-
-@pytest.fixture
-def sdk(any_store: Store, use_app) -> Iterator[Client]:
-    use_app(any_store)
-    with local_api() as server:
-        host, port = server.server_address[:2]
-        yield Client(open_api.Config(access_key_id="ak", access_key_secret="sk", endpoint=f"{host}:{port}", protocol="http"))
+from tests.conftest import invoke
+from tests.conftest import sdk_raises as raises
 
 
 def create(client: Client, name: str, **fields: Any) -> str:
@@ -32,13 +22,6 @@ def create(client: Client, name: str, **fields: Any) -> str:
 def listing(client: Client, **query: Any) -> tuple[list[str], int]:
     body = client.list_models(models.ListModelsRequest(**query)).body
     return [m.model_name for m in body.models], body.total_count
-
-
-def raises(code: str, status: int, action: Any) -> str:
-    with pytest.raises(ClientException) as caught:
-        action()
-    assert (caught.value.code, caught.value.status_code) == (code, status), caught.value.message
-    return str(caught.value.message)
 
 
 def test_get_answers_every_field_as_created(sdk: Client, any_store: Store) -> None:

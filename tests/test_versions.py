@@ -4,44 +4,27 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from alibabacloud_aiworkspace20210204 import models
 from alibabacloud_aiworkspace20210204.client import Client
-from alibabacloud_tea_openapi import models as open_api
-from alibabacloud_tea_openapi.exceptions import ClientException
 
 from handler import catalog, index, records
 from handler.registry import Registry, record_key, version_key
 from handler.stores.base import Store
 from handler.validation import validator
 from handler.versions import Versions
-from tests.conftest import FakeContext, invoke, local_api
+from tests.conftest import FakeContext, invoke
+from tests.conftest import sdk_raises as raises
 from tests.test_exactly_once import CrashingStore
 
 URI = "oss://registry-bucket.oss-cn-hangzhou.aliyuncs.com/models/resnet/1"
 
 
-@pytest.fixture
-def sdk(any_store: Store, use_app) -> Iterator[Client]:
-    use_app(any_store)
-    with local_api() as server:
-        host, port = server.server_address[:2]
-        yield Client(open_api.Config(access_key_id="ak", access_key_secret="sk", endpoint=f"{host}:{port}", protocol="http"))
-
-
 def create_model(client: Client, name: str = "resnet") -> str:
     return str(client.create_model(models.CreateModelRequest(model_name=name)).body.model_id)
-
-
-def raises(code: str, status: int, action: Any) -> str:
-    with pytest.raises(ClientException) as caught:
-        action()
-    assert (caught.value.code, caught.value.status_code) == (code, status), caught.value.message
-    return str(caught.value.message)
 
 
 def test_every_version_operation_through_the_sdk(sdk: Client, any_store: Store) -> None:
