@@ -98,6 +98,7 @@ def _serve(args: argparse.Namespace, app: Any) -> int:
         pass
     finally:
         server.server_close()
+        app.registry.settle()  # a checkpoint being written is finished, not cut short
     return 0
 
 

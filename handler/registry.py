@@ -76,6 +76,11 @@ class Registry:
                 self._workspaces.move_to_end(workspace_id)
             return found
 
+    def settle(self) -> None:
+        """Wait for background work (checkpoints being written): before an instance stops, and in tests."""
+        for workspace in list(self._workspaces.values()):
+            workspace.settle()
+
     # --- reads ---
 
     def get(self, model_id: str) -> dict[str, Any] | None:

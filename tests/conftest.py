@@ -92,12 +92,17 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
 @pytest.fixture
 def use_app() -> Iterator[Callable[[Store], App]]:
     """Install an App over a given store as the function's app for one test."""
+    installed: list[App] = []
+
     def install(store: Store, **options: Any) -> App:
         app = App(Registry(store), default_workspace=options.pop("default_workspace", "default"), **options)
         index.set_app(app)
+        installed.append(app)
         return app
 
     yield install
+    for app in installed:  # no checkpoint still being written into the next test's storage
+        app.registry.settle()
     index.set_app(None)
 
 

@@ -274,9 +274,7 @@ class OssStore(Store):
     def delete_many(self, keys: Sequence[str]) -> None:
         if len(keys) <= 1:
             return super().delete_many(keys)
-        futures = [self._writers().submit(contextvars.copy_context().run, self.delete, key) for key in keys]
-        for future in futures:
-            future.result()
+        self._overlapped(self.delete, keys)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if len(keys) <= 1:
@@ -286,7 +284,13 @@ class OssStore(Store):
                 return self.get(key)
             except NotFound:
                 return None
-        futures = [self._writers().submit(contextvars.copy_context().run, get_or_none, key) for key in keys]
+        return self._overlapped(get_or_none, keys)
+
+    def _overlapped(self, call: Callable[[str], T], keys: Sequence[str]) -> list[T]:
+        """call(key) for each key on the writer threads, in this request's context (its time budget);
+        every call is over before this returns or raises the first error."""
+        futures = [self._writers().submit(contextvars.copy_context().run, call, key) for key in keys]
+        concurrent.futures.wait(futures)
         return [future.result() for future in futures]
 
     def put(self, key: str, data: bytes) -> None:
