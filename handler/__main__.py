@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         event = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()
     except OSError as e:
         print(f"cannot read the event file {args.file}: {e.strerror}", file=sys.stderr)
-        return 1
+        return 2  # a mistake, not a transient failure (1)
     try:
         print(index.handler(event, LocalContext()))
     except events.RetryLater as e:

@@ -144,7 +144,7 @@ class Registry:
             existing = draft.model(holder)
             if adopt or (existing is not None and existing.fingerprint == fingerprint):
                 return holder, False
-            raise _name_taken(record["ModelName"], workspace.id, holder, "with different fields")
+            raise _name_taken(record["ModelName"], workspace.id, holder, ", created by a request with other fields")
 
         try:
             (answer, created), _ = workspace.commit(plan)
@@ -165,7 +165,7 @@ class Registry:
             name = new["ModelName"]
             holder = draft.named(name)
             if holder is not None and holder != model_id:
-                raise _name_taken(name, model["WorkspaceId"], holder, "already")
+                raise _name_taken(name, model["WorkspaceId"], holder)
             return new
 
         self._modify(model_id, change)
@@ -367,8 +367,8 @@ class Registry:
             log.warning("could not remove an uncommitted record: %s", type(e).__name__)
 
 
-def _name_taken(name: str, workspace_id: str, holder: str, how: str) -> ModelNameConflict:
-    return ModelNameConflict(f"a model named {name[:200]!r} {how} exists in workspace {workspace_id} ({holder})")
+def _name_taken(name: str, workspace_id: str, holder: str, detail: str = "") -> ModelNameConflict:
+    return ModelNameConflict(f"a model named {name[:200]!r} already exists in workspace {workspace_id} ({holder}){detail}")
 
 
 # --- the layout before the catalog: records, per-workspace markers and name claims ---

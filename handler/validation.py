@@ -117,6 +117,8 @@ def field_path(path: Iterable[Any]) -> str:
 def describe(error: ValidationError, root: str = "body") -> str:
     """A message naming the field and the rule it breaks, without echoing large values."""
     where = field_path(error.absolute_path)
+    if where and root not in ("body", "query"):  # inside a named value: Conditions[0].Column
+        where = root + ("" if where.startswith("[") else ".") + where
     rule, schema = error.validator, cast(dict[str, Any], error.schema)
     if rule == "required":
         missing = error.message.split("'")[1] if "'" in error.message else "a field"
