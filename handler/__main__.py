@@ -33,9 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; ::1 for IPv6)")
     serve.add_argument("--port", type=_port, default=9000, help="port to listen on (default 9000; 0: any free port)")
     serve.add_argument("--store", help=f"oss://BUCKET/PREFIX, file://PATH or memory:// (default: $MODEL_STORE or {DEFAULT_STORE})")
+    serve.add_argument("--insecure", action="store_true",
+                       help="listen on a non-loopback address without access keys (anyone who reaches it can change models)")
     invoke = commands.add_parser("invoke", help="run one event through the function and print what it returns")
     invoke.add_argument("file", nargs="?", default="-", help="event JSON file, or - for standard input")
     invoke.add_argument("--store", help="as for serve")
+    history = commands.add_parser("history", help="print who changed a model (and its versions), and when")
+    history.add_argument("model_id", metavar="MODEL_ID")
+    history.add_argument("--store", help="as for serve")
     sweep = commands.add_parser("sweep", help="remove what interrupted writes left and nothing points to")
     sweep.add_argument("--older-than", type=float, default=None, metavar="SECONDS",
                        help="only what is older than this (default 600, at least 60: far longer than any request)")
@@ -55,10 +60,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     if args.command == "serve":
         return _serve(args, app)
+    if args.command == "history":
+        try:
+            changes = app.registry.history(args.model_id)
+        except Exception as e:  # noqa: BLE001 - one line for the operator, whatever it was
+            print(f"cannot read the history of {args.model_id[:80]}: {getattr(e, 'message', type(e).__name__)}", file=sys.stderr)
+            return 1
+        for change in changes:
+            print(f"{change['Seq']:>8} {change['By']} {change['Change']} {change['At']} {change.get('VersionName', '')}".rstrip())
+        return 0
     if args.command == "sweep":
         older = {} if args.older_than is None else {"older_than": args.older_than}
         try:
-            print(json.dumps(app.registry.sweep(**older)))
+            print(json.dumps(app.sweep(**older)))
         except ValueError as e:
             parser.error(str(e))
         return 0
@@ -81,12 +95,24 @@ def _serve(args: argparse.Namespace, app: Any) -> int:
     from . import index
     from .local import LocalServer
 
+    loopback = args.host in ("127.0.0.1", "::1", "localhost") or args.host.startswith("127.")
+    if app.verifier is None and not loopback:
+        if not args.insecure:
+            print(f"refusing to listen on {args.host} without access keys (set ACCESS_KEYS, or pass --insecure)",
+                  file=sys.stderr)
+            return 2
+        print("warning: listening beyond this machine without access keys: anyone who reaches it can change models",
+              file=sys.stderr)
     try:
         server = LocalServer((args.host, args.port), index.handler, app.max_body_bytes)
     except OSError as e:
         print(f"cannot listen on {args.host} port {args.port}: {e.strerror or e}", file=sys.stderr)
         return 1
-    print(f"PAI model registry listening on {server.url} (store: {_store_location()})", file=sys.stderr, flush=True)
+    if app.verifier is not None:
+        mode = "signed requests only (ACCESS_KEYS)"
+    else:
+        mode = "no signatures checked: " + ("loopback only" if loopback else "open to anyone who reaches it (--insecure)")
+    print(f"PAI model registry listening on {server.url} (store: {_store_location()}; {mode})", file=sys.stderr, flush=True)
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # SIGTERM stops the server as Ctrl-C does

@@ -10,11 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import logs, names, records
+from .auth import Verifier
+from .catalog import acting_as
 from .errors import (
     ApiError,
     BadRequest,
+    Forbidden,
     InternalError,
     InvalidParameter,
+    KeysNotConfigured,
     PayloadTooLarge,
     ServiceUnavailable,
     StoreMisconfigured,
@@ -69,6 +73,7 @@ class Caller:
     """What the platform tells about who is calling (FC context)."""
 
     owner_id: str | None = None
+    actor: str = "local"  # who changes are attributed to: an access key, or the FC account for events
 
 
 @dataclass
@@ -118,12 +123,18 @@ class App:
     """Answers Requests; holds only what is safe to share across requests of one instance."""
 
     def __init__(self, registry: Registry, *, default_workspace: str, max_body_bytes: int = 1 << 20,
-                 hooks: Sequence[Hook] = ()) -> None:
+                 hooks: Sequence[Hook] = (), verifier: Verifier | None = None, require_signatures: bool = False) -> None:
         self.registry = registry
+        self.verifier = verifier
+        self.require_signatures = require_signatures
         self.versions = Versions(registry)
         self.default_workspace = default_workspace
         self.max_body_bytes = max_body_bytes
         self.hooks = list(hooks)
+
+    def sweep(self, **older: float) -> dict[str, Any]:
+        """The registry's upkeep (registry.sweep) and the nonces too old to guard anything."""
+        return {**self.registry.sweep(**older), "Nonces": self.verifier.sweep() if self.verifier is not None else 0}
 
     def handle(self, request: Request, caller: Caller = Caller(), route: Route | None = None) -> Response:
         """Answer a request; `route` skips routing (events run operations that no HTTP path has)."""
@@ -143,10 +154,13 @@ class App:
                 if name in params:
                     validate(f"common.json#/$defs/{name}", params[name], root=name)
                     facts[name] = params[name]
+            if given is None:  # an HTTP request (events are authorized by the cloud's own permissions)
+                caller = self._authorize(request, route, params, caller, facts)
             call = Call(self, request, caller, route, params, facts)
             if route.query is None:
                 call.no_query()
-            body = route.call(call)
+            with acting_as(caller.actor):  # every change it commits is attributed to the caller
+                body = route.call(call)
             response = Response(200, {"RequestId": request_id, **body})
         except ApiError as e:
             response = Response(e.status, e.body(request_id), e.headers())
@@ -159,6 +173,46 @@ class App:
         facts.update(Status=response.status, DurationMs=round((time.perf_counter() - started) * 1000, 2))
         access_log.info(json.dumps(facts, ensure_ascii=False))
         return response
+
+    def _authorize(self, request: Request, route: Route, params: dict[str, str], caller: Caller,
+                   facts: dict[str, Any]) -> Caller:
+        """Verify the signature and the key's policy; the caller, now attributed to the key."""
+        if self.verifier is None:
+            if self.require_signatures:
+                raise KeysNotConfigured("no access keys are configured (ACCESS_KEYS): every request is refused")
+            return caller
+        if request.declared_size is not None and request.declared_size > self.max_body_bytes:
+            raise self._too_large()
+        if len(request.body) > -(-self.max_body_bytes // 3) * 4:
+            raise self._too_large()
+        body = self._raw_body(request)
+        principal = self.verifier.verify(request.method, request.path, request.query, dict(request.headers), body, route.writes)
+        facts["AccessKeyId"] = principal.key.id
+        if not principal.key.may(route.operation, None):
+            raise Forbidden(f"access key {principal.key.id} may not call {route.operation}")
+        workspace = self._workspace_of(request, route, params, body)
+        if workspace is not None and not principal.key.may(route.operation, workspace):
+            raise Forbidden(f"access key {principal.key.id} may not call {route.operation} in workspace {workspace}")
+        return Caller(caller.owner_id, principal.key.id)
+
+    def _workspace_of(self, request: Request, route: Route, params: dict[str, str], body: bytes) -> str | None:
+        """The workspace a request acts in: its model's, the one it names, or the default."""
+        if "ModelId" in params:
+            return self.registry.workspace_of(params["ModelId"]).id
+        if route.body:
+            named = parse_object(body).get("WorkspaceId") if body else None
+        else:
+            named = dict(request.query).get("WorkspaceId")
+        return named if isinstance(named, str) and named else self.default_workspace
+
+    def _raw_body(self, request: Request) -> bytes:
+        """The body as signed: decoded from the gateway's base64, within the size limit."""
+        if not request.body_base64:
+            return request.body
+        try:
+            return base64.b64decode(request.body, validate=True)
+        except ValueError:
+            raise BadRequest("body is marked base64 but is not valid base64") from None
 
     def parse_body(self, request: Request) -> dict[str, Any]:
         """The JSON object a request carries, after the media-type and size checks."""

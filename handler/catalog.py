@@ -13,6 +13,8 @@ answers from memory after one GET.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
 import json
 import logging
@@ -20,7 +22,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from .state import MAX_WORKSPACE_BYTES, Change, Draft, Entry, State, checkpoint_of, encode
@@ -58,6 +60,7 @@ class _Pending(Generic[T]):
 
     def __init__(self, plan: Plan[T]) -> None:
         self.plan = plan
+        self.actor = _actor.get()  # the caller's, though the commit may run on another caller's thread
         self.done = False
         self.result: T | None = None
         self.error: BaseException | None = None
@@ -66,6 +69,7 @@ class _Pending(Generic[T]):
 
     def run(self, draft: Draft) -> None:
         before = len(draft.changes)
+        draft.by = {"By": self.actor, "At": _now()}
         try:
             self.result, self.error = self.plan(draft), None
         except Exception as e:  # noqa: BLE001 - the plan's own error (ApiError, or a bug) goes to its caller only
@@ -87,6 +91,17 @@ class _Pending(Generic[T]):
 
 
 _tickets = itertools.count()
+_actor: contextvars.ContextVar[str] = contextvars.ContextVar("actor", default="local")
+
+
+@contextlib.contextmanager
+def acting_as(actor: str) -> Iterator[None]:
+    """Within: the changes this thread commits are attributed to actor (an access key, an FC account)."""
+    token = _actor.set(actor)
+    try:
+        yield
+    finally:
+        _actor.reset(token)
 
 
 class Workspace:

@@ -22,6 +22,8 @@ class Settings:
     default_workspace: str
     max_body_bytes: int
     max_workspace_bytes: int
+    access_keys: str | None  # URL of the access keys document: file://PATH or oss://BUCKET/KEY
+    require_signatures: bool  # refuse every API request when no keys are configured (on FC)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -33,6 +35,8 @@ class Settings:
             default_workspace=env.get("DEFAULT_WORKSPACE_ID") or DEFAULT_WORKSPACE,
             max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             max_workspace_bytes=_positive_int(env, "MAX_WORKSPACE_BYTES", DEFAULT_MAX_WORKSPACE_BYTES),
+            access_keys=env.get("ACCESS_KEYS") or None,
+            require_signatures=bool(env.get("ACCESS_KEYS")) or bool(env.get("FC_FUNCTION_NAME")),
         )
 
 

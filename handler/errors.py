@@ -20,7 +20,17 @@
     ├── NotImplementedMethod  501 NotImplemented          an HTTP method no API has (local server)
     ├── ServiceUnavailable    503 ServiceUnavailable      storage is unreachable (retry later)
     ├── StoreMisconfigured    503 StoreMisconfigured      the bucket cannot keep the guarantees (versioning)
-    └── VersionNotSupported   505 HTTPVersionNotSupported (local server)
+    ├── VersionNotSupported   505 HTTPVersionNotSupported (local server)
+    │   (the request's signature, access key or policy; auth.py checks them)
+    ├── MissingAuthorization  401 MissingAuthorization
+    ├── InvalidAuthorization  400 InvalidAuthorization
+    ├── AccessKeyNotFound     404 InvalidAccessKeyId.NotFound
+    ├── SignatureMismatch     400 SignatureDoesNotMatch
+    ├── ContentHashMismatch   400 InvalidContentSha256
+    ├── TimeExpired           400 InvalidTimeStamp.Expired
+    ├── NonceUsed             400 SignatureNonceUsed
+    ├── Forbidden             403 Forbidden.RAM
+    └── KeysNotConfigured     403 Forbidden.AccessKeysNotConfigured
 
 `CATALOGUE` lists them all: the OpenAPI document and the README's table are checked against it.
 """
@@ -154,14 +164,64 @@ class VersionNotSupported(ApiError):
     meaning = "An HTTP version other than 1.0 or 1.1 (local server)."
 
 
+class MissingAuthorization(ApiError):
+    status, code = 401, "MissingAuthorization"
+    meaning = "The request is not signed: no Authorization header (access keys are configured)."
+
+
+class InvalidAuthorization(ApiError):
+    status, code = 400, "InvalidAuthorization"
+    meaning = "The Authorization header is not an ACS3-HMAC-SHA256 or ROA signature, or a header it needs is missing."
+
+
+class AccessKeyNotFound(ApiError):
+    status, code = 404, "InvalidAccessKeyId.NotFound"
+    meaning = "No access key of this ID (or it was revoked)."
+
+
+class SignatureMismatch(ApiError):
+    status, code = 400, "SignatureDoesNotMatch"
+    meaning = "The signature is not the one the key's secret gives for this request."
+
+
+class ContentHashMismatch(ApiError):
+    status, code = 400, "InvalidContentSha256"
+    meaning = "x-acs-content-sha256 is not the SHA-256 of the body."
+
+
+class TimeExpired(ApiError):
+    status, code = 400, "InvalidTimeStamp.Expired"
+    meaning = "The request's time (x-acs-date or date) is more than 15 minutes from the server's."
+
+
+class NonceUsed(ApiError):
+    status, code = 400, "SignatureNonceUsed"
+    meaning = "This signature nonce was used before: a replayed request."
+
+
+class Forbidden(ApiError):
+    status, code = 403, "Forbidden.RAM"
+    meaning = "The access key's policy does not allow this action in this workspace."
+
+
+class KeysNotConfigured(ApiError):
+    status, code = 403, "Forbidden.AccessKeysNotConfigured"
+    meaning = "The function runs on FC without ACCESS_KEYS: every API request is refused."
+
+
 CATALOGUE: tuple[type[ApiError], ...] = (
     BadRequest, InvalidParameter, InvalidRegistration, MalformedRequest, NotFoundError, ModelNotFound, VersionNotFound,
     MethodNotAllowed, ModelNameConflict, VersionNameConflict, QuotaExceeded, PayloadTooLarge, UriTooLong,
     UnsupportedMediaType, HeadersTooLarge, InternalError, NotImplementedMethod, ServiceUnavailable, StoreMisconfigured,
-    VersionNotSupported,
+    VersionNotSupported, MissingAuthorization, InvalidAuthorization, AccessKeyNotFound, SignatureMismatch,
+    ContentHashMismatch, TimeExpired, NonceUsed, Forbidden, KeysNotConfigured,
 )
 PROTOCOL_ERRORS = {cls.status: cls for cls in (MalformedRequest, UriTooLong, HeadersTooLarge, NotImplementedMethod,
                                                VersionNotSupported)}
+
+
+AUTH_ERRORS: tuple[type[ApiError], ...] = (MissingAuthorization, InvalidAuthorization, AccessKeyNotFound, SignatureMismatch,
+                                            ContentHashMismatch, TimeExpired, NonceUsed, Forbidden, KeysNotConfigured)
 
 
 def protocol_error(status: int, message: str) -> ApiError:

@@ -21,7 +21,7 @@ from urllib.parse import unquote
 from .app import MODELS_PATH, App, Caller, Request, Response, where
 from .errors import ApiError, InternalError, InvalidParameter, InvalidRegistration, ServiceUnavailable
 from .records import new_request_id, record_json
-from .routes import REGISTRATION
+from .routes import CREATE_MODEL, REGISTRATION
 from .stores.base import InvalidKey, NotFound, Store, Unavailable, check_key
 
 log = logging.getLogger(__name__)
@@ -133,9 +133,9 @@ def handle_event(app: App, raw: bytes | str, caller: Caller) -> str:
         if _is_oss_event(event):
             return _finish([_register_object(app, record, caller) for record in event["events"]])
         if _has(event, triggerTime=str, triggerName=str):  # FC's timer trigger: the registry's upkeep
-            summary = app.registry.sweep()
+            summary = app.sweep()
             log.info(json.dumps({"Operation": "Sweep", "Checked": summary["Checked"], "Removed": len(summary["Removed"]),
-                                 "TemporaryFiles": summary["TemporaryFiles"]}))
+                                 "TemporaryFiles": summary["TemporaryFiles"], "Nonces": summary["Nonces"]}))
             return json.dumps(summary)
     if isinstance(event, list):
         if len(event) > MAX_BATCH:  # answered, not raised: delivering it again could only fail again
@@ -156,7 +156,7 @@ def _handle_message(app: App, message: Any, text: bytes | str | None, caller: Ca
                 text, message = None, payload(message)
                 break
     request = create_request(message if text is None else text)
-    response = app.handle(request, caller, REGISTRATION if _carries_version(request.body) else None)
+    response = app.handle(request, caller, REGISTRATION if _carries_version(request.body) else CREATE_MODEL)
     return response, response.body
 
 
@@ -208,7 +208,7 @@ def _register(app: App, record: dict[str, Any], caller: Caller) -> tuple[Respons
     except Unavailable as e:  # any other store error is unexpected: _register_object answers it
         log.error("storage unavailable: %s", e.cause)
         return _failed(ServiceUnavailable("could not read the registration"), outcome)
-    response = app.handle(request, caller, REGISTRATION if _carries_version(request.body) else None)
+    response = app.handle(request, caller, REGISTRATION if _carries_version(request.body) else CREATE_MODEL)
     outcome.update(Status=response.status, **response.body)
     if not response.retryable:
         try:

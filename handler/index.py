@@ -10,13 +10,14 @@ from urllib.parse import parse_qsl, quote
 
 from . import events, records
 from .app import App, Caller, Request, Response
+from .auth import KeyRing, Verifier
 from .config import Settings
 from .credentials import CredentialSource
-from .errors import MalformedRequest
+from .errors import KeysNotConfigured, MalformedRequest
 from .registry import Registry
 from .routes import ROUTES
 from .stores import open_store
-from .stores.base import time_budget
+from .stores.base import NotFound, time_budget
 from .validation import validator
 
 ANSWER_MARGIN = 2.0  # seconds of FC's timeout kept for answering after storage gave up
@@ -36,8 +37,38 @@ def build_app(settings: Settings) -> App:
                 validator(schema)
     store = open_store(settings.store_url, oss_endpoint=settings.oss_endpoint, oss_region=settings.oss_region,
                        credentials=credentials, pool_size=settings.oss_pool_size)
+    verifier = None
+    if settings.access_keys:
+        verifier = Verifier(KeyRing(_keys_loader(settings)), store)
     return App(Registry(store, settings.max_workspace_bytes), default_workspace=settings.default_workspace,
-               max_body_bytes=settings.max_body_bytes)
+               max_body_bytes=settings.max_body_bytes, verifier=verifier, require_signatures=settings.require_signatures)
+
+
+def _keys_loader(settings: Settings) -> Callable[[], bytes]:
+    """Reads the access keys document where ACCESS_KEYS says: a file, or an OSS object read with the function's
+    own credentials. A missing or unreadable document refuses every request (KeysNotConfigured), never opens them."""
+    url = settings.access_keys or ""
+    scheme, _, rest = url.partition("://")
+    if scheme == "file":
+        def from_file() -> bytes:
+            try:
+                with open(rest, "rb") as f:
+                    return f.read()
+            except OSError:
+                raise KeysNotConfigured("the access keys document cannot be read") from None
+        return from_file
+    if scheme == "oss":
+        bucket, _, key = rest.partition("/")
+        store = open_store(f"oss://{bucket}/", oss_endpoint=settings.oss_endpoint, oss_region=settings.oss_region,
+                           credentials=credentials, pool_size=2)
+
+        def from_oss() -> bytes:
+            try:
+                return store.get(key)
+            except NotFound:  # unreachable storage stays a 503 (retry), not a refusal
+                raise KeysNotConfigured("the access keys document does not exist yet") from None
+        return from_oss
+    raise ValueError("ACCESS_KEYS must look like file://PATH or oss://BUCKET/KEY")
 
 
 def get_app() -> App:
@@ -59,7 +90,7 @@ def set_app(app: App | None) -> None:
 def caller_of(context: Any) -> Caller:
     credentials.offer(context)
     account = getattr(context, "account_id", None)
-    return Caller(owner_id=str(account) if account else None)
+    return Caller(owner_id=str(account) if account else None, actor=f"fc-account:{account}" if account else "local")
 
 
 def time_left(context: Any) -> float | None:

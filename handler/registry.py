@@ -260,6 +260,26 @@ class Registry:
                 return
         log.warning("the record of a model kept changing under its writer; its next change rewrites it")
 
+    def history(self, model_id: str) -> list[dict[str, Any]]:
+        """Every committed change of a model and its versions, oldest first: its seq, who made it
+        (an access key, or the FC account of an event), when, and what kind of change."""
+        workspace = self.workspace_of(model_id)
+        found: list[dict[str, Any]] = []
+        for key in self.store.list(f"catalog/{workspace.id}/log/"):
+            entry = json.loads(self.store.get(key))
+            for change in entry["Changes"]:
+                kind = next(k for k in ("Put", "Delete", "PutVersion", "DeleteVersion") if k in change)
+                subject = change[kind]
+                touched = (subject == model_id if kind == "Delete" else
+                           subject.get("Model", {}).get("ModelId") == model_id if kind == "Put" else
+                           subject.get("ModelId") == model_id)
+                if touched:
+                    version = (subject.get("Version", {}).get("VersionName") if kind == "PutVersion"
+                               else subject.get("VersionName") if kind == "DeleteVersion" else None)
+                    found.append({"Seq": entry["Seq"], "By": change.get("By", "unknown"), "Change": kind,
+                                  "At": change.get("At", entry.get("Time", "")), **({"VersionName": version} if version else {})})
+        return found
+
     # --- upkeep ---
 
     def sweep(self, older_than: float = SWEEP_AGE) -> dict[str, Any]:

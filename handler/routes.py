@@ -19,7 +19,7 @@ _PARAMETER = re.compile(r"\{([A-Za-z]+)\}")
 
 # Errors any route may answer, besides its own (the local server's own limits included).
 COMMON_ERRORS: tuple[type[ApiError], ...] = (errors.InternalError, errors.ServiceUnavailable, errors.UriTooLong,
-                                             errors.HeadersTooLarge)
+                                             errors.HeadersTooLarge, *errors.AUTH_ERRORS)
 BODY_ERRORS: tuple[type[ApiError], ...] = (errors.BadRequest, errors.InvalidParameter, errors.PayloadTooLarge,
                                            errors.UnsupportedMediaType)
 
@@ -141,3 +141,4 @@ def _registration() -> Route:
 
 
 REGISTRATION = _registration()  # reached by events only: no HTTP path, so not in the OpenAPI document
+CREATE_MODEL = next(route for route in ROUTES if route.operation == "CreateModel")  # what an event without Version runs

@@ -216,6 +216,7 @@ class Draft:
         self.bytes = base.bytes
         self.max_bytes = max_bytes
         self.changes: list[Change] = []
+        self.by: dict[str, str] = {}  # who makes the changes the plan now running adds, and when
         self._models: dict[str, Entry | None] = {}
         self._names: dict[str, str | None] = {}
         self._versions: dict[tuple[str, str], Entry | None] = {}
@@ -252,7 +253,7 @@ class Draft:
         if old is not None and self.named(old.name) == old.id:
             self._names[old.name] = None
         self._models[entry.id], self._names[entry.name] = entry, entry.id
-        self.changes.append({"Put": {"Model": record, "Fingerprint": fingerprint}})
+        self.changes.append({"Put": {"Model": record, "Fingerprint": fingerprint}, **self.by})
 
     def delete(self, model_id: str) -> list[str]:
         """Delete a model and its versions; the names of the versions it had."""
@@ -267,7 +268,7 @@ class Draft:
             self.bytes -= len(version.raw) if version else 0
             self._versions[(model_id, name)] = None
         self._models[model_id] = None
-        self.changes.append({"Delete": model_id})
+        self.changes.append({"Delete": model_id, **self.by})
         return gone
 
     def put_version(self, model_id: str, record: dict[str, Any], fingerprint: str, token: str | None = None) -> None:
@@ -281,10 +282,10 @@ class Draft:
         put: dict[str, Any] = {"ModelId": model_id, "Version": record, "Fingerprint": fingerprint, "Created": created}
         if token is not None:
             put["Token"] = token
-        self.changes.append({"PutVersion": put})
+        self.changes.append({"PutVersion": put, **self.by})
 
     def delete_version(self, model_id: str, name: str) -> None:
         old = self.version(model_id, name)
         self.bytes -= len(old.raw) if old else 0
         self._versions[(model_id, name)] = None
-        self.changes.append({"DeleteVersion": {"ModelId": model_id, "VersionName": name}})
+        self.changes.append({"DeleteVersion": {"ModelId": model_id, "VersionName": name}, **self.by})

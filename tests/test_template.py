@@ -365,3 +365,17 @@ def test_api_waits_at_least_as_long_as_the_function_may_run() -> None:
         arn = op["x-aliyun-apigateway-fc"]["arn"]
         fn = functions()[re.search(r"functions/\$\{(.+)\.Arn\}", arn).group(1)]
         assert op["x-aliyun-apigateway-fc"]["timeout"] >= fn["Properties"]["Timeout"] * 1000, (path, method)
+
+
+def test_the_sdk_reaches_the_function_and_the_function_checks_its_signatures() -> None:
+    """PAI's SDKs sign for the function, not for API Gateway's APP auth or FC's FUNCTION auth: both gateways
+    must let requests through, and every function must know where its access keys are (else it refuses all)."""
+    for path, method, op in _api_routes():
+        assert op.get("x-aliyun-apigateway-auth-type") == "ANONYMOUS", (path, method)
+    for name, fn in functions().items():
+        for event in fn["Events"].values():
+            if event["Type"] == "HTTP":
+                assert event["Properties"]["AuthType"] == "ANONYMOUS", name
+        keys = urlsplit(str(fn["Properties"]["EnvironmentVariables"]["ACCESS_KEYS"]))
+        store = urlsplit(str(fn["Properties"]["EnvironmentVariables"]["MODEL_STORE"]))
+        assert (keys.scheme, keys.netloc) == ("oss", bucket_name()) and keys.path.startswith(store.path + "/"), name

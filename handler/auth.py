@@ -1,0 +1,227 @@
+"""Signed and scoped access: the SDK's ACS3-HMAC-SHA256 and the older ROA (HMAC-SHA1) signatures
+verified, access keys with policies (workspaces, actions) read from ACCESS_KEYS, nonces accepted once.
+
+What each scheme protects: ACS3 covers the method, the path, the query, every header the client
+lists in SignedHeaders and the body (its SHA-256, checked against the body). ROA covers the method,
+the path, the query, `accept`, `content-type`, `date` and every `x-acs-*` header, but not the body:
+only HTTPS protects it, which is why a key may require ACS3.
+"""
+from __future__ import annotations
+
+import base64
+import email.utils
+import fnmatch
+import hashlib
+import hmac
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+from .errors import (
+    AccessKeyNotFound,
+    ContentHashMismatch,
+    InvalidAuthorization,
+    KeysNotConfigured,
+    MissingAuthorization,
+    NonceUsed,
+    SignatureMismatch,
+    TimeExpired,
+)
+from .stores.base import AlreadyExists, Store, Unavailable
+
+SKEW = 15 * 60  # seconds a request's time may differ from the server's
+RELOAD_EVERY = 60.0  # seconds an instance trusts its copy of the access keys
+_ACS3 = re.compile(r"ACS3-HMAC-SHA256 Credential=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]{64})")
+_ROA = re.compile(r"acs ([^:\s]+):([A-Za-z0-9+/=]{20,})")
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    """One key of the ACCESS_KEYS document."""
+
+    id: str
+    secret: str
+    workspaces: tuple[str, ...]
+    actions: tuple[str, ...]
+    require_acs3: bool = False
+
+    def __repr__(self) -> str:
+        return f"AccessKey(id={self.id!r}, secret=***)"
+
+    def may(self, action: str, workspace: str | None) -> bool:
+        allowed = any(fnmatch.fnmatchcase(action, pattern) for pattern in self.actions)
+        return allowed and (workspace is None or "*" in self.workspaces or workspace in self.workspaces)
+
+
+def parse_keys(data: bytes) -> dict[str, AccessKey]:
+    """The ACCESS_KEYS document: {"AccessKeys": [{"AccessKeyId", "AccessKeySecret", "Workspaces", "Actions"}]}."""
+    keys: dict[str, AccessKey] = {}
+    for item in json.loads(data)["AccessKeys"]:
+        if not item["AccessKeyId"] or not item["AccessKeySecret"]:
+            raise ValueError("an access key without an ID or a secret")
+        keys[str(item["AccessKeyId"])] = AccessKey(str(item["AccessKeyId"]), str(item["AccessKeySecret"]),
+                                                   tuple(item.get("Workspaces", ["*"])), tuple(item.get("Actions", ["*"])),
+                                                   bool(item.get("RequireAcs3", False)))
+    return keys
+
+
+class KeyRing:
+    """The access keys, read from where ACCESS_KEYS says, kept for RELOAD_EVERY seconds: a key rotated
+    or revoked in the document counts within a minute, without a redeploy."""
+
+    def __init__(self, load: Callable[[], bytes]) -> None:
+        self._load = load
+        self._keys: dict[str, AccessKey] | None = None
+        self._loaded_at = 0.0
+        self._lock = threading.Lock()
+
+    def get(self, key_id: str) -> AccessKey | None:
+        with self._lock:
+            if self._keys is None or time.monotonic() - self._loaded_at > RELOAD_EVERY:
+                try:
+                    self._keys, self._loaded_at = parse_keys(self._load()), time.monotonic()
+                except (ValueError, KeyError, TypeError):
+                    raise KeysNotConfigured("the access keys document is not {\"AccessKeys\": [...]}") from None
+                except Unavailable:
+                    if self._keys is None:
+                        raise
+                    # Storage is briefly unreachable: keep the keys read a minute ago (tried again next request).
+            return self._keys.get(key_id)
+
+
+def canonical_uri(path: str) -> str:
+    """Each segment of the path as sent, decoded and then encoded as the SDK encodes it (RFC 3986)."""
+    return "/".join(quote(unquote(segment), safe="~") for segment in (path or "/").split("/"))
+
+
+def canonical_query(pairs: Sequence[tuple[str, str]]) -> str:
+    encoded = sorted((quote(name, safe="~"), quote(value, safe="~")) for name, value in pairs)
+    return "&".join(f"{name}={value}" for name, value in encoded)
+
+
+def acs3_string_to_sign(method: str, path: str, pairs: Sequence[tuple[str, str]], headers: dict[str, str],
+                        signed: list[str], payload_hash: str) -> str:
+    canonical_headers = "".join(f"{name}:{headers.get(name, '').strip()}\n" for name in signed)
+    request = f"{method}\n{canonical_uri(path)}\n{canonical_query(pairs)}\n{canonical_headers}\n{';'.join(signed)}\n{payload_hash}"
+    return "ACS3-HMAC-SHA256\n" + hashlib.sha256(request.encode()).hexdigest()
+
+
+def roa_string_to_sign(method: str, path: str, pairs: Sequence[tuple[str, str]], headers: dict[str, str]) -> str:
+    head = "\n".join([method, *(headers.get(name, "") for name in ("accept", "content-md5", "content-type", "date"))]) + "\n"
+    acs = "".join(f"{name}:{headers[name]}\n" for name in sorted(headers) if name.startswith("x-acs-"))
+    resource = unquote(path)
+    if pairs:
+        resource += "?" + "&".join(name if value == "" else f"{name}={value}" for name, value in sorted(pairs))
+    return head + acs + resource
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a verified request comes from."""
+
+    key: AccessKey
+
+
+class Verifier:
+    """Checks a request's signature, time and nonce against the key ring; refuses with the SDK's codes."""
+
+    def __init__(self, keys: KeyRing, store: Store, now: Callable[[], float] = time.time) -> None:
+        self.keys = keys
+        self.store = store
+        self.now = now
+
+    def verify(self, method: str, path: str, pairs: Sequence[tuple[str, str]], headers: dict[str, str], body: bytes,
+               writes: bool) -> Principal:
+        authorization = headers.get("authorization", "")
+        if not authorization:
+            raise MissingAuthorization("this registry requires signed requests: no Authorization header")
+        acs3, roa = _ACS3.fullmatch(authorization.strip()), _ROA.fullmatch(authorization.strip())
+        if acs3 is None and roa is None:
+            raise InvalidAuthorization("Authorization is neither ACS3-HMAC-SHA256 nor an ROA signature")
+        key_id = (acs3 or roa).group(1)  # type: ignore[union-attr]
+        key = self.keys.get(key_id)
+        if key is None:
+            raise AccessKeyNotFound(f"no access key {key_id[:64]}")
+        if acs3 is not None:
+            moment = self._acs3(key, acs3, method, path, pairs, headers, body)
+        else:
+            assert roa is not None
+            if key.require_acs3:
+                raise InvalidAuthorization("this access key signs with ACS3-HMAC-SHA256 only")
+            moment = self._roa(key, roa, method, path, pairs, headers)
+        if writes:
+            self._once(key.id, headers.get("x-acs-signature-nonce", ""), moment)
+        return Principal(key)
+
+    def _acs3(self, key: AccessKey, found: re.Match[str], method: str, path: str, pairs: Sequence[tuple[str, str]],
+              headers: dict[str, str], body: bytes) -> float:
+        signed = found.group(2).split(";")
+        if signed != sorted(signed) or not {"x-acs-date", "x-acs-content-sha256"} <= set(signed):
+            raise InvalidAuthorization("SignedHeaders must be sorted and include x-acs-date and x-acs-content-sha256")
+        if any(name not in headers for name in signed):
+            raise InvalidAuthorization("a header named in SignedHeaders is missing")
+        payload = headers["x-acs-content-sha256"].strip().lower()
+        expected = hmac.new(key.secret.encode(), acs3_string_to_sign(method, path, pairs, headers, signed, payload).encode(),
+                            hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, found.group(3)):
+            raise SignatureMismatch("the signature does not match this request")
+        if not hmac.compare_digest(payload, hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256):
+            raise ContentHashMismatch("x-acs-content-sha256 is not the SHA-256 of the body")
+        return self._fresh(_iso_seconds(headers["x-acs-date"]))
+
+    def _roa(self, key: AccessKey, found: re.Match[str], method: str, path: str, pairs: Sequence[tuple[str, str]],
+             headers: dict[str, str]) -> float:
+        if "date" not in headers or "x-acs-signature-nonce" not in headers:
+            raise InvalidAuthorization("an ROA signature needs the date and x-acs-signature-nonce headers")
+        expected = base64.b64encode(hmac.new(key.secret.encode(), roa_string_to_sign(method, path, pairs, headers).encode(),
+                                             hashlib.sha1).digest()).decode()
+        if not hmac.compare_digest(expected, found.group(2)):
+            raise SignatureMismatch("the signature does not match this request")
+        try:
+            moment = email.utils.parsedate_to_datetime(headers["date"]).timestamp()
+        except (TypeError, ValueError):
+            raise InvalidAuthorization("the date header is not an HTTP date") from None
+        return self._fresh(moment)
+
+    def _fresh(self, moment: float | None) -> float:
+        if moment is None:
+            raise InvalidAuthorization("the request's time is not a UTC time like 2021-01-21T17:12:35Z")
+        if abs(self.now() - moment) > SKEW:
+            raise TimeExpired("the request's time is more than 15 minutes from the server's")
+        return moment
+
+    def _once(self, key_id: str, nonce: str, signed_at: float) -> None:
+        """Record a changing request's nonce with the store's create-only write: the one guard every
+        instance shares, one PUT per changing request. It is filed under the hour of the request's own
+        signed time, which a replay carries unchanged, so old hours can be swept."""
+        if not nonce:
+            raise InvalidAuthorization("a signed request that changes something needs x-acs-signature-nonce")
+        hour = time.strftime("%Y%m%d%H", time.gmtime(signed_at))
+        digest = hashlib.sha256(f"{key_id}\n{nonce}".encode()).hexdigest()
+        try:
+            # Bytes of this attempt's own: a store's create is idempotent for equal bytes (a retry of a
+            # write whose answer was lost), and a replay must not pass for that.
+            self.store.create(f"nonces/{hour}/{digest}", uuid.uuid4().hex.encode())
+        except AlreadyExists:
+            raise NonceUsed("this signature nonce was used before") from None
+
+
+    def sweep(self) -> int:
+        """Remove the nonces of hours whose requests are all too old to be accepted again; how many."""
+        oldest = time.strftime("%Y%m%d%H", time.gmtime(self.now() - SKEW - 3600))
+        stale = [key for key in self.store.list("nonces/") if key.split("/")[1] < oldest]
+        self.store.delete_many(stale)
+        return len(stale)
+
+
+def _iso_seconds(text: str) -> float | None:
+    from .state import seconds
+
+    return seconds(text.strip())
+
