@@ -193,6 +193,8 @@ class App:
         workspace = self._workspace_of(request, route, params, body)
         if workspace is not None and not principal.key.may(route.operation, workspace):
             raise Forbidden(f"access key {principal.key.id} may not call {route.operation} in workspace {workspace}")
+        if route.writes:
+            self.verifier.spend(principal)  # last: a request refused for its policy leaves no trace
         return Caller(caller.owner_id, principal.key.id)
 
     def _workspace_of(self, request: Request, route: Route, params: dict[str, str], body: bytes) -> str | None:

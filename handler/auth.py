@@ -123,9 +123,11 @@ def roa_string_to_sign(method: str, path: str, pairs: Sequence[tuple[str, str]],
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a verified request comes from."""
+    """Who a verified request comes from, and the nonce it spends if it is allowed to run."""
 
     key: AccessKey
+    nonce: str = ""
+    signed_at: float = 0.0
 
 
 class Verifier:
@@ -155,9 +157,10 @@ class Verifier:
             if key.require_acs3:
                 raise InvalidAuthorization("this access key signs with ACS3-HMAC-SHA256 only")
             moment = self._roa(key, roa, method, path, pairs, headers)
-        if writes:
-            self._once(key.id, headers.get("x-acs-signature-nonce", ""), moment)
-        return Principal(key)
+        nonce = headers.get("x-acs-signature-nonce", "")
+        if writes and not nonce:
+            raise InvalidAuthorization("a signed request that changes something needs x-acs-signature-nonce")
+        return Principal(key, nonce, moment)
 
     def _acs3(self, key: AccessKey, found: re.Match[str], method: str, path: str, pairs: Sequence[tuple[str, str]],
               headers: dict[str, str], body: bytes) -> float:
@@ -196,14 +199,12 @@ class Verifier:
             raise TimeExpired("the request's time is more than 15 minutes from the server's")
         return moment
 
-    def _once(self, key_id: str, nonce: str, signed_at: float) -> None:
-        """Record a changing request's nonce with the store's create-only write: the one guard every
-        instance shares, one PUT per changing request. It is filed under the hour of the request's own
-        signed time, which a replay carries unchanged, so old hours can be swept."""
-        if not nonce:
-            raise InvalidAuthorization("a signed request that changes something needs x-acs-signature-nonce")
-        hour = time.strftime("%Y%m%d%H", time.gmtime(signed_at))
-        digest = hashlib.sha256(f"{key_id}\n{nonce}".encode()).hexdigest()
+    def spend(self, principal: Principal) -> None:
+        """Record a changing request's nonce, once its policy lets it run, with the store's create-only
+        write: the one guard every instance shares, one PUT per changing request. It is filed under the
+        hour of the request's own signed time, which a replay carries unchanged, so old hours can be swept."""
+        hour = time.strftime("%Y%m%d%H", time.gmtime(principal.signed_at))
+        digest = hashlib.sha256(f"{principal.key.id}\n{principal.nonce}".encode()).hexdigest()
         try:
             # Bytes of this attempt's own: a store's create is idempotent for equal bytes (a retry of a
             # write whose answer was lost), and a replay must not pass for that.
