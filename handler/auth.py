@@ -9,6 +9,7 @@ only HTTPS protects it, which is why a key may require ACS3.
 from __future__ import annotations
 
 import base64
+import calendar
 import email.utils
 import fnmatch
 import hashlib
@@ -38,6 +39,7 @@ SKEW = 15 * 60  # seconds a request's time may differ from the server's
 RELOAD_EVERY = 60.0  # seconds an instance trusts its copy of the access keys
 _ACS3 = re.compile(r"ACS3-HMAC-SHA256 Credential=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]{64})")
 _ROA = re.compile(r"acs ([^:\s]+):([A-Za-z0-9+/=]{20,})")
+_ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
@@ -63,12 +65,22 @@ def parse_keys(data: bytes) -> dict[str, AccessKey]:
     """The ACCESS_KEYS document: {"AccessKeys": [{"AccessKeyId", "AccessKeySecret", "Workspaces", "Actions"}]}."""
     keys: dict[str, AccessKey] = {}
     for item in json.loads(data)["AccessKeys"]:
-        if not item["AccessKeyId"] or not item["AccessKeySecret"]:
-            raise ValueError("an access key without an ID or a secret")
-        keys[str(item["AccessKeyId"])] = AccessKey(str(item["AccessKeyId"]), str(item["AccessKeySecret"]),
-                                                   tuple(item.get("Workspaces", ["*"])), tuple(item.get("Actions", ["*"])),
-                                                   bool(item.get("RequireAcs3", False)))
+        key_id, secret = item["AccessKeyId"], item["AccessKeySecret"]
+        workspaces, actions = item.get("Workspaces", ["*"]), item.get("Actions", ["*"])
+        require_acs3 = item.get("RequireAcs3", False)
+        # Strict: a string where a list belongs ("team-*") would be read as its characters, "*" among them.
+        if not (_text(key_id) and _text(secret) and _texts(workspaces) and _texts(actions) and isinstance(require_acs3, bool)):
+            raise ValueError("an access key is not {AccessKeyId, AccessKeySecret: text, Workspaces, Actions: lists of text}")
+        keys[key_id] = AccessKey(key_id, secret, tuple(workspaces), tuple(actions), require_acs3)
     return keys
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _texts(value: object) -> bool:
+    return isinstance(value, list) and all(_text(item) for item in value)
 
 
 class KeyRing:
@@ -86,7 +98,7 @@ class KeyRing:
             if self._keys is None or time.monotonic() - self._loaded_at > RELOAD_EVERY:
                 try:
                     self._keys, self._loaded_at = parse_keys(self._load()), time.monotonic()
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, KeyError, TypeError, RecursionError):
                     raise KeysNotConfigured("the access keys document is not {\"AccessKeys\": [...]}") from None
                 except Unavailable:
                     if self._keys is None:
@@ -151,7 +163,7 @@ class Verifier:
         if key is None:
             raise AccessKeyNotFound(f"no access key {key_id[:64]}")
         if acs3 is not None:
-            moment = self._acs3(key, acs3, method, path, pairs, headers, body)
+            moment = self._acs3(key, acs3, method, path, pairs, headers, body, writes)
         else:
             assert roa is not None
             if key.require_acs3:
@@ -163,10 +175,11 @@ class Verifier:
         return Principal(key, nonce, moment)
 
     def _acs3(self, key: AccessKey, found: re.Match[str], method: str, path: str, pairs: Sequence[tuple[str, str]],
-              headers: dict[str, str], body: bytes) -> float:
+              headers: dict[str, str], body: bytes, writes: bool) -> float:
         signed = found.group(2).split(";")
-        if signed != sorted(signed) or not {"x-acs-date", "x-acs-content-sha256"} <= set(signed):
-            raise InvalidAuthorization("SignedHeaders must be sorted and include x-acs-date and x-acs-content-sha256")
+        needed = {"x-acs-date", "x-acs-content-sha256"} | ({"x-acs-signature-nonce"} if writes else set())
+        if signed != sorted(signed) or not needed <= set(signed):
+            raise InvalidAuthorization(f"SignedHeaders must be sorted and include {', '.join(sorted(needed))}")
         if any(name not in headers for name in signed):
             raise InvalidAuthorization("a header named in SignedHeaders is missing")
         payload = headers["x-acs-content-sha256"].strip().lower()
@@ -187,10 +200,12 @@ class Verifier:
         if not hmac.compare_digest(expected, found.group(2)):
             raise SignatureMismatch("the signature does not match this request")
         try:
-            moment = email.utils.parsedate_to_datetime(headers["date"]).timestamp()
+            when = email.utils.parsedate_to_datetime(headers["date"])
         except (TypeError, ValueError):
-            raise InvalidAuthorization("the date header is not an HTTP date") from None
-        return self._fresh(moment)
+            when = None
+        if when is None or when.tzinfo is None:  # no zone: it would be read in the server's own time
+            raise InvalidAuthorization("the date header is not an HTTP date like Mon, 30 Nov 2026 10:41:20 GMT")
+        return self._fresh(when.timestamp())
 
     def _fresh(self, moment: float | None) -> float:
         if moment is None:
@@ -222,7 +237,11 @@ class Verifier:
 
 
 def _iso_seconds(text: str) -> float | None:
-    from .state import seconds
-
-    return seconds(text.strip())
+    """Epoch seconds of `2021-01-21T17:12:35Z`, the one form the SDK sends; None for anything else."""
+    if not _ISO_UTC.fullmatch(text.strip()):
+        return None
+    try:
+        return calendar.timegm(time.strptime(text.strip(), "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return None
 

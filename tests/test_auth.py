@@ -3,6 +3,7 @@ forged, replayed or out-of-policy request is refused with the SDK's code and wri
 from __future__ import annotations
 
 import hashlib
+import hmac
 import http.client
 import json
 import time
@@ -21,7 +22,7 @@ from alibabacloud_tea_openapi import models as open_api
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handler import errors, index
+from handler import auth, errors, index
 from handler.app import App, Request
 from handler.config import Settings
 from handler.local import LocalServer
@@ -318,7 +319,6 @@ def test_the_local_server_with_keys_listens_anywhere_and_checks_signatures(tmp_p
 
 
 def test_a_key_rotated_or_revoked_in_the_document_counts_within_a_minute(monkeypatch) -> None:
-    from handler import auth
     from handler.stores.base import Unavailable
 
     clock = [1000.0]
@@ -361,3 +361,53 @@ def test_events_need_no_signature_and_are_attributed_to_the_fc_account(tmp_path:
         index.set_app(None)
     (entry,) = [json.loads(app.registry.store.get(k)) for k in app.registry.store.list("catalog/default/log/")]
     assert answer["ModelId"] and [c["By"] for c in entry["Changes"]] == ["fc-account:1234567890"]
+
+
+def resign(method: str, headers: dict[str, str], signed: list[str], path: str = "/api/v1/models") -> dict[str, str]:
+    """The headers signed again as ACS3 over exactly `signed` (a client other than the SDK may choose them)."""
+    text = auth.acs3_string_to_sign(method, path, [], headers, signed, headers["x-acs-content-sha256"])
+    signature = hmac.new(b"admin-secret", text.encode(), hashlib.sha256).hexdigest()
+    return {**headers, "authorization": f"ACS3-HMAC-SHA256 Credential=admin,SignedHeaders={';'.join(signed)},Signature={signature}"}
+
+
+def test_a_changing_request_must_sign_its_nonce(tmp_path: Path) -> None:
+    """Else a captured request could be replayed with a fresh, unsigned nonce."""
+    app = signed_app(tmp_path)
+    body = json.dumps({"ModelName": "unsigned-nonce"}).encode()
+    headers = resign("POST", sign("POST", "/api/v1/models", {}, body), ["x-acs-content-sha256", "x-acs-date"])
+    answer = app.handle(Request("POST", "/api/v1/models", body, headers=headers))
+    assert (answer.status, answer.body["Code"]) == (400, "InvalidAuthorization")
+    assert "x-acs-signature-nonce" in answer.body["Message"] and app.registry.store.list("") == []
+    read = app.handle(Request("GET", "/api/v1/models", headers=headers))
+    assert read.body["Code"] == "SignatureDoesNotMatch"  # a read needs no nonce, but this one was signed for a POST
+
+
+@pytest.mark.parametrize("item", [
+    {"Workspaces": "team-*"},  # a string, not a list: its characters would include "*"
+    {"Actions": "Get*"},
+    {"Actions": [1]},
+    {"RequireAcs3": "false"},
+    {"AccessKeySecret": ""},
+    {"AccessKeyId": 7},
+])
+def test_an_access_keys_document_of_the_wrong_shape_refuses_everything(tmp_path: Path, item: dict[str, Any]) -> None:
+    app = signed_app(tmp_path, {"AccessKeys": [{"AccessKeyId": "admin", "AccessKeySecret": "admin-secret", **item}]})
+    answer = app.handle(Request("GET", "/api/v1/models", headers=sign("GET", "/api/v1/models", {}, b"")))
+    assert (answer.status, answer.body["Code"]) == (403, "Forbidden.AccessKeysNotConfigured")
+
+
+def test_a_deeply_nested_keys_document_refuses_everything(tmp_path: Path) -> None:
+    document = tmp_path / "access-keys.json"
+    document.write_text("[" * 100_000 + "]" * 100_000)
+    app = index.build_app(Settings.from_env({"MODEL_STORE": "memory://", "ACCESS_KEYS": f"file://{document}"}))
+    answer = app.handle(Request("GET", "/api/v1/models", headers=sign("GET", "/api/v1/models", {}, b"")))
+    assert answer.body["Code"] == "Forbidden.AccessKeysNotConfigured"
+
+
+@pytest.mark.parametrize("date", ["{now}+08:00", "{now}Zjunk", "{now}".replace("-", "/"), "{now}"])
+def test_a_request_time_in_another_form_than_the_sdks_is_refused(tmp_path: Path, date: str) -> None:
+    app = signed_app(tmp_path)
+    headers = sign("GET", "/api/v1/models", {}, b"")
+    headers["x-acs-date"] = date.format(now=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()))
+    headers = resign("GET", headers, sorted(h for h in headers if h.startswith("x-acs-") or h == "host"))
+    assert app.handle(Request("GET", "/api/v1/models", headers=headers)).body["Code"] == "InvalidAuthorization"
