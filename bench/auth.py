@@ -17,7 +17,7 @@ from handler.config import Settings
 
 from .report import Figure, median
 
-KEY, SECRET = "bench", "bench-secret"
+KEY, SECRET = "bench", "bench-secret-long-enough"
 
 
 def signed(method: str, path: str, body: bytes = b"") -> dict[str, str]:

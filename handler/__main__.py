@@ -93,12 +93,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace, app: Any) -> int:
     from . import index
+    from .errors import ApiError
     from .local import LocalServer
 
     loopback = args.host in ("127.0.0.1", "::1", "localhost") or args.host.startswith("127.")
     if app.verifier is None and not loopback:
         if not args.insecure:
-            print(f"refusing to listen on {args.host} without access keys (set ACCESS_KEYS, or pass --insecure)",
+            print(f"refusing to listen on {args.host or 'every address'} without access keys (set ACCESS_KEYS, or pass --insecure)",
                   file=sys.stderr)
             return 2
         print("warning: listening beyond this machine without access keys: anyone who reaches it can change models",
@@ -110,6 +111,10 @@ def _serve(args: argparse.Namespace, app: Any) -> int:
         return 1
     if app.verifier is not None:
         mode = "signed requests only (ACCESS_KEYS)"
+        try:
+            app.verifier.keys.get("")  # read the document now: a problem is logged at startup, not only answered as 403s
+        except ApiError:
+            pass
     else:
         mode = "no signatures checked: " + ("loopback only" if loopback else "open to anyone who reaches it (--insecure)")
     print(f"PAI model registry listening on {server.url} (store: {_store_location()}; {mode})", file=sys.stderr, flush=True)

@@ -15,6 +15,7 @@ import fnmatch
 import hashlib
 import hmac
 import json
+import logging
 import re
 import threading
 import time
@@ -36,6 +37,8 @@ from .errors import (
 from .stores.base import AlreadyExists, Store, Unavailable
 
 SKEW = 15 * 60  # seconds a request's time may differ from the server's
+log = logging.getLogger(__name__)
+MIN_SECRET = 16  # characters of a secret, at least
 RELOAD_EVERY = 60.0  # seconds an instance trusts its copy of the access keys
 _ACS3 = re.compile(r"ACS3-HMAC-SHA256 Credential=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]{64})")
 _ROA = re.compile(r"acs ([^:\s]+):([A-Za-z0-9+/=]{20,})")
@@ -61,6 +64,10 @@ class AccessKey:
         return allowed and (workspace is None or "*" in self.workspaces or workspace in self.workspaces)
 
 
+class BadKeysDocument(ValueError):
+    """What is wrong with an access keys document, said without its secrets."""
+
+
 def parse_keys(data: bytes) -> dict[str, AccessKey]:
     """The ACCESS_KEYS document: {"AccessKeys": [{"AccessKeyId", "AccessKeySecret", "Workspaces", "Actions"}]}."""
     keys: dict[str, AccessKey] = {}
@@ -70,7 +77,11 @@ def parse_keys(data: bytes) -> dict[str, AccessKey]:
         require_acs3 = item.get("RequireAcs3", False)
         # Strict: a string where a list belongs ("team-*") would be read as its characters, "*" among them.
         if not (_text(key_id) and _text(secret) and _texts(workspaces) and _texts(actions) and isinstance(require_acs3, bool)):
-            raise ValueError("an access key is not {AccessKeyId, AccessKeySecret: text, Workspaces, Actions: lists of text}")
+            raise BadKeysDocument("an access key is not {AccessKeyId, AccessKeySecret: text, Workspaces, Actions: lists of text}")
+        if len(secret) < MIN_SECRET:  # a placeholder copied from an example, or a guessable word
+            raise BadKeysDocument(f"the secret of access key {key_id[:64]!r} is shorter than {MIN_SECRET} characters")
+        if key_id in keys:  # which of the two would win is a guess: the document says two things
+            raise BadKeysDocument(f"access key {key_id[:64]!r} appears twice")
         keys[key_id] = AccessKey(key_id, secret, tuple(workspaces), tuple(actions), require_acs3)
     return keys
 
@@ -98,8 +109,13 @@ class KeyRing:
             if self._keys is None or time.monotonic() - self._loaded_at > RELOAD_EVERY:
                 try:
                     self._keys, self._loaded_at = parse_keys(self._load()), time.monotonic()
-                except (ValueError, KeyError, TypeError, RecursionError):
-                    raise KeysNotConfigured("the access keys document is not {\"AccessKeys\": [...]}") from None
+                except (ValueError, KeyError, TypeError, RecursionError) as e:
+                    why = f" ({e})" if isinstance(e, BadKeysDocument) else " (not JSON of the documented shape)"
+                    log.warning("the access keys document is unusable%s: every request is refused", why)
+                    raise KeysNotConfigured("the access keys document is not {\"AccessKeys\": [...]} as documented") from None
+                except KeysNotConfigured as e:
+                    log.warning("%s: every request is refused", e.message)
+                    raise
                 except Unavailable:
                     if self._keys is None:
                         raise
@@ -161,7 +177,7 @@ class Verifier:
         key_id = (acs3 or roa).group(1)  # type: ignore[union-attr]
         key = self.keys.get(key_id)
         if key is None:
-            raise AccessKeyNotFound(f"no access key {key_id[:64]}")
+            raise AccessKeyNotFound(f"no access key {key_id[:64]!r}")
         if acs3 is not None:
             moment = self._acs3(key, acs3, method, path, pairs, headers, body, writes)
         else:

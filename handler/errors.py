@@ -206,7 +206,7 @@ class Forbidden(ApiError):
 
 class KeysNotConfigured(ApiError):
     status, code = 403, "Forbidden.AccessKeysNotConfigured"
-    meaning = "The function runs on FC without ACCESS_KEYS: every API request is refused."
+    meaning = "No usable access keys (on FC without ACCESS_KEYS, or a missing or malformed document): every API request is refused."
 
 
 CATALOGUE: tuple[type[ApiError], ...] = (

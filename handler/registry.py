@@ -50,6 +50,12 @@ class RecordFile:
     current: Callable[[], tuple[Entry | None, int]]
 
 
+_HISTORY_KINDS = {  # a change's kind: the operation of its first appearance, of a later one, of a delete
+    "Put": ("CreateModel", "UpdateModel", None), "Delete": (None, None, "DeleteModel"),
+    "PutVersion": ("CreateModelVersion", "UpdateModelVersion", None), "DeleteVersion": (None, None, "DeleteModelVersion"),
+}
+
+
 class Registry:
     """The model operations; knows keys, records and the catalog, not HTTP or events."""
 
@@ -261,22 +267,33 @@ class Registry:
         log.warning("the record of a model kept changing under its writer; its next change rewrites it")
 
     def history(self, model_id: str) -> list[dict[str, Any]]:
-        """Every committed change of a model and its versions, oldest first: its seq, who made it
-        (an access key, or the FC account of an event), when, and what kind of change."""
-        workspace = self.workspace_of(model_id)
+        """Every committed change of a model and its versions, oldest first, a deleted model's too: its
+        seq, who made it (an access key, or the FC account of an event), when, and which operation."""
+        try:
+            homes = [self.workspace_of(model_id).id]
+        except ModelNotFound:  # deleted (or never created): look through every workspace's log
+            homes = sorted({key.split("/")[1] for key in self.store.list("catalog/") if "/log/" in key})
         found: list[dict[str, Any]] = []
-        for key in self.store.list(f"catalog/{workspace.id}/log/"):
-            entry = json.loads(self.store.get(key))
-            for change in entry["Changes"]:
-                kind = next(k for k in ("Put", "Delete", "PutVersion", "DeleteVersion") if k in change)
-                subject = change[kind]
-                touched = (subject == model_id if kind == "Delete" else
-                           subject.get("Model", {}).get("ModelId") == model_id if kind == "Put" else
-                           subject.get("ModelId") == model_id)
-                if touched:
+        seen: set[tuple[str, str | None]] = set()
+        for home in homes:
+            for key in self.store.list(f"catalog/{home}/log/"):
+                entry = json.loads(self.store.get(key))
+                for change in entry["Changes"]:
+                    kind = next(k for k in _HISTORY_KINDS if k in change)
+                    subject = change[kind]
+                    touched = (subject == model_id if kind == "Delete" else
+                               subject.get("Model", {}).get("ModelId") == model_id if kind == "Put" else
+                               subject.get("ModelId") == model_id)
+                    if not touched:
+                        continue
                     version = (subject.get("Version", {}).get("VersionName") if kind == "PutVersion"
                                else subject.get("VersionName") if kind == "DeleteVersion" else None)
-                    found.append({"Seq": entry["Seq"], "By": change.get("By", "unknown"), "Change": kind,
+                    created, updated, deleted = _HISTORY_KINDS[kind]
+                    operation = deleted or (updated if (kind, version) in seen else created)
+                    seen.add((kind, version))
+                    if kind == "DeleteVersion":  # a version of this name created again is a new one
+                        seen.discard(("PutVersion", version))
+                    found.append({"Seq": entry["Seq"], "By": change.get("By", "unknown"), "Change": operation,
                                   "At": change.get("At", entry.get("Time", "")), **({"VersionName": version} if version else {})})
         return found
 

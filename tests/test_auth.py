@@ -30,10 +30,10 @@ from tests.conftest import local_api, sdk_raises
 from tests.test_fuzz import FUZZ
 
 KEYS = {"AccessKeys": [
-    {"AccessKeyId": "admin", "AccessKeySecret": "admin-secret", "Workspaces": ["*"], "Actions": ["*"]},
-    {"AccessKeyId": "reader", "AccessKeySecret": "reader-secret", "Workspaces": ["*"], "Actions": ["Get*", "List*"]},
-    {"AccessKeyId": "team", "AccessKeySecret": "team-secret", "Workspaces": ["team-a"], "Actions": ["*"]},
-    {"AccessKeyId": "strict", "AccessKeySecret": "strict-secret", "Workspaces": ["*"], "Actions": ["*"], "RequireAcs3": True},
+    {"AccessKeyId": "admin", "AccessKeySecret": "admin-secret-for-tests", "Workspaces": ["*"], "Actions": ["*"]},
+    {"AccessKeyId": "reader", "AccessKeySecret": "reader-secret-for-tests", "Workspaces": ["*"], "Actions": ["Get*", "List*"]},
+    {"AccessKeyId": "team", "AccessKeySecret": "team-secret-for-tests", "Workspaces": ["team-a"], "Actions": ["*"]},
+    {"AccessKeyId": "strict", "AccessKeySecret": "strict-secret-for-tests", "Workspaces": ["*"], "Actions": ["*"], "RequireAcs3": True},
 ]}
 
 
@@ -68,13 +68,13 @@ def objects(app: App) -> list[str]:
 
 def test_a_key_does_everything_its_policy_allows_through_the_sdk(server) -> None:
     srv, app = server
-    admin = client(srv, "admin", "admin-secret")
+    admin = client(srv, "admin", "admin-secret-for-tests")
     model_id = admin.create_model(models.CreateModelRequest(model_name="signed")).body.model_id
     admin.update_model(model_id, models.UpdateModelRequest(domain="nlp"))
     admin.create_model_labels(model_id, models.CreateModelLabelsRequest(labels=[models.Label(key="k", value="v")]))
     version = admin.create_model_version(model_id, models.CreateModelVersionRequest(uri="oss://bucket.e/m/1")).body.version_name
     admin.update_model_version(model_id, version, models.UpdateModelVersionRequest(approval_status="Approved"))
-    reader = client(srv, "reader", "reader-secret")
+    reader = client(srv, "reader", "reader-secret-for-tests")
     assert reader.get_model(model_id, models.GetModelRequest()).body.latest_version.approval_status == "Approved"
     assert reader.list_models(models.ListModelsRequest()).body.total_count == 1
     assert reader.list_model_versions(model_id, models.ListModelVersionsRequest()).body.total_count == 1
@@ -93,9 +93,9 @@ def test_every_change_is_attributed_to_its_key(server, tmp_path: Path, capsys) -
     from handler.__main__ import main
 
     srv, app = server
-    admin = client(srv, "admin", "admin-secret")
+    admin = client(srv, "admin", "admin-secret-for-tests")
     model_id = admin.create_model(models.CreateModelRequest(model_name="owned")).body.model_id
-    client(srv, "team", "team-secret")  # another key, allowed only in team-a: it cannot touch this model
+    client(srv, "team", "team-secret-for-tests")  # another key, allowed only in team-a: it cannot touch this model
     admin.update_model(model_id, models.UpdateModelRequest(domain="cv"))
     entries = [json.loads(app.registry.store.get(k)) for k in app.registry.store.list("catalog/default/log/")]
     assert [change["By"] for entry in entries for change in entry["Changes"]] == ["admin", "admin"]
@@ -103,14 +103,20 @@ def test_every_change_is_attributed_to_its_key(server, tmp_path: Path, capsys) -
     index.set_app(app)
     assert main(["history", model_id]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split()[1:3] for line in lines] == [["admin", "Put"], ["admin", "Put"]]
+    assert [line.split()[1:3] for line in lines] == [["admin", "CreateModel"], ["admin", "UpdateModel"]]
+    version = admin.create_model_version(model_id, models.CreateModelVersionRequest(uri="oss://bucket.e/m/2")).body.version_name
+    admin.delete_model(model_id, models.DeleteModelRequest())
+    assert main(["history", model_id]) == 0  # a deleted model's history too: who deleted it
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[1:3] for line in lines][2:] == [["admin", "CreateModelVersion"], ["admin", "DeleteModel"]]
+    assert lines[2].endswith(version)
 
 
 @pytest.mark.parametrize(("key", "secret", "code", "status"), [
-    ("admin", "wrong-secret", "SignatureDoesNotMatch", 400),
+    ("admin", "wrong-secret-for-tests", "SignatureDoesNotMatch", 400),
     ("nobody", "whatever", "InvalidAccessKeyId.NotFound", 404),
-    ("reader", "reader-secret", "Forbidden.RAM", 403),  # an action outside the policy
-    ("team", "team-secret", "Forbidden.RAM", 403),  # a workspace outside the policy
+    ("reader", "reader-secret-for-tests", "Forbidden.RAM", 403),  # an action outside the policy
+    ("team", "team-secret-for-tests", "Forbidden.RAM", 403),  # a workspace outside the policy
 ])
 def test_a_request_outside_a_key_is_refused_and_writes_nothing(server, key: str, secret: str, code: str, status: int) -> None:
     srv, app = server
@@ -120,28 +126,28 @@ def test_a_request_outside_a_key_is_refused_and_writes_nothing(server, key: str,
 
 def test_a_key_limited_to_a_workspace_works_there_only(server) -> None:
     srv, _ = server
-    team = client(srv, "team", "team-secret")
+    team = client(srv, "team", "team-secret-for-tests")
     model_id = team.create_model(models.CreateModelRequest(model_name="t", workspace_id="team-a")).body.model_id
     assert team.list_models(models.ListModelsRequest(workspace_id="team-a")).body.total_count == 1
     sdk_raises("Forbidden.RAM", 403, lambda: team.list_models(models.ListModelsRequest()))  # the default workspace
-    admin_model = client(srv, "admin", "admin-secret").create_model(models.CreateModelRequest(model_name="a")).body.model_id
+    admin_model = client(srv, "admin", "admin-secret-for-tests").create_model(models.CreateModelRequest(model_name="a")).body.model_id
     sdk_raises("Forbidden.RAM", 403, lambda: team.get_model(admin_model, models.GetModelRequest()))
     assert team.get_model(model_id, models.GetModelRequest()).body.model_name == "t"
 
 
 def test_the_older_roa_signature_is_accepted_unless_the_key_requires_acs3(server) -> None:
     srv, app = server
-    roa = client(srv, "admin", "admin-secret", algorithm="v2")
+    roa = client(srv, "admin", "admin-secret-for-tests", algorithm="v2")
     model_id = roa.create_model(models.CreateModelRequest(model_name="roa")).body.model_id
     assert roa.get_model(model_id, models.GetModelRequest()).body.model_name == "roa"
-    sdk_raises("InvalidAuthorization", 400, lambda: client(srv, "strict", "strict-secret", "v2").list_models(
+    sdk_raises("InvalidAuthorization", 400, lambda: client(srv, "strict", "strict-secret-for-tests", "v2").list_models(
         models.ListModelsRequest()))
-    assert client(srv, "strict", "strict-secret").list_models(models.ListModelsRequest()).body.total_count == 1
+    assert client(srv, "strict", "strict-secret-for-tests").list_models(models.ListModelsRequest()).body.total_count == 1
 
 
 # --- raw requests, signed as the SDK signs them --------------------------------------------------
 
-def sign(method: str, path: str, query: dict[str, str], body: bytes, key: str = "admin", secret: str = "admin-secret",
+def sign(method: str, path: str, query: dict[str, str], body: bytes, key: str = "admin", secret: str = "admin-secret-for-tests",
          when: float | None = None, nonce: str | None = None, host: str = "127.0.0.1") -> dict[str, str]:
     headers = {"host": host, "x-acs-action": "Action", "x-acs-version": "2021-02-04", "accept": "application/json",
                "x-acs-date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when or time.time())),
@@ -332,7 +338,7 @@ def test_a_key_rotated_or_revoked_in_the_document_counts_within_a_minute(monkeyp
 
     ring = auth.KeyRing(load)
     assert ring.get("admin") is not None
-    document[0] = json.dumps({"AccessKeys": [{"AccessKeyId": "new", "AccessKeySecret": "s"}]}).encode()
+    document[0] = json.dumps({"AccessKeys": [{"AccessKeyId": "new", "AccessKeySecret": "a-new-secret-long-enough"}]}).encode()
     clock[0] += 30
     assert ring.get("admin") is not None and ring.get("new") is None  # cached for up to a minute
     clock[0] += 31
@@ -346,7 +352,7 @@ def test_a_key_rotated_or_revoked_in_the_document_counts_within_a_minute(monkeyp
     document[0] = json.dumps({"AccessKeys": [{"AccessKeyId": "blank", "AccessKeySecret": ""}]}).encode()
     with pytest.raises(errors.KeysNotConfigured):
         ring.get("blank")  # a key anyone could sign for is never accepted
-    key = auth.parse_keys(json.dumps({"AccessKeys": [{"AccessKeyId": "k", "AccessKeySecret": "s3cr3t"}]}).encode())["k"]
+    key = auth.parse_keys(json.dumps({"AccessKeys": [{"AccessKeyId": "k", "AccessKeySecret": "s3cr3t-s3cr3t-s3cr3t"}]}).encode())["k"]
     assert "s3cr3t" not in repr(key) and "s3cr3t" not in str(key)
 
 
@@ -366,7 +372,7 @@ def test_events_need_no_signature_and_are_attributed_to_the_fc_account(tmp_path:
 def resign(method: str, headers: dict[str, str], signed: list[str], path: str = "/api/v1/models") -> dict[str, str]:
     """The headers signed again as ACS3 over exactly `signed` (a client other than the SDK may choose them)."""
     text = auth.acs3_string_to_sign(method, path, [], headers, signed, headers["x-acs-content-sha256"])
-    signature = hmac.new(b"admin-secret", text.encode(), hashlib.sha256).hexdigest()
+    signature = hmac.new(b"admin-secret-for-tests", text.encode(), hashlib.sha256).hexdigest()
     return {**headers, "authorization": f"ACS3-HMAC-SHA256 Credential=admin,SignedHeaders={';'.join(signed)},Signature={signature}"}
 
 
@@ -388,12 +394,21 @@ def test_a_changing_request_must_sign_its_nonce(tmp_path: Path) -> None:
     {"Actions": [1]},
     {"RequireAcs3": "false"},
     {"AccessKeySecret": ""},
+    {"AccessKeySecret": "…"},  # the README's placeholder, pasted as it is
     {"AccessKeyId": 7},
 ])
 def test_an_access_keys_document_of_the_wrong_shape_refuses_everything(tmp_path: Path, item: dict[str, Any]) -> None:
-    app = signed_app(tmp_path, {"AccessKeys": [{"AccessKeyId": "admin", "AccessKeySecret": "admin-secret", **item}]})
+    app = signed_app(tmp_path, {"AccessKeys": [{"AccessKeyId": "admin", "AccessKeySecret": "admin-secret-for-tests", **item}]})
     answer = app.handle(Request("GET", "/api/v1/models", headers=sign("GET", "/api/v1/models", {}, b"")))
     assert (answer.status, answer.body["Code"]) == (403, "Forbidden.AccessKeysNotConfigured")
+
+
+def test_a_key_listed_twice_refuses_everything_and_says_why(tmp_path: Path, caplog) -> None:
+    twice = {"AccessKeyId": "admin", "AccessKeySecret": "another-secret-for-tests", "Workspaces": ["*"], "Actions": ["*"]}
+    app = signed_app(tmp_path, {"AccessKeys": [*KEYS["AccessKeys"], twice]})
+    answer = app.handle(Request("GET", "/api/v1/models", headers=sign("GET", "/api/v1/models", {}, b"")))
+    assert answer.body["Code"] == "Forbidden.AccessKeysNotConfigured"
+    assert "access key 'admin' appears twice" in caplog.text and "secret-for-tests" not in caplog.text
 
 
 def test_a_deeply_nested_keys_document_refuses_everything(tmp_path: Path) -> None:
