@@ -1,7 +1,8 @@
-"""Command line: `serve` runs the local API, `invoke` runs one event, `sweep` removes leftovers."""
+"""Command line: `serve` runs the local API, `invoke` runs one event, `history` prints a model's changes, `sweep` removes leftovers."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -9,7 +10,7 @@ import signal
 import sys
 from typing import Any
 
-DEFAULT_STORE = "file://./model-store"
+from .config import DEFAULT_LOCAL_STORE as DEFAULT_STORE
 
 
 class _LineFormatter(logging.Formatter):
@@ -111,10 +112,8 @@ def _serve(args: argparse.Namespace, app: Any) -> int:
         return 1
     if app.verifier is not None:
         mode = "signed requests only (ACCESS_KEYS)"
-        try:
+        with contextlib.suppress(ApiError):
             app.verifier.keys.get("")  # read the document now: a problem is logged at startup, not only answered as 403s
-        except ApiError:
-            pass
     else:
         mode = "no signatures checked: " + ("loopback only" if loopback else "open to anyone who reaches it (--insecure)")
     print(f"PAI model registry listening on {server.url} (store: {_store_location()}; {mode})", file=sys.stderr, flush=True)

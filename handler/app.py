@@ -86,6 +86,7 @@ class Call:
     route: Route
     params: dict[str, str]  # path parameters, decoded
     facts: dict[str, Any]  # added to the request's log line
+    parsed: dict[str, Any] | None = None  # the body, if the policy check has parsed it already
 
     @property
     def registry(self) -> Registry:
@@ -93,7 +94,7 @@ class Call:
 
     def body(self) -> dict[str, Any]:
         """The request's JSON object, checked against the route's body schema."""
-        fields = names.normalized(self.app.parse_body(self.request))
+        fields = names.normalized(self.parsed if self.parsed is not None else self.app.parse_body(self.request))
         if self.route.body:
             validate(self.route.body, fields)
         return fields
@@ -154,9 +155,10 @@ class App:
                 if name in params:
                     validate(f"common.json#/$defs/{name}", params[name], root=name)
                     facts[name] = params[name]
+            parsed = None
             if given is None:  # an HTTP request (events are authorized by the cloud's own permissions)
-                caller = self._authorize(request, route, params, caller, facts)
-            call = Call(self, request, caller, route, params, facts)
+                caller, parsed = self._authorize(request, route, params, caller, facts)
+            call = Call(self, request, caller, route, params, facts, parsed)
             if route.query is None:
                 call.no_query()
             with acting_as(caller.actor):  # every change it commits is attributed to the caller
@@ -175,57 +177,35 @@ class App:
         return response
 
     def _authorize(self, request: Request, route: Route, params: dict[str, str], caller: Caller,
-                   facts: dict[str, Any]) -> Caller:
-        """Verify the signature and the key's policy; the caller, now attributed to the key."""
+                   facts: dict[str, Any]) -> tuple[Caller, dict[str, Any] | None]:
+        """Verify the signature and the key's policy: the caller, now attributed to the key, and the body
+        if reading its workspace parsed it."""
         if self.verifier is None:
             if self.require_signatures:
                 raise KeysNotConfigured("no access keys are configured (ACCESS_KEYS): every request is refused")
-            return caller
-        if request.declared_size is not None and request.declared_size > self.max_body_bytes:
-            raise self._too_large()
-        if len(request.body) > -(-self.max_body_bytes // 3) * 4:
-            raise self._too_large()
+            return caller, None
         body = self._raw_body(request)
         principal = self.verifier.verify(request.method, request.path, request.query, dict(request.headers), body, route.writes)
         facts["AccessKeyId"] = principal.key.id
         if not principal.key.may(route.operation, None):
             raise Forbidden(f"access key {principal.key.id} may not call {route.operation}")
-        workspace = self._workspace_of(request, route, params, body)
-        if workspace is not None and not principal.key.may(route.operation, workspace):
+        parsed = self.parse_body(request) if route.body and "ModelId" not in params and body else None
+        workspace = self._workspace_of(request, route, params, parsed)
+        if not principal.key.may(route.operation, workspace):
             raise Forbidden(f"access key {principal.key.id} may not call {route.operation} in workspace {workspace}")
         if route.writes:
             self.verifier.spend(principal)  # last: a request refused for its policy leaves no trace
-        return Caller(caller.owner_id, principal.key.id)
+        return Caller(caller.owner_id, principal.key.id), parsed
 
-    def _workspace_of(self, request: Request, route: Route, params: dict[str, str], body: bytes) -> str | None:
+    def _workspace_of(self, request: Request, route: Route, params: dict[str, str], body: dict[str, Any] | None) -> str:
         """The workspace a request acts in: its model's, the one it names, or the default."""
         if "ModelId" in params:
             return self.registry.workspace_of(params["ModelId"]).id
-        if route.body:
-            named = parse_object(body).get("WorkspaceId") if body else None
-        else:
-            named = dict(request.query).get("WorkspaceId")
+        named = (body or {}).get("WorkspaceId") if route.body else dict(request.query).get("WorkspaceId")
         return named if isinstance(named, str) and named else self.default_workspace
 
     def _raw_body(self, request: Request) -> bytes:
-        """The body as signed: decoded from the gateway's base64, within the size limit."""
-        if not request.body_base64:
-            return request.body
-        try:
-            return base64.b64decode(request.body, validate=True)
-        except ValueError:
-            raise BadRequest("body is marked base64 but is not valid base64") from None
-
-    def parse_body(self, request: Request) -> dict[str, Any]:
-        """The JSON object a request carries, after the media-type and size checks."""
-        media_type, *params = request.headers.get("content-type", "").split(";")
-        media_type = media_type.strip().lower()
-        if media_type and media_type != "application/json" and not media_type.endswith("+json"):
-            raise UnsupportedMediaType(f"Content-Type {media_type[:100]} is not supported; send application/json")
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
-                raise UnsupportedMediaType(f"charset {value.strip()[:40]} is not supported; JSON is sent in UTF-8")
+        """The body as sent (and signed): decoded from the gateway's base64, within the size limit."""
         body = request.body
         if request.declared_size is not None and request.declared_size > self.max_body_bytes:
             raise self._too_large()
@@ -238,7 +218,19 @@ class App:
                 raise BadRequest("body is marked base64 but is not valid base64") from None
         if len(body) > self.max_body_bytes:
             raise self._too_large()
-        return parse_object(body)
+        return body
+
+    def parse_body(self, request: Request) -> dict[str, Any]:
+        """The JSON object a request carries, after the media-type and size checks."""
+        media_type, *params = request.headers.get("content-type", "").split(";")
+        media_type = media_type.strip().lower()
+        if media_type and media_type != "application/json" and not media_type.endswith("+json"):
+            raise UnsupportedMediaType(f"Content-Type {media_type[:100]} is not supported; send application/json")
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+                raise UnsupportedMediaType(f"charset {value.strip()[:40]} is not supported; JSON is sent in UTF-8")
+        return parse_object(self._raw_body(request))
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"body is larger than the limit of {self.max_body_bytes} bytes")

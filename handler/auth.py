@@ -40,6 +40,7 @@ SKEW = 15 * 60  # seconds a request's time may differ from the server's
 log = logging.getLogger(__name__)
 MIN_SECRET = 16  # characters of a secret, at least
 RELOAD_EVERY = 60.0  # seconds an instance trusts its copy of the access keys
+RETRY_AFTER = 5.0  # seconds before reading the document again when storage did not answer
 _ACS3 = re.compile(r"ACS3-HMAC-SHA256 Credential=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]{64})")
 _ROA = re.compile(r"acs ([^:\s]+):([A-Za-z0-9+/=]{20,})")
 _ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
@@ -101,26 +102,35 @@ class KeyRing:
     def __init__(self, load: Callable[[], bytes]) -> None:
         self._load = load
         self._keys: dict[str, AccessKey] | None = None
-        self._loaded_at = 0.0
+        self._failure = ""  # why there are no keys, kept as long as keys would be: one read and one log line a minute
+        self._loaded_at = float("-inf")
         self._lock = threading.Lock()
 
     def get(self, key_id: str) -> AccessKey | None:
         with self._lock:
-            if self._keys is None or time.monotonic() - self._loaded_at > RELOAD_EVERY:
-                try:
-                    self._keys, self._loaded_at = parse_keys(self._load()), time.monotonic()
-                except (ValueError, KeyError, TypeError, RecursionError) as e:
-                    why = f" ({e})" if isinstance(e, BadKeysDocument) else " (not JSON of the documented shape)"
-                    log.warning("the access keys document is unusable%s: every request is refused", why)
-                    raise KeysNotConfigured("the access keys document is not {\"AccessKeys\": [...]} as documented") from None
-                except KeysNotConfigured as e:
-                    log.warning("%s: every request is refused", e.message)
-                    raise
-                except Unavailable:
-                    if self._keys is None:
-                        raise
-                    # Storage is briefly unreachable: keep the keys read a minute ago (tried again next request).
+            if time.monotonic() - self._loaded_at > RELOAD_EVERY:
+                self._reload()
+            if self._keys is None:
+                raise KeysNotConfigured(self._failure)
             return self._keys.get(key_id)
+
+    def _reload(self) -> None:
+        try:
+            self._keys, self._failure = parse_keys(self._load()), ""
+        except (ValueError, KeyError, TypeError, RecursionError) as e:
+            why = f" ({e})" if isinstance(e, BadKeysDocument) else " (not JSON of the documented shape)"
+            log.warning("the access keys document is unusable%s: every request is refused", why)
+            self._keys, self._failure = None, "the access keys document is not {\"AccessKeys\": [...]} as documented"
+        except KeysNotConfigured as e:
+            log.warning("%s: every request is refused", e.message)
+            self._keys, self._failure = None, e.message
+        except Unavailable:
+            if self._keys is None:
+                raise  # a 503: the next request tries again
+            # Storage is briefly unreachable: keep the keys read before, and try again in a few seconds.
+            self._loaded_at = time.monotonic() - RELOAD_EVERY + RETRY_AFTER
+            return
+        self._loaded_at = time.monotonic()
 
 
 def canonical_uri(path: str) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -131,3 +132,23 @@ def sdk_raises(code: str, status: int, action: Callable[[], Any]) -> str:
         action()
     assert (caught.value.code, caught.value.status_code) == (code, status), caught.value.message
     return str(caught.value.message)
+
+
+def raw_exchange(server: LocalServer, data: bytes, close_sending: bool = True, wait: float = 5.0) -> bytes:
+    """Send raw bytes to the local server and collect everything it answers until it closes or goes quiet."""
+    sock = socket.create_connection(server.server_address[:2], timeout=wait)
+    received = b""
+    try:
+        try:
+            sock.sendall(data)
+            if close_sending:
+                sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the server may have answered and closed before hearing everything: read what it said
+        while chunk := sock.recv(65536):
+            received += chunk
+    except (TimeoutError, ConnectionResetError):
+        pass
+    finally:
+        sock.close()
+    return received

@@ -25,7 +25,7 @@ from handler.registry import Registry, record_key
 from handler.stores.file import FileStore
 from handler.stores.memory import MemoryStore
 from testing.fake_oss import FakeOss
-from tests.conftest import FakeContext, invoke, local_api, make_oss_store
+from tests.conftest import FakeContext, invoke, local_api, make_oss_store, raw_exchange
 
 REPO = Path(__file__).resolve().parent.parent
 JSON = "application/json"
@@ -36,25 +36,6 @@ def post(body: Any) -> tuple[int, dict[str, Any]]:
     result = invoke({"httpMethod": "POST", "path": "/api/v1/models", "headers": {"Content-Type": JSON},
                      "body": data.decode("utf-8", "surrogatepass")})
     return result["statusCode"], json.loads(result["body"])
-
-
-def raw_exchange(server: local.LocalServer, data: bytes, close_sending: bool = True, wait: float = 5.0) -> bytes:
-    sock = socket.create_connection(server.server_address[:2], timeout=wait)
-    received = b""
-    try:
-        try:
-            sock.sendall(data)
-            if close_sending:
-                sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass  # the server may have answered and closed before hearing everything: read what it said
-        while chunk := sock.recv(65536):
-            received += chunk
-    except (TimeoutError, ConnectionResetError):
-        pass
-    finally:
-        sock.close()
-    return received
 
 
 def status_of(raw: bytes) -> int:

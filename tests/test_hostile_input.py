@@ -15,7 +15,6 @@ import io
 import json
 import os
 import re
-import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -37,7 +36,7 @@ from handler.stores.file import FileStore
 from handler.stores.memory import MemoryStore
 from handler.stores.oss import OssStore
 from handler.validation import validator
-from tests.conftest import FakeContext, local_api
+from tests.conftest import FakeContext, local_api, raw_exchange
 
 LIMIT = 1 << 20  # the documented default of MAX_BODY_BYTES
 JSON = "application/json"
@@ -426,22 +425,6 @@ def test_wsgi_body_shorter_than_declared_is_refused_and_writes_nothing(spy: SpyS
     assert spy.calls == []
 
 
-def _raw_exchange(server: LocalServer, data: bytes, wait: float = 3.0) -> bytes:
-    """Send raw bytes to the local server and collect everything it answers until it closes or goes quiet."""
-    sock = socket.create_connection(server.server_address[:2], timeout=wait)
-    received = b""
-    try:
-        sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
-        while chunk := sock.recv(65536):
-            received += chunk
-    except (TimeoutError, ConnectionResetError):
-        pass
-    finally:
-        sock.close()
-    return received
-
-
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3}) [^\r\n]*\r\n((?:[^\r\n]+\r\n)*)\r\n")
 
 
@@ -462,7 +445,7 @@ def _responses(raw: bytes) -> list[tuple[int | None, bytes]]:
 def test_local_server_answers_an_oversized_body_with_413_and_closes(spy: SpyStore, local_server: LocalServer) -> None:
     body = _sized(LIMIT + 50_000)
     head = f"POST {MODELS_PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: {JSON}\r\nContent-Length: {len(body)}\r\n\r\n"
-    raw = _raw_exchange(local_server, head.encode() + body)
+    raw = raw_exchange(local_server, head.encode() + body)
     (status, payload), = _responses(raw)
     assert status == 413 and json.loads(payload)["Code"] == "RequestTooLarge"
     assert b"\r\nConnection: close\r\n" in raw
@@ -474,7 +457,7 @@ SMUGGLE = b"GET /smuggled HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
 
 def test_local_server_unusable_content_length_never_becomes_a_second_request(spy: SpyStore, local_server: LocalServer) -> None:
     head = f"POST {MODELS_PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: {JSON}\r\nContent-Length: +{len(SMUGGLE)}\r\n\r\n"
-    (status, payload), = _responses(_raw_exchange(local_server, head.encode() + SMUGGLE))
+    (status, payload), = _responses(raw_exchange(local_server, head.encode() + SMUGGLE))
     assert status == 400 and "RequestId" in json.loads(payload)
 
 
@@ -482,14 +465,14 @@ def test_local_server_chunked_body_is_read_or_refused_as_one_request(spy: SpySto
     body = b'{"ModelName": "chunked"}'
     raw = (f"POST {MODELS_PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: {JSON}\r\nTransfer-Encoding: chunked\r\n\r\n"
            f"{len(body):x}\r\n").encode() + body + b"\r\n0\r\n\r\n"
-    (status, payload), = _responses(_raw_exchange(local_server, raw))
+    (status, payload), = _responses(raw_exchange(local_server, raw))
     assert status in (200, 400, 411, 501) and "RequestId" in json.loads(payload)
 
 
 @pytest.mark.parametrize("raw", [b"GARBAGE\r\n\r\n", b"POST /api/v1/models HTTP/1.1\r\nX: " + b"a" * 70_000 + b"\r\n\r\n"],
                          ids=["bad-request-line", "huge-header"])
 def test_local_server_protocol_errors_are_json(local_server: LocalServer, raw: bytes) -> None:
-    (status, payload), = _responses(_raw_exchange(local_server, raw))
+    (status, payload), = _responses(raw_exchange(local_server, raw))
     assert status is not None and 400 <= status < 500 and "Code" in json.loads(payload)
 
 
@@ -696,7 +679,7 @@ def test_file_store_never_touches_a_path_outside_its_root(use_app, tmp_path: Pat
         "chunked-and-length"])
 def test_local_server_refuses_framing_it_cannot_trust(spy: SpyStore, local_server: LocalServer, framing: bytes) -> None:
     head = f"POST {MODELS_PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: {JSON}\r\n".encode()
-    (status, payload), = _responses(_raw_exchange(local_server, head + framing))
+    (status, payload), = _responses(raw_exchange(local_server, head + framing))
     body = json.loads(payload)
     assert status == 400 and set(body) == {"RequestId", "Code", "Message"}
     assert spy.calls == []
