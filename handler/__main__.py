@@ -116,7 +116,8 @@ def _serve(args: argparse.Namespace, app: Any) -> int:
             app.verifier.keys.get("")  # read the document now: a problem is logged at startup, not only answered as 403s
     else:
         mode = "no signatures checked: " + ("loopback only" if loopback else "open to anyone who reaches it (--insecure)")
-    print(f"PAI model registry listening on {server.url} (store: {_store_location()}; {mode})", file=sys.stderr, flush=True)
+    print(f"PAI model registry listening on {server.url} (store: {_store_location()}; {mode}); console: {server.url}/console/",
+          file=sys.stderr, flush=True)
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # SIGTERM stops the server as Ctrl-C does

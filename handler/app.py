@@ -53,14 +53,22 @@ class Request:
 
 @dataclass(frozen=True)
 class Response:
-    """One answer: a status and a JSON object that always holds RequestId."""
+    """One answer: a status and a JSON object that always holds RequestId, or a console file's bytes."""
 
     status: int
     body: dict[str, Any]
     headers: Mapping[str, str] = field(default_factory=dict)
+    content: bytes | None = None  # sent instead of the JSON body, with its own Content-Type in headers
 
     def json(self) -> str:
         return json.dumps(self.body, ensure_ascii=False, separators=(",", ":"))
+
+    def payload(self) -> bytes:
+        return self.json().encode() if self.content is None else self.content
+
+    def all_headers(self) -> dict[str, str]:
+        """The headers to send: JSON's Content-Type unless the response names its own, and the request ID."""
+        return {"Content-Type": "application/json; charset=utf-8", "x-acs-request-id": self.body["RequestId"], **self.headers}
 
     @property
     def retryable(self) -> bool:
@@ -141,7 +149,25 @@ class App:
         """Answer a request; `route` skips routing (events run operations that no HTTP path has)."""
         request_id = records.new_request_id()
         with logs.request(request_id):
+            if route is None and request.path.startswith("/console"):
+                return self._console(request, request_id)
             return self._handle(request, caller, request_id, route)
+
+    def _console(self, request: Request, request_id: str) -> Response:
+        """A file of the web console: public (it holds no data; the API it calls checks every request)."""
+        from . import console  # imported on the console's first request only: API cold starts do not pay for it
+
+        started = time.perf_counter()
+        if not console.serves(request.path):
+            return self._handle(request, Caller(), request_id, None)
+        try:
+            found = console.answer(request.method, request.path, dict(request.headers))
+            response = Response(found.status, {"RequestId": request_id}, found.headers, found.content)
+        except ApiError as e:
+            response = Response(e.status, e.body(request_id), e.headers())
+        access_log.info(json.dumps({"RequestId": request_id, "Operation": "Console", "Status": response.status,
+                                    "DurationMs": round((time.perf_counter() - started) * 1000, 2)}))
+        return response
 
     def _handle(self, request: Request, caller: Caller, request_id: str, given: Route | None) -> Response:
         started = time.perf_counter()

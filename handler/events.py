@@ -12,6 +12,7 @@ never succeed is answered and logged, not raised.
 """
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Callable
@@ -78,8 +79,11 @@ def http_v1_request(event: dict[str, Any]) -> Request:
 
 def gateway_response(response: Response) -> str:
     """The struct API Gateway and HTTP triggers require; anything else becomes their 503."""
-    headers = {"Content-Type": "application/json; charset=utf-8", "x-acs-request-id": response.body["RequestId"], **response.headers}
-    return json.dumps({"isBase64Encoded": False, "statusCode": response.status, "headers": headers, "body": response.json()})
+    if response.content is not None:  # a console file, perhaps compressed: bytes the struct carries as base64
+        return json.dumps({"isBase64Encoded": True, "statusCode": response.status, "headers": response.all_headers(),
+                           "body": base64.b64encode(response.content).decode()})
+    return json.dumps({"isBase64Encoded": False, "statusCode": response.status, "headers": response.all_headers(),
+                       "body": response.json()})
 
 
 def create_request(body: Any) -> Request:

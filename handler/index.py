@@ -149,9 +149,7 @@ def wsgi_handler(environ: dict[str, Any], start_response: Callable[..., Any]) ->
 
 
 def _wsgi_answer(start_response: Callable[..., Any], response: Response) -> Iterable[bytes]:
-    data = response.json().encode()
-    start_response(f"{response.status} {HTTPStatus(response.status).phrase}", [
-        ("Content-Type", "application/json; charset=utf-8"), ("Content-Length", str(len(data))),
-        ("x-acs-request-id", response.body["RequestId"]), *response.headers.items(),
-    ])
+    data = response.payload()
+    start_response(f"{response.status} {HTTPStatus(response.status).phrase}",
+                   [*response.all_headers().items(), ("Content-Length", str(len(data)))])
     return [data]

@@ -320,11 +320,16 @@ def _api_routes() -> list[tuple[str, str, dict[str, Any]]]:
             for path, ops in r["Properties"]["DefinitionBody"].items() for method, op in ops.items()]
 
 
-def test_the_api_has_every_route_of_the_route_table_and_nothing_else() -> None:
+def test_the_api_has_every_route_of_the_route_table_and_the_console_and_nothing_else() -> None:
+    from handler.console import FILES, PATH, answer
     from handler.routes import ROUTES
 
     declared = {(re.sub(r"\[(\w+)\]", r"{\1}", path), method.upper()): op for path, method, op in _api_routes()}
-    assert set(declared) == {(route.path, route.method) for route in ROUTES}
+    console = {(PATH, "GET"), (PATH + "/{File}", "GET")}
+    assert set(declared) == {(route.path, route.method) for route in ROUTES} | console
+    # /console sends the browser to a file that the one-segment parameter route reaches.
+    target = answer("GET", PATH, {}).headers["Location"]
+    assert "/" not in target.removeprefix("console/") and target.removeprefix("console/") in FILES
     for route in ROUTES:
         op = declared[(route.path, route.method)]
         assert op["x-aliyun-apigateway-api-name"] == route.operation

@@ -1,0 +1,69 @@
+"""The web console: a few static files served at /console/, with a Content-Security-Policy that lets them run only themselves."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from ..errors import MethodNotAllowed, NotFoundError
+
+PATH = "/console"
+INDEX = "index.html"
+MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+               ".svg": "image/svg+xml"}
+FILES = frozenset(p.name for p in Path(__file__).parent.iterdir() if p.suffix in MEDIA_TYPES)
+# The page holds an access key: it runs its own files only (no inline script or style, nothing from
+# another origin), talks only to its own origin, and may not be framed.
+POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+          "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+SECURITY_HEADERS = {"Content-Security-Policy": POLICY, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                    "X-Frame-Options": "DENY", "Cross-Origin-Opener-Policy": "same-origin"}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A console response: status, headers and bytes."""
+
+    status: int
+    headers: dict[str, str]
+    content: bytes = b""
+
+
+@dataclass(frozen=True)
+class _File:
+    content: bytes
+    compressed: bytes
+    etag: str
+    media_type: str
+
+
+def serves(path: str) -> bool:
+    return path == PATH or path.startswith(PATH + "/")
+
+
+def answer(method: str, path: str, headers: dict[str, str]) -> Answer:
+    """The console file a GET or HEAD asks for; /console itself is sent on to the page."""
+    if method not in ("GET", "HEAD"):
+        raise MethodNotAllowed(f"{method[:20]} is not allowed on the console; use GET, HEAD", ("GET", "HEAD"))
+    if path == PATH:  # relative, so that it holds behind a gateway's or trigger's path prefix
+        return Answer(302, {"Location": "console/" + INDEX, "Cache-Control": "no-cache", "Content-Type": "text/plain; charset=utf-8"})
+    name = path[len(PATH) + 1:] or INDEX
+    if name not in FILES:
+        raise NotFoundError(f"the console has no file {name[:100]}")
+    found = _file(name)
+    common = {**SECURITY_HEADERS, "Cache-Control": "no-cache", "ETag": found.etag, "Vary": "Accept-Encoding"}
+    if found.etag in (tag.strip().removeprefix("W/") for tag in headers.get("if-none-match", "").split(",")):
+        return Answer(304, {**common, "Content-Type": found.media_type})
+    if "gzip" in headers.get("accept-encoding", "").lower():
+        return Answer(200, {**common, "Content-Type": found.media_type, "Content-Encoding": "gzip"}, found.compressed)
+    return Answer(200, {**common, "Content-Type": found.media_type}, found.content)
+
+
+@cache
+def _file(name: str) -> _File:
+    path = Path(__file__).parent / name
+    content = path.read_bytes()
+    return _File(content, gzip.compress(content, 9, mtime=0), f'"{hashlib.sha256(content).hexdigest()[:20]}"',
+                 MEDIA_TYPES[path.suffix])

@@ -1,0 +1,59 @@
+// Building the page: every value from the registry becomes text (textContent), never markup.
+
+// h("a", {href: "#/"}, "Models", child...): an element; attributes set one by one, children as text or nodes.
+export function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith("on")) element.addEventListener(name.slice(2), value);
+    else if (name in element && typeof value !== "string") element[name] = value;
+    else element.setAttribute(name, value === true ? "" : String(value));
+  }
+  append(element, children);
+  return element;
+}
+
+function append(element, children) {
+  for (const child of children) {
+    if (child === undefined || child === null || child === false) continue;
+    if (Array.isArray(child)) append(element, child);
+    else element.append(child instanceof Node ? child : String(child));
+  }
+}
+
+export function when(text) {
+  if (!text) return "";
+  const moment = new Date(text);
+  if (Number.isNaN(moment.getTime())) return h("span", {}, text);
+  return h("time", { datetime: text, title: text }, moment.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }));
+}
+
+export function labels(list = [], remove) {
+  if (!list.length) return h("span", { class: "muted" }, "none");
+  return h("ul", { class: "labels" }, list.map(({ Key, Value }) => h("li", { class: "label" },
+    h("span", { class: "label-key" }, Key), Value ? h("span", { class: "label-value" }, Value) : null,
+    remove ? h("button", { type: "button", class: "label-remove", "aria-label": `Remove label ${Key}`, title: `Remove label ${Key}`,
+      onclick: () => remove(Key) }, "×") : null)));
+}
+
+// Any JSON value, readably: objects as key/value tables (nested within reason), lists inline, the rest as text.
+export function value(data, depth = 0) {
+  if (data === null || data === undefined) return h("span", { class: "muted" }, "null");
+  if (typeof data !== "object") return h("span", { class: `json-${typeof data}` }, String(data));
+  if (depth >= 3) return h("pre", { class: "json" }, JSON.stringify(data, null, 2));
+  if (Array.isArray(data)) {
+    if (data.every((item) => item === null || typeof item !== "object")) return h("span", {}, data.map(String).join(", ") || "[]");
+    return h("ol", { class: "json-list" }, data.map((item) => h("li", {}, value(item, depth + 1))));
+  }
+  const entries = Object.entries(data);
+  if (!entries.length) return h("span", { class: "muted" }, "{}");
+  return h("table", { class: "kv" }, h("tbody", {}, entries.map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, value(v, depth + 1))))));
+}
+
+// A panel saying what went wrong, with the registry's code, message and request ID, and what to do next.
+export function failure(error, actions = [], message = error.message) {
+  return h("div", { class: "alert", role: "alert" },
+    h("p", {}, h("strong", {}, error.code || "Error"), ": ", message),
+    error.requestId ? h("p", { class: "muted small" }, "Request ID ", h("code", {}, error.requestId)) : null,
+    actions.length ? h("p", { class: "actions" }, actions) : null);
+}

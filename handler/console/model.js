@@ -1,0 +1,240 @@
+// One model: its fields, labels, extra information and versions; editing it, versioning it, deleting it.
+import { ApiFailure, call, path } from "./api.js";
+import { go, problem, reload } from "./console.js";
+import { h, labels, value, when } from "./dom.js";
+import { bodyText, field, showError } from "./forms.js";
+
+const VERSIONS_PER_PAGE = 20;
+const FIELDS = [
+  ["ModelId", "ID"], ["WorkspaceId", "Workspace"], ["ModelDescription", "Description"], ["Domain", "Domain"], ["Task", "Task"],
+  ["Origin", "Origin"], ["ModelType", "Type"], ["Provider", "Provider"], ["Accessibility", "Accessibility"],
+  ["OrderNumber", "Order number"], ["ParameterSize", "Parameters (millions)"], ["ModelDoc", "Documentation"],
+];
+const EDITABLE = ["ModelName", "ModelDescription", "Domain", "Task", "Origin", "ModelType", "Accessibility", "OrderNumber",
+  "ParameterSize", "ModelDoc", "ExtraInfo"];
+const FORMATS = ["SavedModel", "OfflineModel", "Keras H5", "Frozen Pb", "Caffe Prototxt", "TorchScript", "XGBoost", "PMML", "AlinkModel", "ONNX"];
+const FRAMEWORKS = ["Pytorch", "TensorFlow", "Keras", "XGBoost", "Caffe", "Alink", "Xflow", "ONNX"];
+
+function crumbs(model, here) {
+  return h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Models"), " / ",
+    here ? [h("a", { href: modelHash(model.ModelId) }, model.ModelName), ` / ${here}`] : model.ModelName);
+}
+
+const modelHash = (id) => `#/models/${encodeURIComponent(id)}`;
+
+async function loadModel(id) {
+  try {
+    return await call("GET", path("models", id));
+  } catch (error) {
+    if (!(error instanceof ApiFailure)) throw error;
+    return error;
+  }
+}
+
+function missing(error) {
+  return [h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Models")), h("h1", { tabindex: -1 }, "Model"),
+    problem(error, error.status >= 500 || error.status === 0 ? reload : null)];
+}
+
+// A link for an http(s) URL (never another scheme), else the text.
+function link(text) {
+  try {
+    const url = new URL(text);
+    if (url.protocol === "https:" || url.protocol === "http:") return h("a", { href: url.href, rel: "noopener noreferrer", target: "_blank" }, text);
+  } catch {
+    // not a URL: shown as text
+  }
+  return text;
+}
+
+export async function modelPage(id, params) {
+  const page = Math.max(1, parseInt(params.get("page") || "1", 10) || 1);
+  const [model, versions] = await Promise.all([loadModel(id), call("GET", path("models", id, "versions"), {
+    query: { SortBy: "GmtCreateTime", Order: "DESC", PageSize: VERSIONS_PER_PAGE, PageNumber: page } }).catch((e) => e)]);
+  if (model instanceof Error) return missing(model);
+  const shown = FIELDS.filter(([name]) => model[name] !== undefined && model[name] !== "");
+  return [
+    crumbs(model),
+    h("div", { class: "title" }, h("h1", { tabindex: -1 }, model.ModelName),
+      h("div", { class: "actions" },
+        h("a", { href: `${modelHash(id)}/edit`, class: "button" }, "Edit"),
+        h("a", { href: `${modelHash(id)}/versions/new`, class: "button" }, "Add a version"),
+        h("button", { type: "button", class: "danger", onclick: () => deleteModel(model) }, "Delete model"))),
+    h("section", { "aria-labelledby": "fields-heading" }, h("h2", { id: "fields-heading" }, "Details"),
+      h("dl", { class: "fields" }, shown.map(([name, title]) => [h("dt", {}, title),
+        h("dd", {}, name === "ModelDoc" ? link(model[name]) : String(model[name]))]),
+      h("dt", {}, "Latest version"), h("dd", {}, model.LatestVersion?.VersionName || h("span", { class: "muted" }, "none")),
+      h("dt", {}, "Created"), h("dd", {}, when(model.GmtCreateTime)),
+      h("dt", {}, "Changed"), h("dd", {}, when(model.GmtModifiedTime)))),
+    labelSection(model),
+    h("section", { "aria-labelledby": "extra-heading" }, h("h2", { id: "extra-heading" }, "Extra information"),
+      model.ExtraInfo && Object.keys(model.ExtraInfo).length ? value(model.ExtraInfo) : h("p", { class: "muted" }, "None.")),
+    versionSection(model, versions, page),
+  ];
+}
+
+function labelSection(model) {
+  const status = h("div", { class: "section-status" });
+  const remove = async (key) => {
+    try {
+      await call("DELETE", path("models", model.ModelId, "labels"), { query: { LabelKeys: key } });
+      go(location.hash, `Label ${key} removed.`);
+    } catch (error) {
+      status.replaceChildren(problem(error));
+    }
+  };
+  const form = h("form", { class: "inline-form", "aria-label": "Add a label", novalidate: true },
+    field("Key", "Key"), field("Value", "Value"), h("button", { type: "submit" }, "Add label"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const label = { Key: form.elements.Key.value.trim(), Value: form.elements.Value.value.trim() };
+    try {
+      await call("POST", path("models", model.ModelId, "labels"), { body: { Labels: [label] } });
+      go(location.hash, `Label ${label.Key} added.`);
+    } catch (error) {
+      // The API names the field as Labels[0].Key: shown next to Key (or Value).
+      const named = error instanceof ApiFailure
+        ? new ApiFailure(error.status, error.code, error.message.replace(/Labels\[0\]\./g, ""), error.requestId) : error;
+      showError(form, named, (e, message) => problem(e, null, message));
+    }
+  });
+  return h("section", { "aria-labelledby": "labels-heading" }, h("h2", { id: "labels-heading" }, "Labels"),
+    labels(model.Labels, remove), status, form);
+}
+
+function versionSection(model, versions, page) {
+  const heading = h("h2", { id: "versions-heading" }, "Versions");
+  if (versions instanceof Error) return h("section", { "aria-labelledby": "versions-heading" }, heading, problem(versions, reload));
+  if (!versions.TotalCount) {
+    return h("section", { "aria-labelledby": "versions-heading" }, heading, h("div", { class: "empty" },
+      h("p", {}, "No versions yet. "), h("a", { href: `${modelHash(model.ModelId)}/versions/new`, class: "button" }, "Add a version")));
+  }
+  const status = h("div", { class: "section-status" });
+  const pages = Math.ceil(versions.TotalCount / VERSIONS_PER_PAGE);
+  const at = (n) => `${modelHash(model.ModelId)}?page=${n}`;
+  return h("section", { "aria-labelledby": "versions-heading" }, heading, status,
+    h("table", { class: "versions" },
+      h("thead", {}, h("tr", {}, ["Version", "URI", "Format", "Framework", "Approval", "Metrics", "Created", "Actions"]
+        .map((title) => h("th", { scope: "col" }, title)))),
+      h("tbody", {}, versions.Versions.map((version) => versionRow(model, version, status)))),
+    pages > 1 ? h("nav", { class: "pager", "aria-label": "Version pages" },
+      page > 1 ? h("a", { href: at(page - 1) }, "← Newer") : h("span", {}), h("span", {}, `Page ${page} of ${pages}`),
+      page < pages ? h("a", { href: at(page + 1) }, "Older →") : h("span", {})) : null);
+}
+
+function versionRow(model, version, status) {
+  const name = version.VersionName;
+  const act = async (what, method, body, done) => {
+    try {
+      await call(method, path("models", model.ModelId, "versions", name), { body });
+      go(location.hash, done);
+    } catch (error) {
+      status.replaceChildren(problem(error, null, `${what} ${name}: ${error.message}`));
+      status.querySelector("[role=alert]").tabIndex = -1;
+      status.querySelector("[role=alert]").focus();
+    }
+  };
+  const approval = version.ApprovalStatus || "Pending";
+  return h("tr", {},
+    h("td", { "data-title": "Version" }, h("strong", {}, name),
+      version.VersionDescription ? h("p", { class: "muted small" }, version.VersionDescription) : null,
+      version.Labels?.length ? labels(version.Labels) : null),
+    h("td", { "data-title": "URI", class: "uri" }, link(version.Uri)),
+    h("td", { "data-title": "Format" }, version.FormatType || h("span", { class: "muted" }, "—")),
+    h("td", { "data-title": "Framework" }, version.FrameworkType || h("span", { class: "muted" }, "—")),
+    h("td", { "data-title": "Approval" }, h("span", { class: `status status-${approval.toLowerCase()}` }, approval)),
+    h("td", { "data-title": "Metrics" }, version.Metrics && Object.keys(version.Metrics).length ? value(version.Metrics) : h("span", { class: "muted" }, "—")),
+    h("td", { "data-title": "Created" }, when(version.GmtCreateTime)),
+    h("td", { "data-title": "Actions", class: "row-actions" },
+      h("button", { type: "button", disabled: approval === "Approved", "aria-label": `Approve version ${name}`,
+        onclick: () => act("Approve", "PUT", { ApprovalStatus: "Approved" }, `Version ${name} approved.`) }, "Approve"),
+      h("button", { type: "button", disabled: approval === "Rejected", "aria-label": `Reject version ${name}`,
+        onclick: () => act("Reject", "PUT", { ApprovalStatus: "Rejected" }, `Version ${name} rejected.`) }, "Reject"),
+      h("button", { type: "button", class: "danger", "aria-label": `Delete version ${name}`,
+        onclick: () => confirm(`Delete version ${name} of ${model.ModelName}? This cannot be undone.`)
+          && act("Delete", "DELETE", undefined, `Version ${name} deleted.`) }, "Delete")));
+}
+
+async function deleteModel(model) {
+  if (!confirm(`Delete model ${model.ModelName} and all its versions? This cannot be undone.`)) return;
+  try {
+    await call("DELETE", path("models", model.ModelId));
+    go("#/", `Model ${model.ModelName} deleted.`);
+  } catch (error) {
+    const main = document.getElementById("main");
+    main.querySelector(".title").after(problem(error));
+  }
+}
+
+export async function editPage(id) {
+  const model = await loadModel(id);
+  if (model instanceof Error) return missing(model);
+  const text = (name) => (model[name] === undefined ? "" : String(model[name]));
+  const form = h("form", { class: "form", novalidate: true },
+    field("ModelName", "Name", { value: model.ModelName, required: true }),
+    field("ModelDescription", "Description", { kind: "textarea", value: text("ModelDescription") }),
+    h("div", { class: "row" }, field("Domain", "Domain", { value: text("Domain") }), field("Task", "Task", { value: text("Task") })),
+    h("div", { class: "row" }, field("Origin", "Origin", { value: text("Origin") }), field("ModelType", "Type", { value: text("ModelType") })),
+    h("div", { class: "row" },
+      field("Accessibility", "Accessibility", { kind: [["PRIVATE", "Private"], ["PUBLIC", "Public"]], value: model.Accessibility }),
+      field("OrderNumber", "Order number", { kind: "integer", value: text("OrderNumber") }),
+      field("ParameterSize", "Parameters (millions)", { kind: "integer", value: text("ParameterSize") })),
+    field("ModelDoc", "Documentation URL", { value: text("ModelDoc") }),
+    field("ExtraInfo", "Extra information", { kind: "json", value: model.ExtraInfo ? JSON.stringify(model.ExtraInfo, null, 2) : "",
+      hint: "A JSON object; it replaces the one kept." }),
+    h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Save changes"), h("a", { href: modelHash(id) }, "Cancel")));
+  const original = Object.fromEntries(EDITABLE.map((name) => [name, form.elements[name].value]));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    // Only what was changed is sent; a field emptied sends "" (numbers and JSON cannot be emptied).
+    const changed = new Set(EDITABLE.filter((name) => form.elements[name].value !== original[name]
+      && !(form.elements[name].value.trim() === "" && ["integer", "json"].includes(form.elements[name].dataset.kind))));
+    if (!changed.size) return go(modelHash(id), "Nothing changed.");
+    event.submitter.disabled = true;
+    try {
+      await call("PUT", path("models", id), { text: bodyText(form, changed) });
+      go(modelHash(id), "Changes saved.");
+    } catch (error) {
+      showError(form, error, (e, message) => problem(e, null, message));
+    } finally {
+      event.submitter.disabled = false;
+    }
+  });
+  return [crumbs(model, "Edit"), h("h1", { tabindex: -1 }, `Edit ${model.ModelName}`), form];
+}
+
+export async function versionPage(id) {
+  const model = await loadModel(id);
+  if (model instanceof Error) return missing(model);
+  const form = h("form", { class: "form", novalidate: true },
+    h("div", { class: "row" },
+      field("VersionName", "Version", { hint: "e.g. 1.0.0; empty: the next after the highest (0.1.0, 0.2.0, ...)" }),
+      field("ApprovalStatus", "Approval", { kind: [["Pending", "Pending"], ["Approved", "Approved"], ["Rejected", "Rejected"]], value: "Pending" })),
+    field("Uri", "URI", { required: true, hint: "Where the artifact is: https://... or oss://bucket.endpoint/path" }),
+    h("div", { class: "row" },
+      field("FormatType", "Format", { list: "formats" }), field("FrameworkType", "Framework", { list: "frameworks" })),
+    h("datalist", { id: "formats" }, FORMATS.map((f) => h("option", { value: f }))),
+    h("datalist", { id: "frameworks" }, FRAMEWORKS.map((f) => h("option", { value: f }))),
+    h("div", { class: "row" },
+      field("SourceType", "Source", { kind: [["", "Custom (default)"], ["PAIFlow", "PAIFlow"], ["TrainingService", "TrainingService"]] }),
+      field("SourceId", "Source ID")),
+    field("VersionDescription", "Description", { kind: "textarea" }),
+    field("Labels", "Labels", { kind: "labels", hint: "One key=value per line." }),
+    field("Metrics", "Metrics", { kind: "json", hint: 'A JSON object, e.g. {"accuracy": 0.93}' }),
+    field("InferenceSpec", "Inference spec", { kind: "json", hint: "A JSON object." }),
+    field("ExtraInfo", "Extra information", { kind: "json", hint: "A JSON object." }),
+    h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Add version"), h("a", { href: modelHash(id) }, "Cancel")));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    event.submitter.disabled = true;
+    try {
+      const answer = await call("POST", path("models", id, "versions"), { text: bodyText(form) });
+      go(modelHash(id), `Version ${answer.VersionName} added.`);
+    } catch (error) {
+      showError(form, error, (e, message) => problem(e, null, message));
+    } finally {
+      event.submitter.disabled = false;
+    }
+  });
+  return [crumbs(model, "Add a version"), h("h1", { tabindex: -1 }, `Add a version of ${model.ModelName}`), form];
+}
