@@ -40,7 +40,7 @@ export function labels(list = [], remove) {
 export function value(data, depth = 0) {
   if (data === null || data === undefined) return h("span", { class: "muted" }, "null");
   if (typeof data !== "object") return h("span", { class: `json-${typeof data}` }, String(data));
-  if (depth >= 3) return h("pre", { class: "json" }, JSON.stringify(data, null, 2));
+  if (depth >= 3) return h("code", { class: "json" }, JSON.stringify(data));
   if (Array.isArray(data)) {
     if (data.every((item) => item === null || typeof item !== "object")) return h("span", {}, data.map(String).join(", ") || "[]");
     return h("ol", { class: "json-list" }, data.map((item) => h("li", {}, value(item, depth + 1))));

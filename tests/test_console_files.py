@@ -1,0 +1,120 @@
+"""The console's files as every entry point serves them: API Gateway events, FC's HTTP trigger (WSGI) and
+the local server; public even where the API requires signatures, never anything but the console's own files."""
+from __future__ import annotations
+
+import base64
+import gzip
+import http.client
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from handler import console, index
+from handler.app import App
+from tests.conftest import FakeContext, invoke, local_api
+from tests.test_auth import signed_app
+
+CONSOLE_DIR = Path(console.__file__).parent
+
+
+def gateway(path: str, method: str = "GET", headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return invoke({"path": path, "httpMethod": method, "headers": headers or {}, "queryParameters": {}, "body": "",
+                   "isBase64Encoded": False})
+
+
+def body_of(answer: dict[str, Any]) -> bytes:
+    return base64.b64decode(answer["body"]) if answer["isBase64Encoded"] else answer["body"].encode()
+
+
+def test_api_gateway_serves_the_page_and_its_files_with_their_types_and_policy(memory_app: App) -> None:
+    page = gateway("/console/")
+    assert page["statusCode"] == 200 and body_of(page) == (CONSOLE_DIR / "index.html").read_bytes()
+    assert page["headers"]["Content-Type"] == "text/html; charset=utf-8"
+    assert page["headers"]["Content-Security-Policy"] == console.POLICY
+    assert page["headers"]["X-Frame-Options"] == "DENY" and page["headers"]["X-Content-Type-Options"] == "nosniff"
+    for name, media_type in [("console.js", "text/javascript"), ("console.css", "text/css"), ("icon.svg", "image/svg+xml"),
+                             ("index.html", "text/html")]:
+        answer = gateway(f"/console/{name}")
+        assert answer["statusCode"] == 200 and answer["headers"]["Content-Type"].startswith(media_type), name
+        assert body_of(answer) == (CONSOLE_DIR / name).read_bytes()
+    # Every file the page names is served.
+    html = (CONSOLE_DIR / "index.html").read_text()
+    scripts = "".join((CONSOLE_DIR / name).read_text() for name in console.FILES if name.endswith(".js"))
+    named = set(re.findall(r'(?:src|href)="([\w.]+)"', html)) | set(re.findall(r'from "\./([\w.]+)"', scripts))
+    assert named and named <= console.FILES
+
+
+def test_console_redirects_to_its_page_relatively_so_a_path_prefix_holds(memory_app: App) -> None:
+    answer = gateway("/console")
+    assert answer["statusCode"] == 302 and answer["headers"]["Location"] == "console/index.html"
+
+
+@pytest.mark.parametrize("path", ["/console/nope.js", "/console/__init__.py", "/console/..%2F__init__.py", "/console/a/b",
+                                  "/console/%2e%2e/app.py", "/console/index.html/"])
+def test_nothing_but_the_console_files_is_served(memory_app: App, path: str) -> None:
+    answer = gateway(path)
+    assert answer["statusCode"] == 404 and json.loads(answer["body"])["Code"] == "NotFound"
+
+
+def test_console_files_are_read_only(memory_app: App) -> None:
+    answer = gateway("/console/", "POST")
+    assert answer["statusCode"] == 405 and answer["headers"]["Allow"] == "GET, HEAD"
+
+
+def test_compressed_for_browsers_that_accept_it_and_revalidated_by_etag(memory_app: App) -> None:
+    plain = gateway("/console/console.js")
+    packed = gateway("/console/console.js", headers={"Accept-Encoding": "gzip, deflate, br"})
+    assert packed["headers"]["Content-Encoding"] == "gzip" and "Content-Encoding" not in plain["headers"]
+    assert gzip.decompress(body_of(packed)) == body_of(plain) and len(body_of(packed)) < len(body_of(plain))
+    etag = plain["headers"]["ETag"]
+    again = gateway("/console/console.js", headers={"If-None-Match": etag})
+    assert again["statusCode"] == 304 and body_of(again) == b""
+    assert gateway("/console/console.js", headers={"If-None-Match": '"other"'})["statusCode"] == 200
+
+
+def test_the_console_is_public_where_the_api_requires_signatures(tmp_path: Path) -> None:
+    index.set_app(signed_app(tmp_path))
+    try:
+        assert gateway("/console/")["statusCode"] == 200
+        assert gateway("/api/v1/models")["statusCode"] == 401
+    finally:
+        index.set_app(None)
+
+
+def test_fc_http_trigger_serves_the_console_with_one_content_type(memory_app: App) -> None:
+    seen: dict[str, Any] = {}
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/console/index.html", "wsgi.input": io.BytesIO(b""), "fc.context": FakeContext()}
+    chunks = index.wsgi_handler(environ, lambda status, headers: seen.update(status=status, headers=headers))
+    names = [name.lower() for name, _ in seen["headers"]]
+    assert seen["status"].startswith("200") and names.count("content-type") == 1
+    assert dict(seen["headers"])["Content-Type"] == "text/html; charset=utf-8"
+    assert b"".join(chunks) == (CONSOLE_DIR / "index.html").read_bytes()
+    assert dict(seen["headers"])["Content-Length"] == str(len(b"".join(chunks)))
+
+
+def test_the_local_server_serves_head_and_get(memory_app: App) -> None:
+    with local_api() as server:
+        host, port = server.server_address[:2]
+        connection = http.client.HTTPConnection(host, port, timeout=10)
+        connection.request("HEAD", "/console/")
+        head = connection.getresponse()
+        assert head.status == 200 and head.read() == b"" and head.getheader("Content-Security-Policy") == console.POLICY
+        connection.request("GET", "/console/")
+        assert connection.getresponse().read() == (CONSOLE_DIR / "index.html").read_bytes()
+
+
+def test_api_requests_do_not_load_the_console() -> None:
+    """The console costs an API cold start nothing: its module is imported on its first request only."""
+    code = ("import json, sys; from handler import index; from tests.conftest import invoke; "
+            "invoke({'path': '/api/v1/models', 'httpMethod': 'GET', 'headers': {}, 'queryParameters': {}, 'body': ''}); "
+            "print(json.dumps('handler.console' in sys.modules))")
+    env = {"MODEL_STORE": "memory://", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.strip() == "false", out.stderr[-2000:]
