@@ -224,7 +224,8 @@ def test_register_inspect_edit_label_version_approve_and_delete_a_model(served: 
     expect(row).to_contain_text("SavedModel")
     expect(row).to_contain_text("TensorFlow")
     expect(row.locator("td[data-title=Approval]")).to_have_text("Pending")
-    expect(row.locator("td[data-title=Metrics] table.kv tr", has_text="accuracy")).to_contain_text("0.93")
+    expect(row.locator("td[data-title=Metrics] table.metrics tr", has_text="accuracy")).to_contain_text("0.93")
+    expect(row.locator("td[data-title=Metrics] table.metrics tr", has_text="f1.macro")).to_contain_text("0.91")
     expect(page.locator("dl.fields")).to_contain_text("0.1.0")  # the latest version
     shot(page, "model")
 

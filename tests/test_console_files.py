@@ -118,3 +118,12 @@ def test_api_requests_do_not_load_the_console() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent, env=env, capture_output=True, text=True,
                          timeout=60)
     assert out.stdout.strip() == "false", out.stderr[-2000:]
+
+
+def test_the_console_is_small_and_fetches_nothing_from_elsewhere() -> None:
+    compressed = sum(len(console._file(name).compressed) for name in console.FILES)
+    assert compressed < 40_000, f"the console's files are {compressed} bytes compressed"
+    for name in console.FILES:
+        text = (CONSOLE_DIR / name).read_text()
+        assert not re.search(r"""(import|from|url\(|src=|href=)\s*["']?(https?:)?//""", text), name
+        assert "@import" not in text, name

@@ -50,6 +50,20 @@ export function value(data, depth = 0) {
   return h("table", { class: "kv" }, h("tbody", {}, entries.map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, value(v, depth + 1))))));
 }
 
+// Metrics as a two-column table, nested objects flattened to dotted names (f1.macro).
+export function metrics(data) {
+  const rows = [];
+  const walk = (prefix, item) => {
+    if (item && typeof item === "object" && !Array.isArray(item) && Object.keys(item).length) {
+      for (const [key, inner] of Object.entries(item)) walk(prefix ? `${prefix}.${key}` : key, inner);
+    } else {
+      rows.push([prefix, item !== null && typeof item === "object" ? JSON.stringify(item) : String(item)]);
+    }
+  };
+  walk("", data);
+  return h("table", { class: "kv metrics" }, h("tbody", {}, rows.map(([name, text]) => h("tr", {}, h("th", { scope: "row" }, name), h("td", {}, text)))));
+}
+
 // A panel saying what went wrong, with the registry's code, message and request ID, and what to do next.
 export function failure(error, actions = [], message = error.message) {
   return h("div", { class: "alert", role: "alert" },

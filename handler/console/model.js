@@ -1,7 +1,7 @@
 // One model: its fields, labels, extra information and versions; editing it, versioning it, deleting it.
 import { ApiFailure, call, path } from "./api.js";
 import { go, problem, reload } from "./console.js";
-import { h, labels, value, when } from "./dom.js";
+import { h, labels, metrics, value, when } from "./dom.js";
 import { bodyText, field, showError } from "./forms.js";
 
 const VERSIONS_PER_PAGE = 20;
@@ -143,7 +143,7 @@ function versionRow(model, version, status) {
     h("td", { "data-title": "Format" }, version.FormatType || h("span", { class: "muted" }, "—")),
     h("td", { "data-title": "Framework" }, version.FrameworkType || h("span", { class: "muted" }, "—")),
     h("td", { "data-title": "Approval" }, h("span", { class: `status status-${approval.toLowerCase()}` }, approval)),
-    h("td", { "data-title": "Metrics" }, version.Metrics && Object.keys(version.Metrics).length ? value(version.Metrics) : h("span", { class: "muted" }, "—")),
+    h("td", { "data-title": "Metrics" }, version.Metrics && Object.keys(version.Metrics).length ? metrics(version.Metrics) : h("span", { class: "muted" }, "—")),
     h("td", { "data-title": "Created" }, when(version.GmtCreateTime)),
     h("td", { "data-title": "Actions", class: "row-actions" },
       h("button", { type: "button", disabled: approval === "Approved", "aria-label": `Approve version ${name}`,
