@@ -35,10 +35,18 @@ export function problem(error, retry, message) {
   return failure(error, actions, message);
 }
 
+let rendering = 0;
+
 async function render() {
+  const turn = ++rendering;
   const hash = location.hash.slice(1);
   const at = hash.includes("?") ? hash.indexOf("?") : hash.length;
-  const route = decodeURIComponent(hash.slice(0, at));
+  let route;
+  try {
+    route = decodeURIComponent(hash.slice(0, at));
+  } catch {
+    route = "\u0000"; // not percent-encoded UTF-8: no page
+  }
   const params = new URLSearchParams(hash.slice(at + 1));
   const found = ROUTES.map(([pattern, page]) => [route.match(pattern), page]).find(([match]) => match);
   const shown = notice;
@@ -48,8 +56,13 @@ async function render() {
     content = [h("h1", { tabindex: -1 }, "Not found"), h("p", {}, "There is no such page. ", h("a", { href: "#/" }, "See all models"))];
   } else {
     const [match, page] = found;
-    content = await page(params, ...match.slice(1));
+    try {
+      content = await page(params, ...match.slice(1));
+    } catch (error) {
+      content = [h("h1", { tabindex: -1 }, "Something went wrong"), problem(error, reload)];
+    }
   }
+  if (turn !== rendering) return; // a later navigation has rendered, or will
   main.replaceChildren(...(shown ? [h("p", { class: "notice", role: "status" }, shown)] : []), ...[content].flat().filter(Boolean));
   main.querySelector("h1")?.focus({ preventScroll: true });
   document.title = `${main.querySelector("h1")?.textContent || "Console"} · Model registry`;
