@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(args: argparse.Namespace, app: Any) -> int:
     from . import index
     from .errors import ApiError
-    from .local import LocalServer
+    from .local import LocalServer, same_origin_only
 
     loopback = args.host in ("127.0.0.1", "::1", "localhost") or args.host.startswith("127.")
     if app.verifier is None and not loopback:
@@ -110,6 +110,8 @@ def _serve(args: argparse.Namespace, app: Any) -> int:
     except OSError as e:
         print(f"cannot listen on {args.host} port {args.port}: {e.strerror or e}", file=sys.stderr)
         return 1
+    if app.verifier is None:
+        app.hooks.append(same_origin_only(loopback))  # unsigned: only this server's own pages and other programs
     if app.verifier is not None:
         mode = "signed requests only (ACCESS_KEYS)"
         with contextlib.suppress(ApiError):

@@ -34,7 +34,7 @@ from .versions import Versions
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("handler.access")  # one JSON line per request
 
-__all__ = ["MODELS_PATH", "App", "Call", "Caller", "Request", "Response", "where"]
+__all__ = ["MODELS_PATH", "App", "Call", "Caller", "Hook", "Request", "Response", "where"]
 
 
 @dataclass(frozen=True)

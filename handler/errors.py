@@ -204,6 +204,12 @@ class Forbidden(ApiError):
     meaning = "The access key's policy does not allow this action in this workspace."
 
 
+class CrossOrigin(ApiError):
+    status, code = 403, "Forbidden.CrossOrigin"
+    meaning = ("The local server without access keys refuses a request from another web origin's page, or (on loopback) "
+               "for a host name that is not a loopback name.")
+
+
 class KeysNotConfigured(ApiError):
     status, code = 403, "Forbidden.AccessKeysNotConfigured"
     meaning = "No usable access keys (on FC without ACCESS_KEYS, or a missing or malformed document): every API request is refused."
@@ -214,7 +220,7 @@ CATALOGUE: tuple[type[ApiError], ...] = (
     MethodNotAllowed, ModelNameConflict, VersionNameConflict, QuotaExceeded, PayloadTooLarge, UriTooLong,
     UnsupportedMediaType, HeadersTooLarge, InternalError, NotImplementedMethod, ServiceUnavailable, StoreMisconfigured,
     VersionNotSupported, MissingAuthorization, InvalidAuthorization, AccessKeyNotFound, SignatureMismatch,
-    ContentHashMismatch, TimeExpired, NonceUsed, Forbidden, KeysNotConfigured,
+    ContentHashMismatch, TimeExpired, NonceUsed, Forbidden, KeysNotConfigured, CrossOrigin,
 )
 PROTOCOL_ERRORS = {cls.status: cls for cls in (MalformedRequest, UriTooLong, HeadersTooLarge, NotImplementedMethod,
                                                VersionNotSupported)}

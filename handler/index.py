@@ -145,11 +145,11 @@ def wsgi_handler(environ: dict[str, Any], start_response: Callable[..., Any]) ->
     context = environ.get("fc.context")
     with time_budget(time_left(context)):
         response = app.handle(request, caller_of(context))
-    return _wsgi_answer(start_response, response)
+    return _wsgi_answer(start_response, response, request.method)
 
 
-def _wsgi_answer(start_response: Callable[..., Any], response: Response) -> Iterable[bytes]:
+def _wsgi_answer(start_response: Callable[..., Any], response: Response, method: str = "") -> Iterable[bytes]:
     data = response.payload()
     start_response(f"{response.status} {HTTPStatus(response.status).phrase}",
                    [*response.all_headers().items(), ("Content-Length", str(len(data)))])
-    return [data]
+    return [b""] if method == "HEAD" else [data]  # HEAD: the headers GET would send, no body

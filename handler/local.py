@@ -10,6 +10,7 @@ import base64
 import email.errors
 import errno
 import io
+import ipaddress
 import json
 import logging
 import re
@@ -24,8 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .app import where
-from .errors import ApiError, MethodNotAllowed, PayloadTooLarge, ServiceUnavailable, error_json, protocol_error
+from .app import Hook, Request, where
+from .errors import ApiError, CrossOrigin, MethodNotAllowed, PayloadTooLarge, ServiceUnavailable, error_json, protocol_error
 from .records import new_request_id
 
 Handler = Callable[[bytes, Any], str]
@@ -254,6 +255,38 @@ class _GatewayHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # every request is logged as one JSON line
         pass
+
+
+def same_origin_only(loopback: bool) -> Hook:
+    """For the local server without access keys, where nothing else would stop them: refuse what a web page
+    of another origin sends (a form or fetch from a site the user visits), and, on loopback, any Host but a
+    loopback name (a site whose name was pointed at 127.0.0.1: DNS rebinding)."""
+
+    def check(request: Request) -> None:
+        host = request.headers.get("host", "")
+        origin = request.headers.get("origin")
+        if request.headers.get("sec-fetch-site", "").lower() in ("cross-site", "same-site") or (
+                origin is not None and urlsplit(origin).netloc.lower() != host.lower()):
+            raise CrossOrigin(f"a page of another origin ({(origin or 'another site')[:100]}) may not call this registry: "
+                              "without access keys it answers only its own pages and other programs")
+        if loopback and host and not _is_loopback_name(host):
+            raise CrossOrigin(f"Host {host[:100]} is not a loopback name: without access keys this registry answers only "
+                              "requests addressed to this machine (127.0.0.1, localhost, [::1])")
+
+    return check
+
+
+def _is_loopback_name(host: str) -> bool:
+    try:
+        name = urlsplit("//" + host).hostname or ""
+    except ValueError:
+        return False
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _header_problem(headers: Any) -> str | None:

@@ -143,9 +143,8 @@ def field(page: Page, label: str) -> Any:
 
 
 def error_of(page: Page, label: str) -> Any:
-    """The error shown for a field: the element its aria-describedby names last."""
-    described = field(page, label).get_attribute("aria-describedby") or ""
-    return page.locator(f"#{described.split()[-1]}")
+    """The error shown for a field (found when asserted on, so that a page shown again is the one looked at)."""
+    return page.locator(".field").filter(has=page.get_by_label(label, exact=True)).locator(".field-error")
 
 
 # --- the journeys --------------------------------------------------------------------------------------
@@ -182,9 +181,9 @@ def test_register_inspect_edit_label_version_approve_and_delete_a_model(served: 
     assert model["ParameterSize"] == 110
     assert model["Labels"] == [{"Key": "team", "Value": "nlp"}, {"Key": "stage", "Value": "beta"}]
     assert model["ExtraInfo"] == {"dataset": {"name": "imdb", "rows": 50000}, "license": "apache-2.0"}
-    details = page.locator("dl.fields")
-    expect(details).to_contain_text("Classifies reviews")
-    expect(details).to_contain_text(model_id)
+    fields = page.locator("dl.fields").first
+    expect(fields).to_contain_text("Classifies reviews")
+    expect(fields).to_contain_text(model_id)
     extra = page.locator("section", has=page.get_by_role("heading", name="Extra information"))
     expect(extra.locator("table.kv th", has_text="dataset")).to_be_visible()
     expect(extra.locator("table.kv td", has_text="imdb").last).to_be_visible()  # nested, as a table: not raw JSON
@@ -195,7 +194,7 @@ def test_register_inspect_edit_label_version_approve_and_delete_a_model(served: 
     field(page, "Domain").fill("")
     page.get_by_role("button", name="Save changes").click()
     expect(page.get_by_role("status").filter(has_text="Changes saved.")).to_be_visible()
-    expect(details).to_contain_text("Classifies product reviews")
+    expect(fields).to_contain_text("Classifies product reviews")
     model = served.call("GET", f"/api/v1/models/{model_id}")[1]
     assert model["ModelDescription"] == "Classifies product reviews" and model.get("Domain", "") == ""
     assert model["ParameterSize"] == 110 and model["ExtraInfo"]["license"] == "apache-2.0"  # untouched fields kept
@@ -217,17 +216,34 @@ def test_register_inspect_edit_label_version_approve_and_delete_a_model(served: 
     field(page, "Framework").fill("TensorFlow")
     field(page, "Metrics").fill('{"accuracy": 0.93, "f1": {"macro": 0.91}}')
     field(page, "Labels").fill("run=42")
+    field(page, "Source ID").fill("job-7")
+    field(page, "Inference spec").fill('{"processor": "tensorflow_cpu_2.8"}')
     shot(page, "version-form")
     page.get_by_role("button", name="Add version").click()
     expect(page.get_by_role("status").filter(has_text="Version 0.1.0 added.")).to_be_visible()
-    row = page.locator("table.versions tbody tr", has_text="0.1.0")
+    row = page.locator("table.versions tbody tr:not(.version-details)", has_text="0.1.0")
     expect(row).to_contain_text("SavedModel")
     expect(row).to_contain_text("TensorFlow")
     expect(row.locator("td[data-title=Approval]")).to_have_text("Pending")
     expect(row.locator("td[data-title=Metrics] table.metrics tr", has_text="accuracy")).to_contain_text("0.93")
     expect(row.locator("td[data-title=Metrics] table.metrics tr", has_text="f1.macro")).to_contain_text("0.91")
-    expect(page.locator("dl.fields")).to_contain_text("0.1.0")  # the latest version
+    expect(page.locator("dl.fields").first).to_contain_text("0.1.0")  # the latest version
     shot(page, "model")
+
+    # Everything else the version holds, and its labels, in its details.
+    details = page.locator("tr.version-details")
+    expect(details).to_be_hidden()
+    row.get_by_role("button", name="Details of version 0.1.0").click()
+    expect(details).to_contain_text("job-7")
+    expect(details).to_contain_text("tensorflow_cpu_2.8")
+    details.get_by_label("Key", exact=True).fill("stage")
+    details.get_by_label("Value", exact=True).fill("candidate")
+    details.get_by_role("button", name="Add label").click()
+    expect(page.get_by_role("status").filter(has_text="Label stage added.")).to_be_visible()
+    expect(details).to_be_visible()  # still open after the page shows the change
+    details.get_by_role("button", name="Remove label run").click()
+    expect(details.locator("li.label")).to_have_text(["stagecandidate×"])
+    assert served.call("GET", f"/api/v1/models/{model_id}/versions/0.1.0")[1]["Labels"] == [{"Key": "stage", "Value": "candidate"}]
 
     row.get_by_role("button", name="Approve version 0.1.0").click()
     expect(row.locator("td[data-title=Approval]")).to_have_text("Approved")
@@ -290,6 +306,10 @@ def test_search_filters_sort_and_pages(served: Served, page: Page) -> None:
     expect(page.locator("table.models tbody tr").first.locator("td[data-title='Latest version']")).to_have_text("none")
     expect(page.locator("table.models tbody tr").first.locator("li.label")).to_contain_text("team")
 
+    field(page, "Workspace").fill("bad ws!")
+    page.get_by_role("button", name="Search").click()
+    expect(error_of(page, "Workspace")).to_contain_text("WorkspaceId must")  # the API's refusal, next to the filter
+    field(page, "Workspace").fill("")
     field(page, "Task").fill("asr")
     page.get_by_role("button", name="Search").click()
     expect(page.get_by_text("No models match these filters.")).to_be_visible()
@@ -307,6 +327,8 @@ def test_the_apis_errors_show_next_to_the_field_they_name_and_nothing_is_written
     page.get_by_role("button", name="Register model").click()  # no name
     expect(error_of(page, "Name *")).to_contain_text("ModelName is required")
     expect(field(page, "Name *")).to_have_attribute("aria-invalid", "true")
+    described = (field(page, "Name *").get_attribute("aria-describedby") or "").split()
+    assert error_of(page, "Name *").get_attribute("id") in described  # a screen reader reads it with the field
     expect(field(page, "Name *")).to_be_focused()
 
     field(page, "Name *").fill("taken")
@@ -357,9 +379,9 @@ def test_model_fields_are_shown_as_text_never_as_markup(served: Served, page: Pa
     expect(page.locator("li.label").first).to_contain_text("<b>bold</b>")
     page.locator("a.model-link").click()
     expect(page.get_by_role("heading", level=1)).to_have_text(hostile)
-    expect(page.locator("dl.fields")).to_contain_text("<script>window.__xss=2</script>")
-    expect(page.locator("dl.fields")).to_contain_text("javascript:window.__xss=3")
-    expect(page.locator("dl.fields a[href^='javascript']")).to_have_count(0)  # not a link: only http(s) are
+    expect(page.locator("dl.fields").first).to_contain_text("<script>window.__xss=2</script>")
+    expect(page.locator("dl.fields").first).to_contain_text("javascript:window.__xss=3")
+    expect(page.locator("dl.fields").first.locator("a[href^='javascript']")).to_have_count(0)  # not a link: only http(s) are
     expect(page.locator("table.kv th").first).to_have_text("<svg onload=window.__xss=4>")
     expect(page.locator("td[data-title=Metrics]")).to_contain_text("<img src=z onerror=window.__xss=7>")
     shot(page, "hostile-names")
@@ -404,6 +426,7 @@ def test_signed_session_with_a_key_kept_in_the_tab_and_never_sent(browser: Brows
 
         sign_in(ADMIN["AccessKeyId"], "not-the-secret-at-all-0000")
         expect(page.locator("main .alert")).to_contain_text("SignatureDoesNotMatch")
+        expect(page.locator("#key-state")).to_have_text(f"Key {ADMIN['AccessKeyId']} not accepted")
         shot(page, "signed-invalid-key")
         page.get_by_role("button", name="Use another access key").click()
         sign_in("no-such-key", "whatever-secret-0123456789")
@@ -582,3 +605,48 @@ def test_a_missing_model_says_so(served: Served, page: Page) -> None:
     expect(page.locator("main .alert")).to_contain_text("ModelNotFound")
     page.goto(f"{served.console}#/no/such/page")
     expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    page.goto(f"{served.console}#/models/%ZZ")  # not percent-encoded UTF-8
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+
+
+def test_extra_information_and_large_numbers_keep_every_digit_and_their_order(served: Served, page: Page) -> None:
+    extra = {"z": 1, "big": 12345678901234567890, "f": 1.0, "10": "ten", "2": "two"}
+    model_id = served.create(ModelName="exact", OrderNumber=9223372036854775807, ExtraInfo=extra)
+    page.goto(f"{served.console}#/models/{model_id}")
+    expect(page.locator("dl.fields").first).to_contain_text("9223372036854775807")
+    expect(page.locator("table.kv td", has_text="12345678901234567890")).to_be_visible()
+    page.get_by_role("link", name="Edit").click()
+    text = field(page, "Extra information").input_value()
+    assert json.loads(text) == extra and "12345678901234567890" in text and "1.0" in text
+    assert [key for key in json.loads(text)] == ["z", "big", "f", "10", "2"]  # as kept, not as the browser orders keys
+    field(page, "Extra information").fill(text.rstrip().rstrip("}") + ', "added": true}')
+    field(page, "Description").fill("edited")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("status").filter(has_text="Changes saved.")).to_be_visible()
+    model = served.call("GET", f"/api/v1/models/{model_id}")[1]
+    assert list(model["ExtraInfo"].items()) == [*extra.items(), ("added", True)]
+    assert isinstance(model["ExtraInfo"]["f"], float) and model["OrderNumber"] == 9223372036854775807
+
+    page.get_by_role("link", name="Edit").click()
+    field(page, "Order number").fill("")
+    page.get_by_role("button", name="Save changes").click()
+    expect(error_of(page, "Order number")).to_contain_text("OrderNumber cannot be emptied")
+
+
+def test_one_submission_sends_one_request_however_often_it_is_pressed(served: Served, page: Page) -> None:
+    model_id = served.create(ModelName="pressed")
+    held: list[Route] = []
+    page.route("**/versions", lambda route: held.append(route) if route.request.method == "POST" else route.continue_())
+    page.goto(f"{served.console}#/models/{model_id}/versions/new")
+    field(page, "URI *").fill("https://example.com/model")
+    field(page, "URI *").press("Enter")
+    expect(page.locator("#busy")).to_be_visible()
+    for _ in range(3):
+        field(page, "URI *").press("Enter")
+        page.get_by_role("button", name="Add version").click(force=True)
+    page.wait_for_timeout(300)
+    assert len(held) == 1
+    held[0].continue_()
+    expect(page.get_by_role("status").filter(has_text="Version 0.1.0 added.")).to_be_visible()
+    page.unroute("**/versions")
+    assert served.call("GET", f"/api/v1/models/{model_id}/versions")[1]["TotalCount"] == 1

@@ -17,6 +17,7 @@ import pytest
 
 from handler import console, index
 from handler.app import App
+from handler.config import Settings
 from tests.conftest import FakeContext, invoke, local_api
 from tests.test_auth import signed_app
 
@@ -73,9 +74,15 @@ def test_compressed_for_browsers_that_accept_it_and_revalidated_by_etag(memory_a
     assert packed["headers"]["Content-Encoding"] == "gzip" and "Content-Encoding" not in plain["headers"]
     assert gzip.decompress(body_of(packed)) == body_of(plain) and len(body_of(packed)) < len(body_of(plain))
     etag = plain["headers"]["ETag"]
+    assert packed["headers"]["ETag"] != etag  # two representations, two tags
     again = gateway("/console/console.js", headers={"If-None-Match": etag})
     assert again["statusCode"] == 304 and body_of(again) == b""
     assert gateway("/console/console.js", headers={"If-None-Match": '"other"'})["statusCode"] == 200
+    assert gateway("/console/console.js", headers={"If-None-Match": "*"})["statusCode"] == 304
+    for refused in ("gzip;q=0, identity", "identity", "br", "*;q=0", "gzip;q=0, *"):
+        assert "Content-Encoding" not in gateway("/console/console.js", headers={"Accept-Encoding": refused})["headers"], refused
+    for accepted in ("gzip;q=0.5", "*", "GZIP"):
+        assert gateway("/console/console.js", headers={"Accept-Encoding": accepted})["headers"]["Content-Encoding"] == "gzip", accepted
 
 
 def test_the_console_is_public_where_the_api_requires_signatures(tmp_path: Path) -> None:
@@ -96,6 +103,9 @@ def test_fc_http_trigger_serves_the_console_with_one_content_type(memory_app: Ap
     assert dict(seen["headers"])["Content-Type"] == "text/html; charset=utf-8"
     assert b"".join(chunks) == (CONSOLE_DIR / "index.html").read_bytes()
     assert dict(seen["headers"])["Content-Length"] == str(len(b"".join(chunks)))
+    environ.update(REQUEST_METHOD="HEAD", **{"wsgi.input": io.BytesIO(b"")})
+    head = index.wsgi_handler(environ, lambda status, headers: seen.update(status=status, headers=headers))
+    assert b"".join(head) == b"" and dict(seen["headers"])["Content-Length"] == str(len(b"".join(chunks)))  # no body
 
 
 def test_the_local_server_serves_head_and_get(memory_app: App) -> None:
@@ -127,3 +137,36 @@ def test_the_console_is_small_and_fetches_nothing_from_elsewhere() -> None:
         text = (CONSOLE_DIR / name).read_text()
         assert not re.search(r"""(import|from|url\(|src=|href=)\s*["']?(https?:)?//""", text), name
         assert "@import" not in text, name
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "http://127.0.0.2:9200"},  # a page elsewhere posting (even with no-cors and no Content-Type)
+    {"Origin": "null"},  # a sandboxed page or a file
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Host": "attacker.example:9000"},  # DNS rebinding: a site's name pointed at 127.0.0.1
+])
+def test_the_unsigned_local_server_refuses_other_origins_and_host_names(tmp_path: Path, headers: dict[str, str]) -> None:
+    from handler.local import same_origin_only
+
+    app = index.build_app(Settings.from_env({"MODEL_STORE": "memory://"}))
+    app.hooks.append(same_origin_only(loopback=True))
+    index.set_app(app)
+    try:
+        with local_api() as server:
+            host, port = server.server_address[:2]
+            connection = http.client.HTTPConnection(host, port, timeout=10)
+            sent = {"Host": f"{host}:{port}", **headers}
+            connection.request("POST", "/api/v1/models", body=b'{"ModelName": "csrf"}', headers=sent)
+            answer = connection.getresponse()
+            assert answer.status == 403 and json.loads(answer.read())["Code"] == "Forbidden.CrossOrigin"
+            # Its own page, curl and the SDKs (no Origin, a loopback Host) are answered.
+            connection.request("POST", "/api/v1/models", body=b'{"ModelName": "own"}',
+                               headers={"Host": f"localhost:{port}", "Origin": f"http://localhost:{port}",
+                                        "Content-Type": "application/json", "Sec-Fetch-Site": "same-origin"})
+            own = connection.getresponse()
+            assert own.status == 200, own.read()
+            own.read()
+            connection.request("GET", "/api/v1/models", headers={"Host": f"127.0.0.1:{port}"})
+            assert [m["ModelName"] for m in json.loads(connection.getresponse().read())["Models"]] == ["own"]  # nothing else written
+    finally:
+        index.set_app(None)

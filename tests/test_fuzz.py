@@ -318,6 +318,24 @@ UNSAYABLE = (r"bytes in UTF-8|must be an integer|control character|besides space
              r"|must be a JSON text|bytes as JSON")
 
 
+def _valid_as_sent(route: Route, request: Any) -> bool:
+    """Whether a request schemathesis generated as invalid lost its flaw on the way out (a parameter whose value
+    is an empty list is no parameter at all): its query and body, as sent, pass the route's schemas."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    pairs = parse_qsl(urlsplit(request.url).query, keep_blank_values=True)
+    if len({name for name, _ in pairs}) != len(pairs) or (pairs and route.query is None):
+        return False
+    try:
+        body = json.loads(request.body) if request.body else None
+    except ValueError:
+        return False
+    checks = [(route.query, dict(pairs))] if route.query else []
+    if route.body:
+        checks.append((route.body, body))
+    return all(validator(schema).is_valid(value) for schema, value in checks)
+
+
 @pytest.mark.parametrize("mode", [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE])
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.operation)
 def test_schemathesis_against_the_local_server(served: str, mode: schemathesis.GenerationMode, route: Route) -> None:
@@ -333,7 +351,7 @@ def test_schemathesis_against_the_local_server(served: str, mode: schemathesis.G
         response = case.call_and_validate(checks=CHECKS if mode.is_positive else NEGATIVE_CHECKS, timeout=20)
         statuses.append(response.status_code)
         if not mode.is_positive:
-            assert 400 <= response.status_code < 500, response.text[:300]
+            assert 400 <= response.status_code < 500 or _valid_as_sent(route, response.request), response.text[:300]
         if mode.is_positive:
             answer = response.json()
             # Valid by the document, so accepted, unless the name is taken (409), the model does not exist

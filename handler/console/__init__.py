@@ -53,12 +53,33 @@ def answer(method: str, path: str, headers: dict[str, str]) -> Answer:
     if name not in FILES:
         raise NotFoundError(f"the console has no file {name[:100]}")
     found = _file(name)
-    common = {**SECURITY_HEADERS, "Cache-Control": "no-cache", "ETag": found.etag, "Vary": "Accept-Encoding"}
-    if found.etag in (tag.strip().removeprefix("W/") for tag in headers.get("if-none-match", "").split(",")):
-        return Answer(304, {**common, "Content-Type": found.media_type})
-    if "gzip" in headers.get("accept-encoding", "").lower():
-        return Answer(200, {**common, "Content-Type": found.media_type, "Content-Encoding": "gzip"}, found.compressed)
-    return Answer(200, {**common, "Content-Type": found.media_type}, found.content)
+    compressed = _accepts_gzip(headers.get("accept-encoding", ""))
+    etag = found.etag[:-1] + '-gz"' if compressed else found.etag  # each encoding is a representation of its own
+    common = {**SECURITY_HEADERS, "Cache-Control": "no-cache", "ETag": etag, "Vary": "Accept-Encoding",
+              "Content-Type": found.media_type}
+    wanted = {tag.strip().removeprefix("W/") for tag in headers.get("if-none-match", "").split(",")}
+    if etag in wanted or "*" in wanted:
+        return Answer(304, common)
+    if compressed:
+        return Answer(200, {**common, "Content-Encoding": "gzip"}, found.compressed)
+    return Answer(200, common, found.content)
+
+
+def _accepts_gzip(accept_encoding: str) -> bool:
+    """Whether Accept-Encoding admits gzip (by name or `*`) with a weight above zero."""
+    weights: dict[str, float] = {}
+    for item in accept_encoding.lower().split(","):
+        coding, *params = (part.strip() for part in item.split(";"))
+        weight = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        weights[coding] = weight
+    return weights.get("gzip", weights.get("*", 0.0)) > 0
 
 
 @cache

@@ -1,4 +1,5 @@
 // The registry's public API, as the SDK calls it: the console can do nothing the API would refuse.
+import { parseExact } from "./json.js";
 import { canSign, currentKey, encode, signatureHeaders } from "./sign.js";
 
 // Where the function is mounted: the page is <root>console/..., the API <root>api/v1/... (a gateway or
@@ -42,7 +43,7 @@ function busy(change) {
 }
 
 // One API call. `query` is an object of parameters (empty ones left out); `body` is sent as JSON, or
-// `text` as the exact JSON text. Resolves to the answer's JSON, or rejects with an ApiFailure.
+// `text` as the exact JSON text. Resolves to the answer's JSON (its text in `rawText`), or rejects with an ApiFailure.
 export async function call(method, apiPath, { query = {}, body, text } = {}) {
   const pairs = Object.entries(query).filter(([, v]) => v !== undefined && v !== null && v !== "").map(([k, v]) => [k, String(v)]);
   const payload = text !== undefined ? text : body !== undefined ? JSON.stringify(body) : "";
@@ -66,15 +67,21 @@ export async function call(method, apiPath, { query = {}, body, text } = {}) {
       throw new ApiFailure(0, "NetworkError", "the registry could not be reached; check the connection and retry");
     }
     let answer = null;
+    const text = await response.text().catch(() => "");
     try {
-      answer = await response.json();
+      answer = parseExact(text);
     } catch {
       answer = null;
+    }
+    if (key) {
+      const rejected = ["SignatureDoesNotMatch", "InvalidAccessKeyId.NotFound"].includes(answer?.Code);
+      if (response.ok || rejected) document.dispatchEvent(new CustomEvent("key-state", { detail: rejected ? "rejected" : "accepted" }));
     }
     if (!response.ok || !answer || typeof answer !== "object") {
       throw new ApiFailure(response.status, answer?.Code || `HTTP${response.status}`,
         answer?.Message || `the registry answered ${response.status} ${response.statusText}`, answer?.RequestId || "");
     }
+    Object.defineProperty(answer, "rawText", { value: text }); // the answer as sent, for values kept exactly
     return answer;
   } finally {
     busy(-1);

@@ -17,7 +17,10 @@ const ROUTES = [
   [/^\/models\/([^/]+)\/versions\/new$/, (params, id) => versionPage(id)],
 ];
 
-export function go(hash, message = "") {
+// Show the page at `hash` with a message. An action that finishes after the user has moved on passes
+// `from`, the hash it started on: the user stays where they are.
+export function go(hash, message = "", from = undefined) {
+  if (from !== undefined && location.hash !== from) return;
   notice = message;
   if (location.hash === hash) render();
   else location.hash = hash;
@@ -36,6 +39,12 @@ export function problem(error, retry, message) {
 }
 
 let rendering = 0;
+let shownRoute = null;
+
+// Take away the messages of earlier actions (notices, errors) before a new one starts.
+export function clearMessages() {
+  for (const old of main.querySelectorAll(".notice, .form-alert, .section-status > *")) old.remove();
+}
 
 async function render() {
   const turn = ++rendering;
@@ -63,14 +72,18 @@ async function render() {
     }
   }
   if (turn !== rendering) return; // a later navigation has rendered, or will
+  // The same page again (a search, a change made here): focus stays on the control it was on; a new page focuses its heading.
+  const kept = route === shownRoute ? document.activeElement?.getAttribute("name") : null;
+  shownRoute = route;
   main.replaceChildren(...(shown ? [h("p", { class: "notice", role: "status" }, shown)] : []), ...[content].flat().filter(Boolean));
-  main.querySelector("h1")?.focus({ preventScroll: true });
+  const again = kept ? main.querySelector(`[name="${CSS.escape(kept)}"]`) : null;
+  (again || main.querySelector("h1"))?.focus({ preventScroll: true });
   document.title = `${main.querySelector("h1")?.textContent || "Console"} · Model registry`;
 }
 
-function showKeyState() {
+function showKeyState(accepted = true) {
   const key = currentKey();
-  document.getElementById("key-state").textContent = key ? `Signed with ${key.id}` : "Not signed";
+  document.getElementById("key-state").textContent = !key ? "Not signed" : accepted ? `Signed with ${key.id}` : `Key ${key.id} not accepted`;
   document.getElementById("key-button").textContent = key ? "Change key" : "Access key";
   document.getElementById("key-forget").hidden = !key;
 }
@@ -79,7 +92,9 @@ function openKeyDialog() {
   const form = dialog.querySelector("form");
   form.reset();
   form.elements.AccessKeyId.value = currentKey()?.id || "";
-  dialog.querySelector(".dialog-error").hidden = canSign();
+  const message = dialog.querySelector(".dialog-error");
+  message.textContent = canSign() ? "" : "This browser signs requests only on an HTTPS page or on localhost.";
+  message.hidden = canSign();
   dialog.showModal();
 }
 
@@ -89,7 +104,16 @@ dialog.querySelector("form").addEventListener("submit", (event) => {
   const form = event.target;
   const id = form.elements.AccessKeyId.value.trim();
   const secret = form.elements.AccessKeySecret.value;
-  if (!id || !secret || !canSign()) return;
+  const problemText = !id || !secret ? "Enter the key's ID and secret."
+    : !/^[\x21-\x2b\x2d-\x7e]+$/.test(id) ? "An access key ID is letters, digits and punctuation, without spaces or commas."
+      : !canSign() ? "This browser signs requests only on an HTTPS page or on localhost." : "";
+  const message = dialog.querySelector(".dialog-error");
+  message.textContent = problemText;
+  message.hidden = !problemText;
+  if (problemText) {
+    (!id ? form.elements.AccessKeyId : !secret ? form.elements.AccessKeySecret : form.elements.AccessKeyId).focus();
+    return;
+  }
   rememberKey(id, secret);
   form.reset();
   dialog.close();
@@ -103,5 +127,11 @@ document.getElementById("key-forget").addEventListener("click", () => {
   render();
 });
 window.addEventListener("hashchange", render);
+document.addEventListener("key-state", (event) => showKeyState(event.detail === "accepted"));
+// A link to the page already shown shows it afresh (no hashchange would).
+document.addEventListener("click", (event) => {
+  const link = event.target.closest?.("a[href^='#']");
+  if (link && link.getAttribute("href") === location.hash && !event.defaultPrevented) render();
+});
 showKeyState();
 render();

@@ -1,4 +1,5 @@
 // Building the page: every value from the registry becomes text (textContent), never markup.
+import { ExactNumber } from "./json.js";
 
 // h("a", {href: "#/"}, "Models", child...): an element; attributes set one by one, children as text or nodes.
 export function h(tag, attributes = {}, ...children) {
@@ -25,7 +26,7 @@ export function when(text) {
   if (!text) return "";
   const moment = new Date(text);
   if (Number.isNaN(moment.getTime())) return h("span", {}, text);
-  return h("time", { datetime: text, title: text }, moment.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }));
+  return h("time", { datetime: text, title: text }, moment.toLocaleString(undefined, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23" }));
 }
 
 export function labels(list = [], remove) {
@@ -33,16 +34,19 @@ export function labels(list = [], remove) {
   return h("ul", { class: "labels" }, list.map(({ Key, Value }) => h("li", { class: "label" },
     h("span", { class: "label-key" }, Key), Value ? h("span", { class: "label-value" }, Value) : null,
     remove ? h("button", { type: "button", class: "label-remove", "aria-label": `Remove label ${Key}`, title: `Remove label ${Key}`,
-      onclick: () => remove(Key) }, "×") : null)));
+      onclick: (event) => remove(Key, event.currentTarget) }, "×") : null)));
 }
 
 // Any JSON value, readably: objects as key/value tables (nested within reason), lists inline, the rest as text.
 export function value(data, depth = 0) {
   if (data === null || data === undefined) return h("span", { class: "muted" }, "null");
+  if (data instanceof ExactNumber) return h("span", { class: "json-number" }, data.text);
   if (typeof data !== "object") return h("span", { class: `json-${typeof data}` }, String(data));
   if (depth >= 3) return h("code", { class: "json" }, JSON.stringify(data));
   if (Array.isArray(data)) {
-    if (data.every((item) => item === null || typeof item !== "object")) return h("span", {}, data.map(String).join(", ") || "[]");
+    if (data.every((item) => item === null || typeof item !== "object" || item instanceof ExactNumber)) {
+      return h("span", {}, data.map(String).join(", ") || "[]");
+    }
     return h("ol", { class: "json-list" }, data.map((item) => h("li", {}, value(item, depth + 1))));
   }
   const entries = Object.entries(data);
@@ -54,10 +58,10 @@ export function value(data, depth = 0) {
 export function metrics(data) {
   const rows = [];
   const walk = (prefix, item) => {
-    if (item && typeof item === "object" && !Array.isArray(item) && Object.keys(item).length) {
+    if (item && typeof item === "object" && !Array.isArray(item) && !(item instanceof ExactNumber) && Object.keys(item).length) {
       for (const [key, inner] of Object.entries(item)) walk(prefix ? `${prefix}.${key}` : key, inner);
     } else {
-      rows.push([prefix, item !== null && typeof item === "object" ? JSON.stringify(item) : String(item)]);
+      rows.push([prefix, item !== null && typeof item === "object" && !(item instanceof ExactNumber) ? JSON.stringify(item) : String(item)]);
     }
   };
   walk("", data);

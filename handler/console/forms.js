@@ -1,5 +1,6 @@
 // Forms: fields with labels and hints, the request body they make, and errors shown next to the field they name.
 import { h } from "./dom.js";
+import { layout } from "./json.js";
 
 let unique = 0;
 
@@ -43,7 +44,7 @@ export function bodyText(form, names) {
     const text = element.value.trim();
     if (text === "" && !names) continue;
     let json;
-    if (kind === "integer") json = /^-?\d+$/.test(text) ? text : JSON.stringify(text);
+    if (kind === "integer") json = /^-?(0|[1-9]\d*)$/.test(text) ? text : JSON.stringify(text);
     else if (kind === "json") json = text === "" ? "{}" : jsonText(name, text);
     else if (kind === "labels") json = JSON.stringify(labelList(name, text));
     else json = JSON.stringify(kind === "textarea" ? element.value : text);
@@ -58,7 +59,7 @@ function jsonText(name, text) {
   } catch (e) {
     throw new Invalid(name, `${name} is not valid JSON (${e.message})`);
   }
-  return text;
+  return layout(text, ""); // compact: the layout's spaces would count against the body limit
 }
 
 // "key=value" lines as [{Key, Value}].
@@ -96,7 +97,7 @@ export function showError(form, error, panel) {
       unplaced.push(message);
       continue;
     }
-    const slot = document.getElementById(`${input.id}-error`);
+    const slot = form.querySelector(`#${CSS.escape(`${input.id}-error`)}`);
     slot.textContent = slot.textContent ? `${slot.textContent}; ${message}` : message;
     slot.hidden = false;
     input.setAttribute("aria-invalid", "true");
@@ -108,5 +109,5 @@ export function showError(form, error, panel) {
     form.prepend(h("div", { class: "form-alert" }, alert));
     first = first || alert;
   }
-  first.focus();
+  (first && form.querySelector(".form-alert [role=alert], [aria-invalid=true]") || first).focus(); // the first, in reading order
 }

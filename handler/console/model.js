@@ -1,8 +1,9 @@
 // One model: its fields, labels, extra information and versions; editing it, versioning it, deleting it.
 import { ApiFailure, call, path } from "./api.js";
-import { go, problem, reload } from "./console.js";
+import { clearMessages, go, problem, reload } from "./console.js";
 import { h, labels, metrics, value, when } from "./dom.js";
-import { bodyText, field, showError } from "./forms.js";
+import { layout, memberText } from "./json.js";
+import { bodyText, field, Invalid, showError } from "./forms.js";
 
 const VERSIONS_PER_PAGE = 20;
 const FIELDS = [
@@ -53,16 +54,18 @@ export async function modelPage(id, params) {
     query: { SortBy: "GmtCreateTime", Order: "DESC", PageSize: VERSIONS_PER_PAGE, PageNumber: page } }).catch((e) => e)]);
   if (model instanceof Error) return missing(model);
   const shown = FIELDS.filter(([name]) => model[name] !== undefined && model[name] !== "");
+  const status = h("div", { class: "section-status" });
   return [
     crumbs(model),
     h("div", { class: "title" }, h("h1", { tabindex: -1 }, model.ModelName),
       h("div", { class: "actions" },
         h("a", { href: `${modelHash(id)}/edit`, class: "button" }, "Edit"),
         h("a", { href: `${modelHash(id)}/versions/new`, class: "button" }, "Add a version"),
-        h("button", { type: "button", class: "danger", onclick: () => deleteModel(model) }, "Delete model"))),
+        h("button", { type: "button", class: "danger", onclick: (e) => deleteModel(model, status, e.currentTarget) }, "Delete model"))),
+    status,
     h("section", { "aria-labelledby": "fields-heading" }, h("h2", { id: "fields-heading" }, "Details"),
       h("dl", { class: "fields" }, shown.map(([name, title]) => [h("dt", {}, title),
-        h("dd", {}, name === "ModelDoc" ? link(model[name]) : String(model[name]))]),
+        h("dd", { class: name === "ModelDescription" ? "text" : undefined }, name === "ModelDoc" ? link(model[name]) : String(model[name]))]),
       h("dt", {}, "Latest version"), h("dd", {}, model.LatestVersion?.VersionName || h("span", { class: "muted" }, "none")),
       h("dt", {}, "Created"), h("dd", {}, when(model.GmtCreateTime)),
       h("dt", {}, "Changed"), h("dd", {}, when(model.GmtModifiedTime)))),
@@ -73,33 +76,48 @@ export async function modelPage(id, params) {
   ];
 }
 
-function labelSection(model) {
+// Labels with a remove button each and a form that adds one, changed through `segments` (the API path of
+// the model or version); `what` names them for screen readers ("model", "version 1.0.0").
+function labelEditor(list, segments, what) {
   const status = h("div", { class: "section-status" });
-  const remove = async (key) => {
+  const from = location.hash;
+  const remove = async (key, button) => {
+    clearMessages();
+    button.disabled = true;
     try {
-      await call("DELETE", path("models", model.ModelId, "labels"), { query: { LabelKeys: key } });
-      go(location.hash, `Label ${key} removed.`);
+      await call("DELETE", path(...segments, "labels"), { query: { LabelKeys: key } });
+      go(from, `Label ${key} removed.`, from);
     } catch (error) {
+      button.disabled = false;
       status.replaceChildren(problem(error));
     }
   };
-  const form = h("form", { class: "inline-form", "aria-label": "Add a label", novalidate: true },
+  const form = h("form", { class: "inline-form", "aria-label": `Add a label to the ${what}`, novalidate: true },
     field("Key", "Key"), field("Value", "Value"), h("button", { type: "submit" }, "Add label"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    const button = form.querySelector("button[type=submit]");
+    if (button.disabled) return;
+    clearMessages();
+    button.disabled = true;
     const label = { Key: form.elements.Key.value.trim(), Value: form.elements.Value.value.trim() };
     try {
-      await call("POST", path("models", model.ModelId, "labels"), { body: { Labels: [label] } });
-      go(location.hash, `Label ${label.Key} added.`);
+      await call("POST", path(...segments, "labels"), { body: { Labels: [label] } });
+      go(from, `Label ${label.Key} added.`, from);
     } catch (error) {
+      button.disabled = false;
       // The API names the field as Labels[0].Key: shown next to Key (or Value).
       const named = error instanceof ApiFailure
         ? new ApiFailure(error.status, error.code, error.message.replace(/Labels\[0\]\./g, ""), error.requestId) : error;
       showError(form, named, (e, message) => problem(e, null, message));
     }
   });
+  return [labels(list, remove), status, form];
+}
+
+function labelSection(model) {
   return h("section", { "aria-labelledby": "labels-heading" }, h("h2", { id: "labels-heading" }, "Labels"),
-    labels(model.Labels, remove), status, form);
+    labelEditor(model.Labels, ["models", model.ModelId], "model"));
 }
 
 function versionSection(model, versions, page) {
@@ -112,6 +130,10 @@ function versionSection(model, versions, page) {
   const status = h("div", { class: "section-status" });
   const pages = Math.ceil(versions.TotalCount / VERSIONS_PER_PAGE);
   const at = (n) => `${modelHash(model.ModelId)}?page=${n}`;
+  if (!versions.Versions.length) {
+    return h("section", { "aria-labelledby": "versions-heading" }, heading, h("div", { class: "empty" },
+      h("p", {}, `There are ${versions.TotalCount} versions, none on page ${page}. `), h("a", { href: at(1) }, "See the newest")));
+  }
   return h("section", { "aria-labelledby": "versions-heading" }, heading, status,
     h("table", { class: "versions" },
       h("thead", {}, h("tr", {}, ["Version", "URI", "Format", "Framework", "Approval", "Metrics", "Created", "Actions"]
@@ -122,20 +144,54 @@ function versionSection(model, versions, page) {
       page < pages ? h("a", { href: at(page + 1) }, "Older →") : h("span", {})) : null);
 }
 
+const VERSION_FIELDS = [
+  ["VersionDescription", "Description"], ["SourceType", "Source"], ["SourceId", "Source ID"], ["Options", "Options"],
+  ["InferenceSpec", "Inference spec"], ["TrainingSpec", "Training spec"], ["EvaluationSpec", "Evaluation spec"],
+  ["CompressionSpec", "Compression spec"], ["DistillationSpec", "Distillation spec"], ["ExtraInfo", "Extra information"],
+];
+const openDetails = new Set(); // versions whose details are shown, kept across the page's re-renders
+
+// Everything else a version holds, and its labels, in a row of their own under the version's row.
+function versionDetails(model, version, id) {
+  const shown = VERSION_FIELDS.filter(([name]) => version[name] !== undefined && version[name] !== ""
+    && !(typeof version[name] === "object" && !Object.keys(version[name]).length));
+  return h("tr", { class: "version-details", id, hidden: !openDetails.has(id) },
+    h("td", { colspan: 8 },
+      h("dl", { class: "fields" }, shown.map(([name, title]) => [h("dt", {}, title),
+        h("dd", { class: name === "VersionDescription" ? "text" : undefined }, value(version[name]))]),
+      h("dt", {}, "Changed"), h("dd", {}, when(version.GmtModifiedTime))),
+      h("h3", {}, `Labels of version ${version.VersionName}`),
+      labelEditor(version.Labels || [], ["models", model.ModelId, "versions", version.VersionName], `version ${version.VersionName}`)));
+}
+
 function versionRow(model, version, status) {
   const name = version.VersionName;
-  const act = async (what, method, body, done) => {
+  const from = location.hash;
+  const detailsId = `version-${model.ModelId}-${name}`.replace(/[^A-Za-z0-9_-]/g, "_");
+  const toggle = (event) => {
+    const row = document.getElementById(detailsId);
+    row.hidden = !row.hidden;
+    event.currentTarget.setAttribute("aria-expanded", String(!row.hidden));
+    if (row.hidden) openDetails.delete(detailsId);
+    else openDetails.add(detailsId);
+  };
+  const act = async (what, method, body, done, button) => {
+    clearMessages();
+    const buttons = [...button.parentElement.querySelectorAll("button")];
+    const before = buttons.map((b) => b.disabled);
+    for (const other of buttons) other.disabled = true; // one request at a time for a version
     try {
       await call(method, path("models", model.ModelId, "versions", name), { body });
-      go(location.hash, done);
+      go(from, done, from);
     } catch (error) {
+      buttons.forEach((b, i) => { b.disabled = before[i]; });
       status.replaceChildren(problem(error, null, `${what} ${name}: ${error.message}`));
       status.querySelector("[role=alert]").tabIndex = -1;
       status.querySelector("[role=alert]").focus();
     }
   };
   const approval = version.ApprovalStatus || "Pending";
-  return h("tr", {},
+  return [h("tr", {},
     h("td", { "data-title": "Version" }, h("strong", {}, name),
       version.VersionDescription ? h("p", { class: "muted small" }, version.VersionDescription) : null,
       version.Labels?.length ? labels(version.Labels) : null),
@@ -147,23 +203,36 @@ function versionRow(model, version, status) {
     h("td", { "data-title": "Created" }, when(version.GmtCreateTime)),
     h("td", { "data-title": "Actions", class: "row-actions" },
       h("button", { type: "button", disabled: approval === "Approved", "aria-label": `Approve version ${name}`,
-        onclick: () => act("Approve", "PUT", { ApprovalStatus: "Approved" }, `Version ${name} approved.`) }, "Approve"),
+        onclick: (e) => act("Approve", "PUT", { ApprovalStatus: "Approved" }, `Version ${name} approved.`, e.currentTarget) }, "Approve"),
       h("button", { type: "button", disabled: approval === "Rejected", "aria-label": `Reject version ${name}`,
-        onclick: () => act("Reject", "PUT", { ApprovalStatus: "Rejected" }, `Version ${name} rejected.`) }, "Reject"),
+        onclick: (e) => act("Reject", "PUT", { ApprovalStatus: "Rejected" }, `Version ${name} rejected.`, e.currentTarget) }, "Reject"),
       h("button", { type: "button", class: "danger", "aria-label": `Delete version ${name}`,
-        onclick: () => confirm(`Delete version ${name} of ${model.ModelName}? This cannot be undone.`)
-          && act("Delete", "DELETE", undefined, `Version ${name} deleted.`) }, "Delete")));
+        onclick: (e) => confirm(`Delete version ${name} of ${model.ModelName}? This cannot be undone.`)
+          && act("Delete", "DELETE", undefined, `Version ${name} deleted.`, e.currentTarget) }, "Delete"),
+      h("button", { type: "button", "aria-expanded": String(openDetails.has(detailsId)), "aria-controls": detailsId,
+        "aria-label": `Details of version ${name}`, onclick: toggle }, "Details"))),
+  versionDetails(model, version, detailsId)];
 }
 
-async function deleteModel(model) {
+async function deleteModel(model, status, button) {
   if (!confirm(`Delete model ${model.ModelName} and all its versions? This cannot be undone.`)) return;
+  clearMessages();
+  const from = location.hash;
+  button.disabled = true;
   try {
     await call("DELETE", path("models", model.ModelId));
-    go("#/", `Model ${model.ModelName} deleted.`);
+    go("#/", `Model ${model.ModelName} deleted.`, from);
   } catch (error) {
-    const main = document.getElementById("main");
-    main.querySelector(".title").after(problem(error));
+    button.disabled = false;
+    status.replaceChildren(problem(error));
   }
+}
+
+// ExtraInfo as the registry keeps it (key order, every digit), laid out for editing.
+function extraInfoText(model) {
+  const exact = model.rawText ? memberText(model.rawText, "ExtraInfo") : undefined;
+  if (exact !== undefined) return layout(exact);
+  return model.ExtraInfo ? JSON.stringify(model.ExtraInfo, null, 2) : "";
 }
 
 export async function editPage(id) {
@@ -180,24 +249,32 @@ export async function editPage(id) {
       field("OrderNumber", "Order number", { kind: "integer", value: text("OrderNumber") }),
       field("ParameterSize", "Parameters (millions)", { kind: "integer", value: text("ParameterSize") })),
     field("ModelDoc", "Documentation URL", { value: text("ModelDoc") }),
-    field("ExtraInfo", "Extra information", { kind: "json", value: model.ExtraInfo ? JSON.stringify(model.ExtraInfo, null, 2) : "",
-      hint: "A JSON object; it replaces the one kept." }),
+    field("ExtraInfo", "Extra information", { kind: "json", value: extraInfoText(model),
+      hint: "A JSON object; it replaces the one kept ({} removes every key)." }),
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Save changes"), h("a", { href: modelHash(id) }, "Cancel")));
   const original = Object.fromEntries(EDITABLE.map((name) => [name, form.elements[name].value]));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    // Only what was changed is sent; a field emptied sends "" (numbers and JSON cannot be emptied).
-    const changed = new Set(EDITABLE.filter((name) => form.elements[name].value !== original[name]
-      && !(form.elements[name].value.trim() === "" && ["integer", "json"].includes(form.elements[name].dataset.kind))));
+    // Only what was changed is sent; a text field emptied sends "". A number or ExtraInfo cannot be
+    // emptied (the API keeps one once set): said next to the field, rather than ignored.
+    const emptied = EDITABLE.find((name) => form.elements[name].value.trim() === "" && original[name].trim() !== ""
+      && ["integer", "json"].includes(form.elements[name].dataset.kind));
+    if (emptied) {
+      return showError(form, new Invalid(emptied, emptied === "ExtraInfo" ? "ExtraInfo cannot be emptied; write {} to remove every key"
+        : `${emptied} cannot be emptied once set; give another number`), (e, message) => problem(e, null, message));
+    }
+    const changed = new Set(EDITABLE.filter((name) => form.elements[name].value !== original[name]));
     if (!changed.size) return go(modelHash(id), "Nothing changed.");
-    event.submitter.disabled = true;
+    const button = form.querySelector("button[type=submit]");
+    if (button.disabled) return; // one request per submission
+    button.disabled = true;
+    const from = location.hash;
     try {
       await call("PUT", path("models", id), { text: bodyText(form, changed) });
-      go(modelHash(id), "Changes saved.");
+      go(modelHash(id), "Changes saved.", from);
     } catch (error) {
+      button.disabled = false;
       showError(form, error, (e, message) => problem(e, null, message));
-    } finally {
-      event.submitter.disabled = false;
     }
   });
   return [crumbs(model, "Edit"), h("h1", { tabindex: -1 }, `Edit ${model.ModelName}`), form];
@@ -226,14 +303,16 @@ export async function versionPage(id) {
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Add version"), h("a", { href: modelHash(id) }, "Cancel")));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    event.submitter.disabled = true;
+    const button = form.querySelector("button[type=submit]");
+    if (button.disabled) return; // one request per submission: an unnamed version would be created twice
+    button.disabled = true;
+    const from = location.hash;
     try {
       const answer = await call("POST", path("models", id, "versions"), { text: bodyText(form) });
-      go(modelHash(id), `Version ${answer.VersionName} added.`);
+      go(modelHash(id), `Version ${answer.VersionName} added.`, from);
     } catch (error) {
+      button.disabled = false;
       showError(form, error, (e, message) => problem(e, null, message));
-    } finally {
-      event.submitter.disabled = false;
     }
   });
   return [crumbs(model, "Add a version"), h("h1", { tabindex: -1 }, `Add a version of ${model.ModelName}`), form];

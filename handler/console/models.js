@@ -29,6 +29,11 @@ export async function listPage(params) {
     answer = await call("GET", path("models"), { query: { ...filters, SortBy: sortBy, Order: order, PageSize: size, PageNumber: page } });
   } catch (error) {
     if (!(error instanceof ApiFailure)) throw error;
+    const named = error.code === "InvalidParameter" && search.querySelector(`[name="${(error.message.match(/^[A-Za-z]+/) || [""])[0]}"]`);
+    if (named) { // a filter the API refuses: said next to it
+      showError(search, error, (e, message) => problem(e, null, message));
+      return [heading, search];
+    }
     return [heading, search, problem(error, reload)];
   }
   const filtered = FILTERS.some((name) => filters[name]);
@@ -40,6 +45,10 @@ export async function listPage(params) {
   }
   const pages = Math.max(1, Math.ceil(answer.TotalCount / Number(size)));
   const at = (n) => listHash(new URLSearchParams({ ...filters, Sort: sort, PageSize: size, PageNumber: String(n) }));
+  if (!answer.Models.length) {
+    return [heading, search, h("div", { class: "empty" }, h("p", {}, `Page ${page} is past the last page (${pages}).`),
+      h("a", { href: at(1) }, "Go to the first page"))];
+  }
   return [heading, search,
     h("p", { class: "count", role: "status" }, `${answer.TotalCount} model${answer.TotalCount === 1 ? "" : "s"}`),
     h("table", { class: "models" },
@@ -95,15 +104,16 @@ export function registerPage() {
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Register model"), h("a", { href: "#/" }, "Cancel")));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const button = event.submitter;
+    const button = form.querySelector("button[type=submit]");
+    if (button.disabled) return; // one request per submission, however often Enter is pressed
     button.disabled = true;
+    const from = location.hash;
     try {
       const answer = await call("POST", path("models"), { text: bodyText(form) });
-      go(`#/models/${encodeURIComponent(answer.ModelId)}`, "Model registered.");
+      go(`#/models/${encodeURIComponent(answer.ModelId)}`, "Model registered.", from);
     } catch (error) {
-      showError(form, error, (e, message) => problem(e, null, message));
-    } finally {
       button.disabled = false;
+      showError(form, error, (e, message) => problem(e, null, message));
     }
   });
   return [h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Models"), " / Register"), h("h1", { tabindex: -1 }, "Register a model"), form];
