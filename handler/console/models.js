@@ -84,6 +84,8 @@ function searchForm(filters, sort, size) {
     for (const element of form.elements) if (element.name) params.set(element.name, element.value.trim());
     go(listHash(params));
   });
+  // A new sort or page size applies at once (the focus stays on it when the list is shown again).
+  for (const select of form.querySelectorAll("select")) select.addEventListener("change", () => form.requestSubmit());
   return form;
 }
 
