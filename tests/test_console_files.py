@@ -170,3 +170,9 @@ def test_the_unsigned_local_server_refuses_other_origins_and_host_names(tmp_path
             assert [m["ModelName"] for m in json.loads(connection.getresponse().read())["Models"]] == ["own"]  # nothing else written
     finally:
         index.set_app(None)
+
+
+def test_every_module_is_preloaded_so_the_page_loads_in_one_round() -> None:
+    html = (CONSOLE_DIR / "index.html").read_text()
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="([\w.]+)">', html))
+    assert preloaded == {name for name in console.FILES if name.endswith(".js")} - {"console.js"}
