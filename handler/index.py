@@ -122,6 +122,7 @@ def _raw_path(environ: dict[str, Any]) -> str:
 
 def wsgi_handler(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     app = get_app()
+    method = str(environ.get("REQUEST_METHOD", "GET")).upper()
     declared = str(environ.get("CONTENT_LENGTH") or "0").strip()
     length = int(declared) if declared.isascii() and declared.isdigit() else 0
     # A body over the limit is never read (the core answers 413 from its declared size); one that
@@ -129,7 +130,7 @@ def wsgi_handler(environ: dict[str, Any], start_response: Callable[..., Any]) ->
     body = environ["wsgi.input"].read(length) if 0 < length <= app.max_body_bytes else b""
     if len(body) < length <= app.max_body_bytes:
         return _wsgi_answer(start_response, Response(400, MalformedRequest(
-            f"the body ended after {len(body)} of the {length} bytes declared").body(records.new_request_id())))
+            f"the body ended after {len(body)} of the {length} bytes declared").body(records.new_request_id())), method)
     headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")}
     if environ.get("CONTENT_TYPE"):
         headers["content-type"] = environ["CONTENT_TYPE"]
@@ -138,14 +139,14 @@ def wsgi_handler(environ: dict[str, Any], start_response: Callable[..., Any]) ->
         query = parse_qsl(raw_query, keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
         return _wsgi_answer(start_response, Response(400, MalformedRequest(
-            "the query string is not valid percent-encoded UTF-8").body(records.new_request_id())))
-    request = Request(environ.get("REQUEST_METHOD", "GET").upper(), _raw_path(environ), body, headers=headers,
+            "the query string is not valid percent-encoded UTF-8").body(records.new_request_id())), method)
+    request = Request(method, _raw_path(environ), body, headers=headers,
                       query=query, raw_query=raw_query,
                       declared_size=length if length > app.max_body_bytes else None)
     context = environ.get("fc.context")
     with time_budget(time_left(context)):
         response = app.handle(request, caller_of(context))
-    return _wsgi_answer(start_response, response, request.method)
+    return _wsgi_answer(start_response, response, method)
 
 
 def _wsgi_answer(start_response: Callable[..., Any], response: Response, method: str = "") -> Iterable[bytes]:

@@ -263,9 +263,9 @@ def same_origin_only(loopback: bool) -> Hook:
     loopback name (a site whose name was pointed at 127.0.0.1: DNS rebinding)."""
 
     def check(request: Request) -> None:
-        host = request.headers.get("host", "")
+        host = request.headers.get("host", "").strip()
         origin = request.headers.get("origin")
-        if request.headers.get("sec-fetch-site", "").lower() in ("cross-site", "same-site") or (
+        if request.headers.get("sec-fetch-site", "").strip().lower() in ("cross-site", "same-site") or (
                 origin is not None and urlsplit(origin).netloc.lower() != host.lower()):
             raise CrossOrigin(f"a page of another origin ({(origin or 'another site')[:100]}) may not call this registry: "
                               "without access keys it answers only its own pages and other programs")
@@ -276,11 +276,14 @@ def same_origin_only(loopback: bool) -> Hook:
     return check
 
 
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
+
+
 def _is_loopback_name(host: str) -> bool:
-    try:
-        name = urlsplit("//" + host).hostname or ""
-    except ValueError:
+    found = _HOST.fullmatch(host)  # a name and a port, nothing else (no user info, path or fragment)
+    if found is None:
         return False
+    name = found.group(1).strip("[]").lower()
     if name == "localhost":
         return True
     try:

@@ -241,12 +241,14 @@ def test_register_inspect_edit_label_version_approve_and_delete_a_model(served: 
     details.get_by_role("button", name="Add label").click()
     expect(page.get_by_role("status").filter(has_text="Label stage added.")).to_be_visible()
     expect(details).to_be_visible()  # still open after the page shows the change
+    expect(details.get_by_label("Key", exact=True)).to_be_focused()  # the user is where they were, not at the top
     details.get_by_role("button", name="Remove label run").click()
     expect(details.locator("li.label")).to_have_text(["stagecandidate×"])
     assert served.call("GET", f"/api/v1/models/{model_id}/versions/0.1.0")[1]["Labels"] == [{"Key": "stage", "Value": "candidate"}]
 
     row.get_by_role("button", name="Approve version 0.1.0").click()
     expect(row.locator("td[data-title=Approval]")).to_have_text("Approved")
+    expect(row.get_by_role("button", name="Details of version 0.1.0")).to_be_focused()
     expect(row.get_by_role("button", name="Approve version 0.1.0")).to_be_disabled()
     assert served.call("GET", f"/api/v1/models/{model_id}/versions/0.1.0")[1]["ApprovalStatus"] == "Approved"
     row.get_by_role("button", name="Reject version 0.1.0").click()
@@ -613,10 +615,13 @@ def test_a_missing_model_says_so(served: Served, page: Page) -> None:
 def test_extra_information_and_large_numbers_keep_every_digit_and_their_order(served: Served, page: Page) -> None:
     extra = {"z": 1, "big": 12345678901234567890, "f": 1.0, "10": "ten", "2": "two"}
     model_id = served.create(ModelName="exact", OrderNumber=9223372036854775807, ExtraInfo=extra)
+    served.call("POST", f"/api/v1/models/{model_id}/versions", {"Uri": "https://example.com/m", "Metrics": {"curve": [0.0, 0.5, 1.0]}})
     page.goto(f"{served.console}#/models/{model_id}")
+    expect(page.locator("table.metrics td")).to_have_text("[0.0,0.5,1.0]")  # as kept: not 0 and 1, not objects
     expect(page.locator("dl.fields").first).to_contain_text("9223372036854775807")
     expect(page.locator("table.kv td", has_text="12345678901234567890")).to_be_visible()
     page.get_by_role("link", name="Edit").click()
+    expect(page.get_by_role("heading", name="Edit exact", level=1)).to_be_visible()
     text = field(page, "Extra information").input_value()
     assert json.loads(text) == extra and "12345678901234567890" in text and "1.0" in text
     assert [key for key in json.loads(text)] == ["z", "big", "f", "10", "2"]  # as kept, not as the browser orders keys
@@ -629,6 +634,7 @@ def test_extra_information_and_large_numbers_keep_every_digit_and_their_order(se
     assert isinstance(model["ExtraInfo"]["f"], float) and model["OrderNumber"] == 9223372036854775807
 
     page.get_by_role("link", name="Edit").click()
+    expect(page.get_by_role("heading", name="Edit exact", level=1)).to_be_visible()
     field(page, "Order number").fill("")
     page.get_by_role("button", name="Save changes").click()
     expect(error_of(page, "Order number")).to_contain_text("OrderNumber cannot be emptied")

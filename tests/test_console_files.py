@@ -106,6 +106,10 @@ def test_fc_http_trigger_serves_the_console_with_one_content_type(memory_app: Ap
     environ.update(REQUEST_METHOD="HEAD", **{"wsgi.input": io.BytesIO(b"")})
     head = index.wsgi_handler(environ, lambda status, headers: seen.update(status=status, headers=headers))
     assert b"".join(head) == b"" and dict(seen["headers"])["Content-Length"] == str(len(b"".join(chunks)))  # no body
+    for refused in ({"QUERY_STRING": "Query=%ff"}, {"CONTENT_LENGTH": "5", "wsgi.input": io.BytesIO(b"ab")}):
+        environ = {"REQUEST_METHOD": "HEAD", "PATH_INFO": "/api/v1/models", "wsgi.input": io.BytesIO(b""), **refused}
+        assert b"".join(index.wsgi_handler(environ, lambda status, headers: seen.update(status=status))) == b""
+        assert seen["status"].startswith("400")
 
 
 def test_the_local_server_serves_head_and_get(memory_app: App) -> None:
@@ -144,6 +148,8 @@ def test_the_console_is_small_and_fetches_nothing_from_elsewhere() -> None:
     {"Origin": "null"},  # a sandboxed page or a file
     {"Sec-Fetch-Site": "cross-site"},
     {"Host": "attacker.example:9000"},  # DNS rebinding: a site's name pointed at 127.0.0.1
+    {"Host": "attacker.example@127.0.0.1:9000"},
+    {"Sec-Fetch-Site": " cross-site "},
 ])
 def test_the_unsigned_local_server_refuses_other_origins_and_host_names(tmp_path: Path, headers: dict[str, str]) -> None:
     from handler.local import same_origin_only

@@ -7,6 +7,9 @@ import { listPage, registerPage } from "./models.js";
 const main = document.getElementById("main");
 const dialog = document.getElementById("key-dialog");
 let notice = "";
+let focusAfter = ""; // a selector to focus once the page shows again
+let moves = 0; // page changes so far: an action that started before one finishes without moving the user
+window.addEventListener("hashchange", () => { moves += 1; });
 
 // #/ (with ?Query=... for the list), #/new, #/models/<id>, #/models/<id>/edit, #/models/<id>/versions/new
 const ROUTES = [
@@ -17,12 +20,19 @@ const ROUTES = [
   [/^\/models\/([^/]+)\/versions\/new$/, (params, id) => versionPage(id)],
 ];
 
-// Show the page at `hash` with a message. An action that finishes after the user has moved on passes
-// `from`, the hash it started on: the user stays where they are.
-export function go(hash, message = "", from = undefined) {
-  if (from !== undefined && location.hash !== from) return;
+// Where an action starts: `go` leaves the user where they are if they have moved on by the time it finishes.
+export function here() {
+  return { hash: location.hash, moves };
+}
+
+// Show the page at `hash` with a message. Options: `from` (here() when an action started), `focus` (a
+// selector to focus afterwards, near what changed), `replace` (no new history entry).
+export function go(hash, message = "", { from, focus = "", replace = false } = {}) {
+  if (from && (location.hash !== from.hash || moves !== from.moves)) return;
   notice = message;
+  focusAfter = focus;
   if (location.hash === hash) render();
+  else if (replace) location.replace(hash);
   else location.hash = hash;
 }
 
@@ -72,12 +82,20 @@ async function render() {
     }
   }
   if (turn !== rendering) return; // a later navigation has rendered, or will
-  // The same page again (a search, a change made here): focus stays on the control it was on; a new page focuses its heading.
-  const kept = route === shownRoute ? document.activeElement?.getAttribute("name") : null;
+  // The same page again (a search, a change made here): focus stays on the control it was on (in the same
+  // form), or goes where the action asked; a new page starts at its top, with its heading focused.
+  const active = document.activeElement;
+  const samePage = route === shownRoute;
+  const kept = samePage && active?.name ? { name: active.name, form: active.form?.getAttribute("aria-label") } : null;
+  const wanted = focusAfter;
+  focusAfter = "";
   shownRoute = route;
   main.replaceChildren(...(shown ? [h("p", { class: "notice", role: "status" }, shown)] : []), ...[content].flat().filter(Boolean));
-  const again = kept ? main.querySelector(`[name="${CSS.escape(kept)}"]`) : null;
-  (again || main.querySelector("h1"))?.focus({ preventScroll: true });
+  if (!samePage) scrollTo(0, 0);
+  const again = (wanted && main.querySelector(wanted))
+    || (kept && main.querySelector(`${kept.form ? `form[aria-label="${CSS.escape(kept.form)}"] ` : ""}[name="${CSS.escape(kept.name)}"]`));
+  if (again) again.focus();
+  else main.querySelector("h1")?.focus({ preventScroll: true });
   document.title = `${main.querySelector("h1")?.textContent || "Console"} · Model registry`;
 }
 

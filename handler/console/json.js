@@ -10,6 +10,10 @@ export class ExactNumber {
   toString() {
     return this.text;
   }
+
+  toJSON() { // inside JSON.stringify: the number as written, where the browser can say so
+    return JSON.rawJSON ? JSON.rawJSON(this.text) : Number(this.text);
+  }
 }
 
 // JSON.parse, keeping such numbers as ExactNumber where the browser tells a value's source text.

@@ -1,6 +1,6 @@
 // One model: its fields, labels, extra information and versions; editing it, versioning it, deleting it.
 import { ApiFailure, call, path } from "./api.js";
-import { clearMessages, go, problem, reload } from "./console.js";
+import { clearMessages, go, here, problem, reload } from "./console.js";
 import { h, labels, metrics, value, when } from "./dom.js";
 import { layout, memberText } from "./json.js";
 import { bodyText, field, Invalid, showError } from "./forms.js";
@@ -80,19 +80,21 @@ export async function modelPage(id, params) {
 // the model or version); `what` names them for screen readers ("model", "version 1.0.0").
 function labelEditor(list, segments, what) {
   const status = h("div", { class: "section-status" });
-  const from = location.hash;
+  const formLabel = `Add a label to the ${what}`;
+  const focus = `form[aria-label="${CSS.escape(formLabel)}"] [name=Key]`; // near the labels, after the page shows the change
   const remove = async (key, button) => {
     clearMessages();
     button.disabled = true;
+    const from = here();
     try {
       await call("DELETE", path(...segments, "labels"), { query: { LabelKeys: key } });
-      go(from, `Label ${key} removed.`, from);
+      go(from.hash, `Label ${key} removed.`, { from, focus });
     } catch (error) {
       button.disabled = false;
       status.replaceChildren(problem(error));
     }
   };
-  const form = h("form", { class: "inline-form", "aria-label": `Add a label to the ${what}`, novalidate: true },
+  const form = h("form", { class: "inline-form", "aria-label": formLabel, novalidate: true },
     field("Key", "Key"), field("Value", "Value"), h("button", { type: "submit" }, "Add label"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -101,9 +103,10 @@ function labelEditor(list, segments, what) {
     clearMessages();
     button.disabled = true;
     const label = { Key: form.elements.Key.value.trim(), Value: form.elements.Value.value.trim() };
+    const from = here();
     try {
       await call("POST", path(...segments, "labels"), { body: { Labels: [label] } });
-      go(from, `Label ${label.Key} added.`, from);
+      go(from.hash, `Label ${label.Key} added.`, { from, focus });
     } catch (error) {
       button.disabled = false;
       // The API names the field as Labels[0].Key: shown next to Key (or Value).
@@ -166,7 +169,6 @@ function versionDetails(model, version, id) {
 
 function versionRow(model, version, status) {
   const name = version.VersionName;
-  const from = location.hash;
   const detailsId = `version-${model.ModelId}-${name}`.replace(/[^A-Za-z0-9_-]/g, "_");
   const toggle = (event) => {
     const row = document.getElementById(detailsId);
@@ -180,9 +182,10 @@ function versionRow(model, version, status) {
     const buttons = [...button.parentElement.querySelectorAll("button")];
     const before = buttons.map((b) => b.disabled);
     for (const other of buttons) other.disabled = true; // one request at a time for a version
+    const from = here();
     try {
       await call(method, path("models", model.ModelId, "versions", name), { body });
-      go(from, done, from);
+      go(from.hash, done, { from, focus: `[aria-label="${CSS.escape(`Details of version ${name}`)}"]` });
     } catch (error) {
       buttons.forEach((b, i) => { b.disabled = before[i]; });
       status.replaceChildren(problem(error, null, `${what} ${name}: ${error.message}`));
@@ -217,11 +220,11 @@ function versionRow(model, version, status) {
 async function deleteModel(model, status, button) {
   if (!confirm(`Delete model ${model.ModelName} and all its versions? This cannot be undone.`)) return;
   clearMessages();
-  const from = location.hash;
+  const from = here();
   button.disabled = true;
   try {
     await call("DELETE", path("models", model.ModelId));
-    go("#/", `Model ${model.ModelName} deleted.`, from);
+    go("#/", `Model ${model.ModelName} deleted.`, { from });
   } catch (error) {
     button.disabled = false;
     status.replaceChildren(problem(error));
@@ -268,10 +271,10 @@ export async function editPage(id) {
     const button = form.querySelector("button[type=submit]");
     if (button.disabled) return; // one request per submission
     button.disabled = true;
-    const from = location.hash;
+    const from = here();
     try {
       await call("PUT", path("models", id), { text: bodyText(form, changed) });
-      go(modelHash(id), "Changes saved.", from);
+      go(modelHash(id), "Changes saved.", { from });
     } catch (error) {
       button.disabled = false;
       showError(form, error, (e, message) => problem(e, null, message));
@@ -306,10 +309,10 @@ export async function versionPage(id) {
     const button = form.querySelector("button[type=submit]");
     if (button.disabled) return; // one request per submission: an unnamed version would be created twice
     button.disabled = true;
-    const from = location.hash;
+    const from = here();
     try {
       const answer = await call("POST", path("models", id, "versions"), { text: bodyText(form) });
-      go(modelHash(id), `Version ${answer.VersionName} added.`, from);
+      go(modelHash(id), `Version ${answer.VersionName} added.`, { from });
     } catch (error) {
       button.disabled = false;
       showError(form, error, (e, message) => problem(e, null, message));

@@ -1,6 +1,6 @@
 // The model list (search, filters, sort, pages) and the form that registers a model.
 import { ApiFailure, call, path } from "./api.js";
-import { go, problem, reload } from "./console.js";
+import { go, here, problem, reload } from "./console.js";
 import { h, labels, when } from "./dom.js";
 import { bodyText, field, showError } from "./forms.js";
 
@@ -82,10 +82,18 @@ function searchForm(filters, sort, size) {
     event.preventDefault();
     const params = new URLSearchParams();
     for (const element of form.elements) if (element.name) params.set(element.name, element.value.trim());
-    go(listHash(params));
+    const replace = form.dataset.replace === "yes";
+    delete form.dataset.replace;
+    go(listHash(params), "", { replace });
   });
-  // A new sort or page size applies at once (the focus stays on it when the list is shown again).
-  for (const select of form.querySelectorAll("select")) select.addEventListener("change", () => form.requestSubmit());
+  // A new sort or page size applies at once (the focus stays on it when the list is shown again); stepping
+  // through the choices with the arrow keys leaves one entry in the history, not one per choice.
+  for (const select of form.querySelectorAll("select")) {
+    select.addEventListener("change", () => {
+      form.dataset.replace = "yes";
+      form.requestSubmit();
+    });
+  }
   return form;
 }
 
@@ -109,10 +117,10 @@ export function registerPage() {
     const button = form.querySelector("button[type=submit]");
     if (button.disabled) return; // one request per submission, however often Enter is pressed
     button.disabled = true;
-    const from = location.hash;
+    const from = here();
     try {
       const answer = await call("POST", path("models"), { text: bodyText(form) });
-      go(`#/models/${encodeURIComponent(answer.ModelId)}`, "Model registered.", from);
+      go(`#/models/${encodeURIComponent(answer.ModelId)}`, "Model registered.", { from });
     } catch (error) {
       button.disabled = false;
       showError(form, error, (e, message) => problem(e, null, message));
