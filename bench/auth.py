@@ -32,7 +32,7 @@ def signed(method: str, path: str, body: bytes = b"") -> dict[str, str]:
     return headers
 
 
-def _cpu_ms(app: App, requests: list[Request]) -> list[float]:
+def cpu_ms(app: App, requests: list[Request]) -> list[float]:
     """CPU milliseconds of each request through the whole core (routing, checks, the operation, the answer)."""
     spent = []
     for request in requests:
@@ -67,8 +67,8 @@ def run(rounds: int, per_round: int) -> list[Figure]:
             unsigned: list[float] = []
             verified: list[float] = []
             for _ in range(rounds):  # alternate, so that drift of the machine's load hits both alike
-                unsigned += _cpu_ms(plain, make(plain, False))
-                verified += _cpu_ms(guarded, make(guarded, True))
+                unsigned += cpu_ms(plain, make(plain, False))
+                verified += cpu_ms(guarded, make(guarded, True))
             extra = median(verified) - median(unsigned)
             figures.append(Figure(f"auth.verify_cpu_{kind}", f"Verification CPU per {'GetModel' if kind == 'read' else 'UpdateModel'}"
                                   " (signed minus unsigned, warm, memory store)", round(extra, 4), "ms",

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import threading
-import time
 
 from handler import console, index
 from handler.app import Request
 from handler.config import Settings
 from handler.local import LocalServer
+from testing.browser import CHROMIUM, CHROMIUM_ARGS
 
+from .auth import cpu_ms
 from .report import Figure, median
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage"]
 
 
 def run(rounds: int, per_round: int, models: int = 100) -> list[Figure]:
@@ -31,12 +28,12 @@ def run(rounds: int, per_round: int, models: int = 100) -> list[Figure]:
     file_ms: list[float] = []
     api_ms: list[float] = []
     for _ in range(rounds):  # alternate, so that drift of the machine's load hits both alike
-        file_ms += _cpu_ms(app, Request("GET", "/console/console.js", headers={"accept-encoding": "gzip"}), per_round)
-        api_ms += _cpu_ms(app, Request("GET", model_path), per_round)
+        file_ms += cpu_ms(app, [Request("GET", "/console/console.js", headers={"accept-encoding": "gzip"})] * per_round)
+        api_ms += cpu_ms(app, [Request("GET", model_path)] * per_round)
     figures.append(Figure("console.file_cpu_ms", "console file, CPU per request (warm, compressed)", median(file_ms), "ms",
                           median(api_ms), "GetModel, CPU per request", max_ratio=1.0))
 
-    chromium = shutil.which("chromium")
+    chromium = CHROMIUM
     if chromium is None:
         print("bench: console: no chromium, so no page-load figure (apt-get install chromium)", file=sys.stderr)
         return figures
@@ -56,15 +53,6 @@ def run(rounds: int, per_round: int, models: int = 100) -> list[Figure]:
                           median(page_ms), "ms", median(blank_ms), "a fresh tab showing one small file", max_value=1000))
     return figures
 
-
-def _cpu_ms(app: object, request: Request, count: int) -> list[float]:
-    spent = []
-    for _ in range(count):
-        started = time.thread_time()
-        response = app.handle(request)  # type: ignore[attr-defined]
-        spent.append((time.thread_time() - started) * 1e3)
-        assert response.status == 200
-    return spent
 
 
 def _page_load_ms(chromium: str, root: str, visits: int) -> tuple[list[float], list[float]]:

@@ -26,7 +26,7 @@ from .errors import (
 )
 from .jsonbody import parse_object
 from .registry import Registry
-from .routes import MODELS_PATH, ROUTER, Route
+from .routes import MODELS_PATH, ROUTER, Route, is_console
 from .stores.base import InvalidKey, Misconfigured, StoreError, Unavailable
 from .validation import validate
 from .versions import Versions
@@ -149,7 +149,7 @@ class App:
         """Answer a request; `route` skips routing (events run operations that no HTTP path has)."""
         request_id = records.new_request_id()
         with logs.request(request_id):
-            if route is None and request.path.startswith("/console"):
+            if route is None and is_console(request.path):
                 return self._console(request, request_id)
             return self._handle(request, caller, request_id, route)
 
@@ -158,8 +158,6 @@ class App:
         from . import console  # imported on the console's first request only: API cold starts do not pay for it
 
         started = time.perf_counter()
-        if not console.serves(request.path):
-            return self._handle(request, Caller(), request_id, None)
         try:
             found = console.answer(request.method, request.path, dict(request.headers))
             response = Response(found.status, {"RequestId": request_id}, found.headers, found.content)

@@ -44,7 +44,27 @@ class Condition:
 
 
 @dataclass(frozen=True)
-class Query:
+class Ordering:
+    """The sort and page of a list query: SortBy, Order, PageNumber, PageSize."""
+
+    sort_by: str = "GmtCreateTime"
+    descending: bool = False
+    page_number: int = 1
+    page_size: int = 10
+
+    @staticmethod
+    def fields(params: Mapping[str, str]) -> dict[str, Any]:
+        """The ordering parameters, already checked against the query's schema, as fields."""
+        return {"sort_by": params.get("SortBy") or "GmtCreateTime", "descending": (params.get("Order") or "ASC") == "DESC",
+                "page_number": int(params.get("PageNumber") or 1), "page_size": int(params.get("PageSize") or 10)}
+
+    def page(self, ordered: list[Entry]) -> list[Entry]:
+        start = (self.page_number - 1) * self.page_size
+        return ordered[start:start + self.page_size]
+
+
+@dataclass(frozen=True)
+class Query(Ordering):
     """A ListModels query once parsed; hashable, so equal queries share cached results."""
 
     name: str | None = None
@@ -55,10 +75,6 @@ class Query:
     text: str | None = None
     collections: frozenset[str] = frozenset()
     conditions: tuple[Condition, ...] = ()
-    sort_by: str = "GmtCreateTime"
-    descending: bool = False
-    page_number: int = 1
-    page_size: int = 10
 
     @classmethod
     def parse(cls, params: Mapping[str, str]) -> Query:
@@ -73,10 +89,7 @@ class Query:
             text=names.nfc(params.get("Query") or "").lower() or None,
             collections=frozenset(c.strip() for c in params.get("Collections", "").split(",") if c.strip()),
             conditions=tuple(_condition(c) for c in _json_param(params, "Conditions", "list-models-query.json#/$defs/Conditions")),
-            sort_by=params.get("SortBy") or "GmtCreateTime",
-            descending=(params.get("Order") or "ASC").upper() == "DESC",
-            page_number=int(params.get("PageNumber") or 1),
-            page_size=int(params.get("PageSize") or 10),
+            **cls.fields(params),
         )
 
     def matches(self, entry: Entry) -> bool:
@@ -106,8 +119,7 @@ def page(workspace: Workspace, query: Query) -> tuple[list[Entry], int]:
            query.collections, query.conditions, query.sort_by, query.descending)
     ordered = workspace.derived(key, lambda entries: _sort([e for e in entries if query.matches(e)], query.sort_by,
                                                              query.descending))
-    start = (query.page_number - 1) * query.page_size
-    return ordered[start:start + query.page_size], len(ordered)
+    return query.page(ordered), len(ordered)
 
 
 def _sort(entries: list[Entry], sort_by: str, descending: bool) -> list[Entry]:
@@ -165,23 +177,18 @@ def epoch(text: str) -> float | None:
 
 
 @dataclass(frozen=True)
-class VersionQuery:
+class VersionQuery(Ordering):
     """A ListModelVersions query once parsed."""
 
     exact: tuple[tuple[str, str], ...] = ()  # (field, value) that must be equal: ApprovalStatus, FormatType, ...
     label: str | None = None
-    sort_by: str = "GmtCreateTime"
-    descending: bool = False
-    page_number: int = 1
-    page_size: int = 10
 
     @classmethod
     def parse(cls, params: Mapping[str, str]) -> VersionQuery:
         """The query of parameters already checked against schemas/list-model-versions-query.json."""
         exact = ("ApprovalStatus", "FormatType", "FrameworkType", "SourceId", "SourceType", "VersionName")
         return cls(exact=tuple((f, params[f]) for f in exact if params.get(f)), label=names.nfc(params.get("Label") or "") or None,
-                   sort_by=params.get("SortBy") or "GmtCreateTime", descending=(params.get("Order") or "ASC") == "DESC",
-                   page_number=int(params.get("PageNumber") or 1), page_size=int(params.get("PageSize") or 10))
+                   **cls.fields(params))
 
     def matches(self, entry: Entry) -> bool:
         if any(entry.fact(f, VERSION_FACTS) != v for f, v in self.exact):
@@ -201,5 +208,4 @@ def version_page(workspace: Workspace, model_id: str, query: VersionQuery) -> tu
         return sorted(matching, key=lambda e: e.created, reverse=query.descending)  # creation order
 
     ordered = workspace.derived(("versions", query.exact, query.label, query.sort_by, query.descending), order, model_id)
-    start = (query.page_number - 1) * query.page_size
-    return ordered[start:start + query.page_size], len(ordered)
+    return query.page(ordered), len(ordered)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 API_PREFIX = "/api/v1"
 MODELS_PATH = API_PREFIX + "/models"
+CONSOLE_PATH = "/console"  # the web console's files (handler/console), beside the API
 _PARAMETER = re.compile(r"\{([A-Za-z]+)\}")
 
 # Errors any route may answer, besides its own (the local server's own limits included).
@@ -75,6 +76,10 @@ class Router:
         if allowed:
             raise MethodNotAllowed(f"{method[:20]} is not allowed on {path[:200]}; use {', '.join(allowed)}", tuple(allowed))
         raise NotFoundError(f"no API at {path[:200]}")
+
+
+def is_console(path: str) -> bool:
+    return path == CONSOLE_PATH or path.startswith(CONSOLE_PATH + "/")
 
 
 def _decode(name: str, segment: str) -> str:

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -24,12 +23,10 @@ from typing import Any
 
 import pytest
 
+from testing.browser import CHROMIUM, CHROMIUM_ARGS
+
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = Path(os.environ.get("CONSOLE_SCREENSHOTS") or ROOT / ".screenshots")
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-# As root in a container, without the network: no sandbox, no GPU, no calls home.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage"]
 ADMIN = {"AccessKeyId": "console-admin", "AccessKeySecret": "console-admin-secret-0123456789", "Workspaces": ["*"], "Actions": ["*"]}
 READER = {"AccessKeyId": "console-reader", "AccessKeySecret": "console-reader-secret-0123456789", "Workspaces": ["*"],
           "Actions": ["Get*", "List*"]}

@@ -151,7 +151,7 @@ def test_the_console_is_small_and_fetches_nothing_from_elsewhere() -> None:
     {"Host": "attacker.example@127.0.0.1:9000"},
     {"Sec-Fetch-Site": " cross-site "},
 ])
-def test_the_unsigned_local_server_refuses_other_origins_and_host_names(tmp_path: Path, headers: dict[str, str]) -> None:
+def test_the_unsigned_local_server_refuses_other_origins_and_host_names(headers: dict[str, str]) -> None:
     from handler.local import same_origin_only
 
     app = index.build_app(Settings.from_env({"MODEL_STORE": "memory://"}))

@@ -8,8 +8,8 @@ from functools import cache
 from pathlib import Path
 
 from ..errors import MethodNotAllowed, NotFoundError
+from ..routes import CONSOLE_PATH as PATH
 
-PATH = "/console"
 INDEX = "index.html"
 MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
                ".svg": "image/svg+xml"}
@@ -37,10 +37,6 @@ class _File:
     compressed: bytes
     etag: str
     media_type: str
-
-
-def serves(path: str) -> bool:
-    return path == PATH or path.startswith(PATH + "/")
 
 
 def answer(method: str, path: str, headers: dict[str, str]) -> Answer:

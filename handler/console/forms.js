@@ -63,7 +63,7 @@ function jsonText(name, text) {
 }
 
 // "key=value" lines as [{Key, Value}].
-export function labelList(name, text) {
+function labelList(name, text) {
   return text.split("\n").map((line) => line.trim()).filter(Boolean).map((line, i) => {
     const at = line.indexOf("=");
     if (at < 0) throw new Invalid(name, `${name}: line ${i + 1} is not key=value`);
@@ -74,7 +74,7 @@ export function labelList(name, text) {
 // Which field an API error is about: its code, or the parameter its message begins with ("ModelName must ...").
 const CODE_FIELDS = { ModelAlreadyExists: "ModelName", ModelVersionAlreadyExists: "VersionName" };
 
-export function clearErrors(form) {
+function clearErrors(form) {
   for (const error of form.querySelectorAll(".field-error")) {
     error.hidden = true;
     error.textContent = "";
