@@ -7,6 +7,6 @@ _VENDOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vendor")
 if os.path.isdir(_VENDOR) and _VENDOR not in sys.path:
     sys.path.insert(0, _VENDOR)
 
-from handler.index import handler, initializer, wsgi_handler  # noqa: E402
+from handler.entry.fc import handler, initializer, wsgi_handler  # noqa: E402
 
 __all__ = ["handler", "initializer", "wsgi_handler"]

@@ -11,9 +11,10 @@ from types import SimpleNamespace
 
 from alibabacloud_openapi_util.client import Client as SdkUtil
 
-from handler import index
-from handler.app import App, Request
+from handler.api.app import App
+from handler.api.http import Request
 from handler.config import Settings
+from handler.entry.compose import build_app
 
 from .report import Figure, median
 
@@ -47,8 +48,8 @@ def run(rounds: int, per_round: int) -> list[Figure]:
     with tempfile.TemporaryDirectory() as directory:
         keys = Path(directory) / "access-keys.json"
         keys.write_text(json.dumps({"AccessKeys": [{"AccessKeyId": KEY, "AccessKeySecret": SECRET}]}))
-        plain = index.build_app(Settings.from_env({"MODEL_STORE": "memory://"}))
-        guarded = index.build_app(Settings.from_env({"MODEL_STORE": "memory://", "ACCESS_KEYS": f"file://{keys}"}))
+        plain = build_app(Settings.from_env({"MODEL_STORE": "memory://"}))
+        guarded = build_app(Settings.from_env({"MODEL_STORE": "memory://", "ACCESS_KEYS": f"file://{keys}"}))
         body = json.dumps({"ModelName": "bench"}).encode()
         ids = [app.handle(Request("POST", "/api/v1/models", body, headers=signed("POST", "/api/v1/models", body)))
                .body["ModelId"] for app in (plain, guarded)]

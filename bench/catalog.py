@@ -18,7 +18,7 @@ from .workload import WORKSPACE, FcContext, percentile, rss_kib
 
 if TYPE_CHECKING:
     from .harness import Harness
-    from .worker import Checkpoint
+    from .protocol import Checkpoint
 
 DOMAINS = ("cv", "nlp", "audio", "multimodal")
 TEAMS = ("vision", "search", "ads", "speech", "platform")
@@ -37,7 +37,8 @@ def model_fields(i: int) -> dict[str, Any]:
 def seed_objects(workspace: str, count: int, versions: int = 0) -> dict[str, bytes]:
     """A workspace of `count` committed models as the catalog stores them: records, commit 1, a checkpoint at 1;
     the first model has `versions` versions (0.1.0, 0.2.0, ...)."""
-    from handler import catalog, records, state
+    from handler.catalog import keys, state
+    from handler.registry import records
 
     now = time.time()
     changes = []
@@ -56,16 +57,16 @@ def seed_objects(workspace: str, count: int, versions: int = 0) -> dict[str, byt
             changes.append({"PutVersion": {"ModelId": model_id, "Version": version, "Fingerprint": records.fingerprint(fields),
                                            "Created": n + 1}})
     seeded = state.State().apply(1, changes)
-    objects[catalog.log_key(workspace, 1)] = state.encode({"Seq": 1, "Txn": "seed", "Time": "", "Changes": changes})
-    objects[catalog.checkpoint_key(workspace, 1)] = state.checkpoint_of(1, seeded.models.values(), seeded.versions)
-    objects[catalog.hint_key(workspace)] = state.encode({"Seq": 1})
+    objects[keys.log_key(workspace, 1)] = state.encode({"Seq": 1, "Txn": "seed", "Time": "", "Changes": changes})
+    objects[keys.checkpoint_key(workspace, 1)] = state.checkpoint_of(1, seeded.models.values(), seeded.versions)
+    objects[keys.hint_key(workspace)] = state.encode({"Seq": 1})
     return objects
 
 
 # --- the child: one instance over the loopback OSS ---------------------------------------------
 
 def _api(app: Any) -> Callable[..., dict[str, Any]]:
-    from handler.app import Request
+    from handler.api.http import Request
 
     def call(method: str, path: str, body: dict[str, Any] | None = None, **query: str) -> dict[str, Any]:
         answer = app.handle(Request(method, path, json.dumps(body).encode() if body is not None else b"",
@@ -106,14 +107,14 @@ def _raw_get(url: str) -> Callable[[], bytes]:
 
 def oss_client(params: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any]:
     """Child: a cold start, warm reads and writes of one instance, against a workspace of params["models"]."""
-    from handler import index
-    from handler.registry import Registry
+    from handler.entry import fc
+    from handler.registry.models import Registry
 
     from .warm import bare_bucket
 
     context = FcContext()
-    index.initializer(context)
-    app = index.get_app()
+    fc.initializer(context)
+    app = fc.get_app()
     api = _api(app)
     gc.collect()
     rss_before = rss_kib()
@@ -218,7 +219,7 @@ def oss_client(params: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any]
 
 
 def run(harness: Harness, models: int, rtt_ms: float, quick: bool) -> list[Figure]:
-    from handler import catalog
+    from handler.catalog import workspace as catalog
 
     harness.reset(rtt_ms)
     harness.seed(seed_objects(WORKSPACE, models, versions=1000))
@@ -299,10 +300,10 @@ def _comparison_steps(api: Callable[..., dict[str, Any]], r: int, ids: list[str]
 
 def file_client(params: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any]:
     """Child: the same six operations as mlflow_registry.py, through the function's core on the file store."""
-    from handler import index
+    from handler.entry import fc
 
-    index.initializer(FcContext())
-    api = _api(index.get_app())
+    fc.initializer(FcContext())
+    api = _api(fc.get_app())
     api("GET", "/api/v1/models")  # warm: the instance has read the workspace once
     ids = [m["ModelId"] for m in api("GET", "/api/v1/models", PageSize="100", PageNumber="7")["Models"]]
     times: dict[str, list[float]] = {name: [] for name in SEARCHES}

@@ -49,9 +49,9 @@ import sys
 import index
 imported = time.perf_counter()
 """ + _CONTEXT + """
-index.initializer(Context())
+fc.initializer(Context())
 initialized = time.perf_counter()
-reply = index.handler(BODY, Context())
+reply = fc.handler(BODY, Context())
 answered = time.perf_counter()
 ok = '"ModelId"' in reply
 """ + _REPORT

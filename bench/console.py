@@ -6,10 +6,12 @@ import json
 import sys
 import threading
 
-from handler import console, index
-from handler.app import Request
+from handler.api import console
+from handler.api.http import Request
 from handler.config import Settings
-from handler.local import LocalServer
+from handler.entry import fc
+from handler.entry.compose import build_app
+from handler.entry.local import LocalServer
 from testing.browser import CHROMIUM, CHROMIUM_ARGS
 
 from .auth import cpu_ms
@@ -22,7 +24,7 @@ def run(rounds: int, per_round: int, models: int = 100) -> list[Figure]:
     figures = [Figure("console.first_load_bytes", f"console first visit: {len(console.FILES)} files, compressed", packed, "B",
                       raw, "the same files uncompressed", max_value=40_000)]
 
-    app = index.build_app(Settings.from_env({"MODEL_STORE": "memory://"}))
+    app = build_app(Settings.from_env({"MODEL_STORE": "memory://"}))
     get_model = app.handle(Request("POST", "/api/v1/models", b'{"ModelName": "bench"}', headers={"content-type": "application/json"}))
     model_path = f"/api/v1/models/{get_model.body['ModelId']}"
     file_ms: list[float] = []
@@ -37,8 +39,8 @@ def run(rounds: int, per_round: int, models: int = 100) -> list[Figure]:
     if chromium is None:
         print("bench: console: no chromium, so no page-load figure (apt-get install chromium)", file=sys.stderr)
         return figures
-    index.set_app(app)
-    server = LocalServer(("127.0.0.1", 0), index.handler, 1 << 20)
+    fc.set_app(app)
+    server = LocalServer(("127.0.0.1", 0), fc.get_app, 1 << 20)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         for i in range(models):
@@ -48,7 +50,7 @@ def run(rounds: int, per_round: int, models: int = 100) -> list[Figure]:
     finally:
         server.shutdown()
         server.server_close()
-        index.set_app(None)
+        fc.set_app(None)
     figures.append(Figure("console.page_load_ms", f"console, navigation to {models} models listed (20 shown), fresh tab",
                           median(page_ms), "ms", median(blank_ms), "a fresh tab showing one small file", max_value=1000))
     return figures

@@ -14,14 +14,14 @@ from .workload import SMALL_WORKSPACE, WORKSPACE, FcContext, peak_rss_kib, perce
 
 if TYPE_CHECKING:
     from .harness import Harness
-    from .worker import Checkpoint
+    from .protocol import Checkpoint
 
 
 def _create(context: FcContext) -> Callable[[bytes], None]:
-    from handler import index
+    from handler.entry import fc
 
     def create(body: bytes) -> None:
-        reply = index.handler(body, context)
+        reply = fc.handler(body, context)
         if '"ModelId"' not in reply:
             raise RuntimeError(f"create failed: {reply}")
 
@@ -54,10 +54,10 @@ def _parallel(threads: int, count: int, work: Callable[[int], None]) -> float:
 def flat_client(params: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any]:
     """Child: sequential creates, alternating blocks between a workspace holding one model and one
     holding many, so noise hits both alike; a checkpoint before each block lets the parent count requests."""
-    from handler import index
+    from handler.entry import fc
 
     context = FcContext()
-    index.initializer(context)
+    fc.initializer(context)
     create = _create(context)
     for i in range(params["warmup"]):
         create(request_body(f"flat-warm-{i}", SMALL_WORKSPACE))
@@ -79,10 +79,10 @@ def flat_client(params: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any
 def concurrency_client(params: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any]:
     """Child: one instance answering `threads` requests at a time, as FC's InstanceConcurrency does;
     then bare put_object calls from as many threads on one reused Bucket."""
-    from handler import index
+    from handler.entry import fc
 
     context = FcContext()
-    index.initializer(context)
+    fc.initializer(context)
     rss = {"after_initializer": rss_kib()}
     peak = {"after_initializer": peak_rss_kib()}
     threads, creates = params["threads"], params["creates"]

@@ -12,7 +12,7 @@ from .workload import WORKSPACE, FcContext, oss_location, percentile, request_bo
 
 if TYPE_CHECKING:
     from .harness import Harness
-    from .worker import Checkpoint
+    from .protocol import Checkpoint
 
 Timed = Callable[[bytes, int], None]  # (request body, call number) -> None
 
@@ -47,10 +47,10 @@ def _interleaved(function: Timed, baseline: Timed, tag: str, rounds: int, per_ro
 
 
 def _handler_call(context: FcContext) -> Timed:
-    from handler import index
+    from handler.entry import fc
 
     def call(body: bytes, _: int) -> None:
-        reply = index.handler(body, context)
+        reply = fc.handler(body, context)
         if '"ModelId"' not in reply:
             raise RuntimeError(f"create failed: {reply}")
 
@@ -59,11 +59,11 @@ def _handler_call(context: FcContext) -> Timed:
 
 def memory_client(params: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any]:
     """Child: the handler over the memory store vs parse + the same compiled validator + serialise + dict."""
-    from handler import index
-    from handler.validation import validator
+    from handler.entry import fc
+    from handler.rules.validation import validator
 
     context = FcContext()
-    index.initializer(context)  # MODEL_STORE=memory://
+    fc.initializer(context)  # MODEL_STORE=memory://
     compiled = validator("create-model-request.json")
     table: dict[str, bytes] = {}
 
@@ -94,7 +94,7 @@ def bare_bucket(context: FcContext) -> tuple[Any, str]:
 
 def sample_record(context: FcContext) -> bytes:
     """The bytes the registry stores for a typical request."""
-    from handler import records
+    from handler.registry import records
 
     normal = records.normalized_request(json.loads(request_body("bare-put-model")), WORKSPACE)
     return records.record_json(records.build_record(normal, records.new_model_id(), time.time(), context.account_id))
@@ -102,10 +102,10 @@ def sample_record(context: FcContext) -> bytes:
 
 def oss_client(params: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any]:
     """Child: the handler over OSS vs one put_object of the same record bytes on a reused Bucket."""
-    from handler import index
+    from handler.entry import fc
 
     context = FcContext()
-    index.initializer(context)
+    fc.initializer(context)
     bucket, prefix = bare_bucket(context)
     record = sample_record(context)
     keys = (f"{prefix}bare-put/{n}.json" for n in itertools.count())

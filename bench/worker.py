@@ -1,8 +1,4 @@
-"""Child-process side of the bench: runs one scenario, pausing at checkpoints, and prints its result as JSON.
-
-Protocol on stdout: `CHECKPOINT <name>` (then wait for `GO` on stdin, so the parent can read the
-server's counters at that point) and finally `RESULT <json>`.
-"""
+"""Child-process side of the bench: runs one scenario, pausing at checkpoints (protocol.py), and prints its result as JSON."""
 from __future__ import annotations
 
 import json
@@ -10,18 +6,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-Checkpoint = Callable[[str], None]
-
-
-def checkpoint(name: str) -> None:
-    print(f"CHECKPOINT {name}", flush=True)
-    if sys.stdin.readline().strip() != "GO":
-        raise SystemExit("the bench went away")
+from . import catalog, scaling, warm
+from .protocol import Checkpoint, checkpoint
 
 
 def main(argv: list[str]) -> int:
-    from . import catalog, scaling, warm
-
     scenarios: dict[str, Callable[[dict[str, Any], Checkpoint], dict[str, Any]]] = {
         "warm-memory": warm.memory_client,
         "warm-oss": warm.oss_client,

@@ -1,11 +1,11 @@
 """The error catalogue: every error a client can see, with its HTTP status, `Code` and meaning.
 
     ApiError
-    ├── BadRequest            400 InvalidBody             the body is not a JSON object
+    ├── InvalidBody           400 InvalidBody             the body is not a JSON object
     ├── InvalidParameter      400 InvalidParameter        a field or query parameter breaks a rule
     ├── InvalidRegistration   400 InvalidRegistration     an uploaded object is not a registration
     ├── MalformedRequest      400 BadRequest              the local server cannot frame the request
-    ├── NotFoundError         404 NotFound                no API at this path
+    ├── PathNotFound          404 NotFound                no API at this path
     ├── ModelNotFound         404 ModelNotFound           no such model (or it was deleted)
     ├── VersionNotFound       404 ModelVersionNotFound    no such version of the model
     ├── MethodNotAllowed      405 MethodNotAllowed        known path, other method
@@ -21,7 +21,7 @@
     ├── ServiceUnavailable    503 ServiceUnavailable      storage is unreachable (retry later)
     ├── StoreMisconfigured    503 StoreMisconfigured      the bucket cannot keep the guarantees (versioning)
     ├── VersionNotSupported   505 HTTPVersionNotSupported (local server)
-    │   (the request's signature, access key or policy; auth.py checks them)
+    │   (the request's signature, access key or policy; api/auth.py checks them)
     ├── MissingAuthorization  401 MissingAuthorization
     ├── InvalidAuthorization  400 InvalidAuthorization
     ├── AccessKeyNotFound     404 InvalidAccessKeyId.NotFound
@@ -36,7 +36,6 @@
 """
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar
 
 
@@ -58,7 +57,7 @@ class ApiError(Exception):
         return {}
 
 
-class BadRequest(ApiError):
+class InvalidBody(ApiError):
     status, code = 400, "InvalidBody"
     meaning = "The body is not a JSON object: empty, malformed, not UTF-8, duplicate keys, NaN, too deep, bad base64."
 
@@ -78,7 +77,7 @@ class MalformedRequest(ApiError):
     meaning = "The local server cannot frame the request (request line, Content-Length, Transfer-Encoding)."
 
 
-class NotFoundError(ApiError):
+class PathNotFound(ApiError):
     status, code = 404, "NotFound"
     meaning = "No API at this path."
 
@@ -216,7 +215,7 @@ class KeysNotConfigured(ApiError):
 
 
 CATALOGUE: tuple[type[ApiError], ...] = (
-    BadRequest, InvalidParameter, InvalidRegistration, MalformedRequest, NotFoundError, ModelNotFound, VersionNotFound,
+    InvalidBody, InvalidParameter, InvalidRegistration, MalformedRequest, PathNotFound, ModelNotFound, VersionNotFound,
     MethodNotAllowed, ModelNameConflict, VersionNameConflict, QuotaExceeded, PayloadTooLarge, UriTooLong,
     UnsupportedMediaType, HeadersTooLarge, InternalError, NotImplementedMethod, ServiceUnavailable, StoreMisconfigured,
     VersionNotSupported, MissingAuthorization, InvalidAuthorization, AccessKeyNotFound, SignatureMismatch,
@@ -234,6 +233,3 @@ def protocol_error(status: int, message: str) -> ApiError:
     """The catalogue's error for a status the HTTP layer answers on its own."""
     return PROTOCOL_ERRORS.get(status, MalformedRequest)(message)
 
-
-def error_json(request_id: str, error: ApiError) -> str:
-    return json.dumps(error.body(request_id), ensure_ascii=False, separators=(",", ":"))

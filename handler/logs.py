@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -35,7 +36,5 @@ def request(request_id: str) -> Iterator[None]:
 
 def cause(error: OSError) -> str:
     """What an OS error was, for a log line: its class and errno name, never its path."""
-    import errno
-
     name = errno.errorcode.get(error.errno, str(error.errno)) if error.errno is not None else "no errno"
     return f"{type(error).__name__} {name}"

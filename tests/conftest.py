@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from handler import index
-from handler.app import App
-from handler.local import LocalServer
-from handler.registry import Registry
+from handler.api.app import App
+from handler.entry import fc
+from handler.entry.local import LocalServer
+from handler.registry.models import Registry
 from handler.stores.base import Store
 from handler.stores.file import FileStore
 from handler.stores.memory import MemoryStore
@@ -44,13 +44,13 @@ def event_bytes(name: str) -> bytes:
 def invoke(event: Any, context: Any = None) -> Any:
     """Send an event through the real FC entry point and decode what it returns."""
     raw = event if isinstance(event, bytes) else json.dumps(event).encode()
-    return json.loads(index.handler(raw, context or FakeContext()))
+    return json.loads(fc.handler(raw, context or FakeContext()))
 
 
 @contextlib.contextmanager
 def local_api(max_body_bytes: int = 1 << 20) -> Iterator[LocalServer]:
     """The local server over real HTTP, in a thread; it answers with whatever app is installed."""
-    server = LocalServer(("127.0.0.1", 0), index.handler, max_body_bytes)
+    server = LocalServer(("127.0.0.1", 0), fc.get_app, max_body_bytes)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         yield server
@@ -72,7 +72,7 @@ def oss(fake_oss: FakeOss) -> FakeOss:
 
 
 def make_oss_store(server: FakeOss, prefix: str = "registry/", **options: Any) -> Store:
-    from handler.credentials import Credentials
+    from handler.stores.credentials import Credentials
     from handler.stores.oss import OssStore
 
     return OssStore(server.bucket, prefix, endpoint=server.endpoint,
@@ -97,14 +97,14 @@ def use_app() -> Iterator[Callable[[Store], App]]:
 
     def install(store: Store, **options: Any) -> App:
         app = App(Registry(store), default_workspace=options.pop("default_workspace", "default"), **options)
-        index.set_app(app)
+        fc.set_app(app)
         installed.append(app)
         return app
 
     yield install
     for app in installed:  # no checkpoint still being written into the next test's storage
         app.registry.settle()
-    index.set_app(None)
+    fc.set_app(None)
 
 
 @pytest.fixture

@@ -22,10 +22,14 @@ from alibabacloud_tea_openapi import models as open_api
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handler import auth, errors, index
-from handler.app import App, Request
+from handler import errors
+from handler.api import auth
+from handler.api.app import App
+from handler.api.http import Request
 from handler.config import Settings
-from handler.local import LocalServer
+from handler.entry import fc
+from handler.entry.compose import build_app
+from handler.entry.local import LocalServer
 from tests.conftest import local_api, sdk_raises
 from tests.test_fuzz import FUZZ
 
@@ -40,18 +44,18 @@ KEYS = {"AccessKeys": [
 def signed_app(tmp_path: Path, keys: dict[str, Any] = KEYS) -> App:
     document = tmp_path / "access-keys.json"
     document.write_text(json.dumps(keys))
-    return index.build_app(Settings.from_env({"MODEL_STORE": "memory://", "ACCESS_KEYS": f"file://{document}"}))
+    return build_app(Settings.from_env({"MODEL_STORE": "memory://", "ACCESS_KEYS": f"file://{document}"}))
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[LocalServer, App]]:
     app = signed_app(tmp_path)
-    index.set_app(app)
+    fc.set_app(app)
     try:
         with local_api() as srv:
             yield srv, app
     finally:
-        index.set_app(None)
+        fc.set_app(None)
 
 
 def client(srv: LocalServer, key: str, secret: str, algorithm: str | None = None) -> Client:
@@ -90,7 +94,7 @@ def test_a_key_does_everything_its_policy_allows_through_the_sdk(server) -> None
 
 
 def test_every_change_is_attributed_to_its_key(server, tmp_path: Path, capsys) -> None:
-    from handler.__main__ import main
+    from handler.entry.cli import main
 
     srv, app = server
     admin = client(srv, "admin", "admin-secret-for-tests")
@@ -100,7 +104,7 @@ def test_every_change_is_attributed_to_its_key(server, tmp_path: Path, capsys) -
     entries = [json.loads(app.registry.store.get(k)) for k in app.registry.store.list("catalog/default/log/")]
     assert [change["By"] for entry in entries for change in entry["Changes"]] == ["admin", "admin"]
     assert all(change["At"].endswith("Z") for entry in entries for change in entry["Changes"])
-    index.set_app(app)
+    fc.set_app(app)
     assert main(["history", model_id]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[1:3] for line in lines] == [["admin", "CreateModel"], ["admin", "UpdateModel"]]
@@ -212,7 +216,7 @@ def test_forged_requests_are_refused_with_the_right_code(server, change: str, co
 
 
 def test_on_fc_without_access_keys_every_request_is_refused(monkeypatch) -> None:
-    app = index.build_app(Settings.from_env({"MODEL_STORE": "memory://", "FC_FUNCTION_NAME": "registry"}))
+    app = build_app(Settings.from_env({"MODEL_STORE": "memory://", "FC_FUNCTION_NAME": "registry"}))
     answer = app.handle(Request("GET", "/api/v1/models"))
     assert (answer.status, answer.body["Code"]) == (403, "Forbidden.AccessKeysNotConfigured")
 
@@ -362,11 +366,11 @@ def test_events_need_no_signature_and_are_attributed_to_the_fc_account(tmp_path:
     from tests.conftest import FakeContext
 
     app = signed_app(tmp_path)
-    index.set_app(app)
+    fc.set_app(app)
     try:
-        answer = json.loads(index.handler(json.dumps({"ModelName": "from-an-event"}).encode(), FakeContext("1234567890")))
+        answer = json.loads(fc.handler(json.dumps({"ModelName": "from-an-event"}).encode(), FakeContext("1234567890")))
     finally:
-        index.set_app(None)
+        fc.set_app(None)
     (entry,) = [json.loads(app.registry.store.get(k)) for k in app.registry.store.list("catalog/default/log/")]
     assert answer["ModelId"] and [c["By"] for c in entry["Changes"]] == ["fc-account:1234567890"]
 
@@ -416,7 +420,7 @@ def test_a_key_listed_twice_refuses_everything_and_says_why(tmp_path: Path, capl
 def test_a_deeply_nested_keys_document_refuses_everything(tmp_path: Path) -> None:
     document = tmp_path / "access-keys.json"
     document.write_text("[" * 100_000 + "]" * 100_000)
-    app = index.build_app(Settings.from_env({"MODEL_STORE": "memory://", "ACCESS_KEYS": f"file://{document}"}))
+    app = build_app(Settings.from_env({"MODEL_STORE": "memory://", "ACCESS_KEYS": f"file://{document}"}))
     answer = app.handle(Request("GET", "/api/v1/models", headers=sign("GET", "/api/v1/models", {}, b"")))
     assert answer.body["Code"] == "Forbidden.AccessKeysNotConfigured"
 

@@ -12,11 +12,15 @@ from typing import Any
 
 import pytest
 
-from handler import catalog, records
-from handler.app import App, Request
+from handler.api.app import App
+from handler.api.http import Request
+from handler.catalog import keys
+from handler.catalog import workspace as catalog
+from handler.catalog.keys import record_key
 from handler.errors import ModelNameConflict, ModelNotFound, QuotaExceeded
-from handler.listing import Query
-from handler.registry import Registry, record_key
+from handler.registry import records, upkeep
+from handler.registry.listing import Query
+from handler.registry.models import Registry
 from handler.stores.base import Store
 from testing.fake_oss import FakeOss
 from tests.conftest import make_oss_store
@@ -76,9 +80,11 @@ def test_every_instance_sees_every_acknowledged_change_at_once(any_store: Store)
     a.add_labels(model_id, [{"Key": "k", "Value": "v"}])
     assert b.get(model_id)["Labels"] == [{"Key": "k", "Value": "v"}]
     b.delete(model_id)
-    assert a.get(model_id) is None and names(a) == []
+    with pytest.raises(ModelNotFound):
+        a.get(model_id)
+    assert names(a) == []
     second, created = a.create(normal("first"))
-    assert created and second != model_id and b.get(second) is not None
+    assert created and second != model_id and b.get(second)["ModelName"] == "first"
 
 
 def test_concurrent_updates_of_different_fields_from_two_instances_both_apply(any_store: Store) -> None:
@@ -214,7 +220,8 @@ def test_models_written_by_the_layout_before_the_catalog_are_read_as_they_are(an
     registry = Registry(any_store)
     for model_id, record in kept.items():
         assert registry.get(model_id) == record
-    assert registry.get(lost) is None
+    with pytest.raises(ModelNotFound):
+        registry.get(lost)
     assert names(registry, "42") == ["legacy-a", "legacy-b"]
     assert registry.create(normal("legacy-a", "42", Domain="nlp")) == ("model-000000000abcdefghijklmnop", False)
     with pytest.raises(ModelNameConflict):
@@ -309,10 +316,10 @@ def test_only_the_newest_checkpoints_are_kept(any_store: Store) -> None:
         registry.workspace("ws").settle()
     kept = any_store.list("catalog/ws/checkpoints/")
     assert len(kept) == catalog.KEPT_CHECKPOINTS
-    hint = json.loads(any_store.get(catalog.hint_key("ws")))["Seq"]
-    assert catalog.checkpoint_key("ws", hint) in kept
-    any_store.create(catalog.checkpoint_key("ws", 3), b'{"Seq":3,"Models":0}\n')  # left by another instance
-    assert Registry(any_store).sweep()["Checkpoints"] == 1
+    hint = json.loads(any_store.get(keys.hint_key("ws")))["Seq"]
+    assert keys.checkpoint_key("ws", hint) in kept
+    any_store.create(keys.checkpoint_key("ws", 3), b'{"Seq":3,"Models":0}\n')  # left by another instance
+    assert upkeep.sweep(Registry(any_store))["Checkpoints"] == 1
     assert any_store.list("catalog/ws/checkpoints/") == kept
 
 

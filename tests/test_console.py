@@ -405,7 +405,7 @@ def test_the_console_is_served_with_a_policy_that_runs_only_its_own_files(served
     assert not re.search(r"<script(?![^>]*\bsrc=)", html) and "<style" not in html and not re.search(r"\son\w+=", html)
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
     for name in ("console.js", "api.js", "sign.js", "dom.js", "forms.js", "model.js", "models.js"):
-        script = (ROOT / "handler" / "console" / name).read_text()
+        script = (ROOT / "handler" / "api" / "console" / name).read_text()
         assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "eval(" not in script, name
 
 

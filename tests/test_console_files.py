@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 
-from handler import console, index
-from handler.app import App
+from handler.api import console
+from handler.api.app import App
 from handler.config import Settings
+from handler.entry import fc
+from handler.entry.compose import build_app
 from tests.conftest import FakeContext, invoke, local_api
 from tests.test_auth import signed_app
 
@@ -86,29 +88,29 @@ def test_compressed_for_browsers_that_accept_it_and_revalidated_by_etag(memory_a
 
 
 def test_the_console_is_public_where_the_api_requires_signatures(tmp_path: Path) -> None:
-    index.set_app(signed_app(tmp_path))
+    fc.set_app(signed_app(tmp_path))
     try:
         assert gateway("/console/")["statusCode"] == 200
         assert gateway("/api/v1/models")["statusCode"] == 401
     finally:
-        index.set_app(None)
+        fc.set_app(None)
 
 
 def test_fc_http_trigger_serves_the_console_with_one_content_type(memory_app: App) -> None:
     seen: dict[str, Any] = {}
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/console/index.html", "wsgi.input": io.BytesIO(b""), "fc.context": FakeContext()}
-    chunks = index.wsgi_handler(environ, lambda status, headers: seen.update(status=status, headers=headers))
+    chunks = fc.wsgi_handler(environ, lambda status, headers: seen.update(status=status, headers=headers))
     names = [name.lower() for name, _ in seen["headers"]]
     assert seen["status"].startswith("200") and names.count("content-type") == 1
     assert dict(seen["headers"])["Content-Type"] == "text/html; charset=utf-8"
     assert b"".join(chunks) == (CONSOLE_DIR / "index.html").read_bytes()
     assert dict(seen["headers"])["Content-Length"] == str(len(b"".join(chunks)))
     environ.update(REQUEST_METHOD="HEAD", **{"wsgi.input": io.BytesIO(b"")})
-    head = index.wsgi_handler(environ, lambda status, headers: seen.update(status=status, headers=headers))
+    head = fc.wsgi_handler(environ, lambda status, headers: seen.update(status=status, headers=headers))
     assert b"".join(head) == b"" and dict(seen["headers"])["Content-Length"] == str(len(b"".join(chunks)))  # no body
     for refused in ({"QUERY_STRING": "Query=%ff"}, {"CONTENT_LENGTH": "5", "wsgi.input": io.BytesIO(b"ab")}):
         environ = {"REQUEST_METHOD": "HEAD", "PATH_INFO": "/api/v1/models", "wsgi.input": io.BytesIO(b""), **refused}
-        assert b"".join(index.wsgi_handler(environ, lambda status, headers: seen.update(status=status))) == b""
+        assert b"".join(fc.wsgi_handler(environ, lambda status, headers: seen.update(status=status))) == b""
         assert seen["status"].startswith("400")
 
 
@@ -125,9 +127,9 @@ def test_the_local_server_serves_head_and_get(memory_app: App) -> None:
 
 def test_api_requests_do_not_load_the_console() -> None:
     """The console costs an API cold start nothing: its module is imported on its first request only."""
-    code = ("import json, sys; from handler import index; from tests.conftest import invoke; "
+    code = ("import json, sys; from handler.entry import fc; from tests.conftest import invoke; "
             "invoke({'path': '/api/v1/models', 'httpMethod': 'GET', 'headers': {}, 'queryParameters': {}, 'body': ''}); "
-            "print(json.dumps('handler.console' in sys.modules))")
+            "print(json.dumps('handler.api.console' in sys.modules))")
     env = {"MODEL_STORE": "memory://", "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent, env=env, capture_output=True, text=True,
                          timeout=60)
@@ -152,11 +154,11 @@ def test_the_console_is_small_and_fetches_nothing_from_elsewhere() -> None:
     {"Sec-Fetch-Site": " cross-site "},
 ])
 def test_the_unsigned_local_server_refuses_other_origins_and_host_names(headers: dict[str, str]) -> None:
-    from handler.local import same_origin_only
+    from handler.entry.local import same_origin_only
 
-    app = index.build_app(Settings.from_env({"MODEL_STORE": "memory://"}))
+    app = build_app(Settings.from_env({"MODEL_STORE": "memory://"}))
     app.hooks.append(same_origin_only(loopback=True))
-    index.set_app(app)
+    fc.set_app(app)
     try:
         with local_api() as server:
             host, port = server.server_address[:2]
@@ -175,7 +177,7 @@ def test_the_unsigned_local_server_refuses_other_origins_and_host_names(headers:
             connection.request("GET", "/api/v1/models", headers={"Host": f"127.0.0.1:{port}"})
             assert [m["ModelName"] for m in json.loads(connection.getresponse().read())["Models"]] == ["own"]  # nothing else written
     finally:
-        index.set_app(None)
+        fc.set_app(None)
 
 
 def test_every_module_is_preloaded_so_the_page_loads_in_one_round() -> None:

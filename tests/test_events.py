@@ -7,12 +7,12 @@ import re
 
 import pytest
 
-from handler import events, index
-from handler.app import App
-from handler.registry import record_key
+from handler.api.app import App
+from handler.catalog.keys import record_key
+from handler.entry import events, fc
+from handler.rules.validation import validator
 from handler.stores.base import Unavailable
 from handler.stores.memory import MemoryStore
-from handler.validation import validator
 from tests.conftest import FakeContext, event_bytes, invoke
 
 REQUEST_ID = re.compile(r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}")
@@ -163,12 +163,12 @@ def test_retry_of_the_same_request_returns_the_same_model(memory_app: App) -> No
 def test_app_is_built_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("MODEL_STORE", f"file://{tmp_path}")
     monkeypatch.setenv("DEFAULT_WORKSPACE_ID", "4242")
-    index.set_app(None)
+    fc.set_app(None)
     try:
-        index.initializer(FakeContext())
+        fc.initializer(FakeContext())
         body = invoke({"ModelName": "env-model"})
     finally:
-        index.set_app(None)
+        fc.set_app(None)
     record = json.loads((tmp_path / "models" / f"{body['ModelId']}.json").read_text())
     assert record["WorkspaceId"] == "4242"
 
@@ -180,7 +180,7 @@ def test_wsgi_entry_serves_fc2_http_triggers(memory_app: App) -> None:
     environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/models", "CONTENT_TYPE": "application/json",
                "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body), "fc.context": FakeContext(account_id="99")}
     seen: dict = {}
-    chunks = index.wsgi_handler(environ, lambda status, headers: seen.update(status=status, headers=dict(headers)))
+    chunks = fc.wsgi_handler(environ, lambda status, headers: seen.update(status=status, headers=dict(headers)))
     answer = json.loads(b"".join(chunks))
     assert seen["status"].startswith("200") and seen["headers"]["Content-Type"].startswith("application/json")
     assert seen["headers"]["Content-Length"] == str(len(b"".join(chunks)))
@@ -188,7 +188,7 @@ def test_wsgi_entry_serves_fc2_http_triggers(memory_app: App) -> None:
     assert (record["ModelName"], record["WorkspaceId"], record["OwnerId"]) == ("wsgi-model", "7", "99")
 
     environ.update(REQUEST_METHOD="DELETE", **{"wsgi.input": io.BytesIO(b"")}, CONTENT_LENGTH="0")
-    index.wsgi_handler(environ, lambda status, headers: seen.update(status=status, headers=dict(headers)))
+    fc.wsgi_handler(environ, lambda status, headers: seen.update(status=status, headers=dict(headers)))
     assert seen["status"].startswith("405") and seen["headers"]["Allow"] == "POST, GET"
 
 

@@ -27,12 +27,14 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from handler import index
-from handler.app import App
-from handler.registry import Registry, record_key
-from handler.routes import ROUTES, Route
+from handler.api.app import App
+from handler.api.routes import ROUTES
+from handler.api.routing import Route
+from handler.catalog.keys import record_key
+from handler.entry import fc
+from handler.registry.models import Registry
+from handler.rules.validation import validator
 from handler.stores.memory import MemoryStore
-from handler.validation import validator
 from tests.conftest import FakeContext, local_api
 from tests.test_hostile_input import SENDERS, STATUS_OF_CODE, Answer, call_wsgi, wsgi_environ
 
@@ -68,7 +70,7 @@ CHARS = st.one_of(
     st.characters(min_codepoint=0x1F300, max_codepoint=0x1FAFF),  # emoji (4 bytes in UTF-8)
 )
 texts = st.text(CHARS, max_size=60)
-# Names and labels: no control or invisible characters, at most so many characters once in NFC (handler/names.py).
+# Names and labels: no control or invisible characters, at most so many characters once in NFC (handler/rules/names.py).
 NAME_CHARS = CHARS.filter(lambda c: unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Zl", "Zp"))
 model_names = st.one_of(st.text(NAME_CHARS, min_size=1, max_size=NAME_MAX_CHARS),
                         st.text(NAME_CHARS, min_size=NAME_MAX_CHARS, max_size=NAME_MAX_CHARS)
@@ -220,14 +222,14 @@ def send(path: str, body: dict[str, Any], ensure_ascii: bool) -> Answer:
 
 def fresh_app() -> App:
     app = App(Registry(MemoryStore()), default_workspace=DEFAULT_WORKSPACE)
-    index.set_app(app)
+    fc.set_app(app)
     return app
 
 
 @pytest.fixture(autouse=True)
 def _reset_app() -> Iterator[None]:
     yield
-    index.set_app(None)
+    fc.set_app(None)
 
 
 def same_json(a: Any, b: Any) -> bool:
@@ -273,7 +275,7 @@ def test_every_broken_rule_is_a_400_naming_the_field(rule: str, data: st.DataObj
 def answers(path: str, data: bytes) -> list[Answer]:
     if path != "direct":
         return [call_wsgi(wsgi_environ(data, "application/json")) if path == "wsgi" else SENDERS[path](data, "application/json")]
-    result = json.loads(index.handler(data, FakeContext()))  # a JSON array is a batch: one result per item
+    result = json.loads(fc.handler(data, FakeContext()))  # a JSON array is a batch: one result per item
     return [Answer(STATUS_OF_CODE.get(r.get("Code"), 200), r) for r in (result if isinstance(result, list) else [result])]
 
 

@@ -19,9 +19,13 @@ from typing import Any
 import pytest
 import yaml
 
-from handler import index, jsonbody, local, records
-from handler.app import App, Request
-from handler.registry import Registry, record_key
+from handler.api.app import App
+from handler.api.http import Request
+from handler.catalog.keys import record_key
+from handler.entry import fc, local
+from handler.registry import records, upkeep
+from handler.registry.models import Registry
+from handler.rules import jsontext as jsonbody
 from handler.stores.file import FileStore
 from handler.stores.memory import MemoryStore
 from testing.fake_oss import FakeOss
@@ -165,7 +169,7 @@ def test_a_slow_body_is_cut_off_at_the_request_deadline(server, monkeypatch) -> 
 
 def test_connections_over_the_bound_are_answered_503_at_once(use_app) -> None:
     use_app(MemoryStore())
-    server = local.LocalServer(("127.0.0.1", 0), index.handler, 1 << 20, max_connections=3)
+    server = local.LocalServer(("127.0.0.1", 0), fc.get_app, 1 << 20, max_connections=3)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     idle = [socket.create_connection(server.server_address[:2], timeout=5) for _ in range(3)]
     try:
@@ -183,7 +187,7 @@ def test_accepting_backs_off_when_out_of_file_descriptors(monkeypatch) -> None:
     import errno as errnos
     import socketserver
 
-    server = local.LocalServer(("127.0.0.1", 0), lambda event, context: "", 1 << 20)
+    server = local.LocalServer(("127.0.0.1", 0), fc.get_app, 1 << 20)
     sleeps: list[float] = []
     monkeypatch.setattr(socketserver.TCPServer, "get_request", lambda self: (_ for _ in ()).throw(OSError(errnos.EMFILE, "Too many")))
     monkeypatch.setattr(local.time, "sleep", sleeps.append)
@@ -215,7 +219,7 @@ def test_http_details(server) -> None:
 # --- 5, 6: batches and registrations ------------------------------------------------------------
 
 def test_a_batch_over_the_bound_is_answered_quickly_without_touching_storage(use_app) -> None:
-    from handler.events import MAX_BATCH
+    from handler.entry.events import MAX_BATCH
 
     store = MemoryStore()
     use_app(store)
@@ -314,7 +318,7 @@ def test_the_sweep_removes_only_old_records_no_commit_points_to(tmp_path: Path) 
     for model_id in (old_id, young_id):  # records of creates that never committed
         normal = records.normalized_request({"ModelName": model_id}, "ws")
         store.create(record_key(model_id), records.record_json(records.build_record(normal, model_id, time.time(), None)))
-    summary = Registry(store).sweep()  # a cold instance: reads each workspace once
+    summary = upkeep.sweep(Registry(store))  # a cold instance: reads each workspace once
     assert summary["Removed"] == [old_id]
     assert sorted(k for k in store.list("models/")) == sorted([record_key(kept), record_key(young_id)])
     assert Registry(store).get(kept) is not None
@@ -326,7 +330,7 @@ def test_the_timer_trigger_runs_the_sweep(use_app) -> None:
     old_id = records.new_model_id(int((time.time() - 3600) * 1000))
     store.create(record_key(old_id), records.record_json(records.build_record(
         records.normalized_request({"ModelName": "orphan"}, "ws"), old_id, 0, None)))
-    answer = json.loads(index.handler(json.dumps({"triggerTime": "2026-11-30T00:00:00Z", "triggerName": "upkeep",
+    answer = json.loads(fc.handler(json.dumps({"triggerTime": "2026-11-30T00:00:00Z", "triggerName": "upkeep",
                                                    "payload": "sweep"}).encode(), FakeContext()))
     assert answer["Removed"] == [old_id] and store.list("models/") == []
 

@@ -24,18 +24,20 @@ from typing import Any
 
 import pytest
 
-from handler import index
-from handler.app import MODELS_PATH, App
+from handler.api.app import App
+from handler.api.routing import MODELS_PATH
+from handler.catalog.keys import record_key
 from handler.config import Settings
+from handler.entry import fc
+from handler.entry.compose import build_app
+from handler.entry.local import LocalServer
 from handler.errors import ApiError
-from handler.jsonbody import MAX_DEPTH, MAX_VALUES
-from handler.local import LocalServer
-from handler.registry import record_key
+from handler.rules.jsontext import MAX_DEPTH, MAX_VALUES
+from handler.rules.validation import validator
 from handler.stores.base import Store
 from handler.stores.file import FileStore
 from handler.stores.memory import MemoryStore
 from handler.stores.oss import OssStore
-from handler.validation import validator
 from tests.conftest import FakeContext, local_api, raw_exchange
 
 LIMIT = 1 << 20  # the documented default of MAX_BODY_BYTES
@@ -127,7 +129,7 @@ def via_apigw(body: bytes, content_type: str | None, base64_body: bool = False) 
     text = base64.b64encode(body).decode() if base64_body else body.decode("utf-8")
     event = {"path": MODELS_PATH, "httpMethod": "POST", "headers": _headers(content_type), "queryParameters": {},
              "pathParameters": {}, "body": text, "isBase64Encoded": base64_body}
-    return _from_gateway(index.handler(json.dumps(event).encode(), FakeContext()))
+    return _from_gateway(fc.handler(json.dumps(event).encode(), FakeContext()))
 
 
 def via_http_v1(body: bytes, content_type: str | None) -> Answer:
@@ -135,7 +137,7 @@ def via_http_v1(body: bytes, content_type: str | None) -> Answer:
     event = {"version": "v1", "rawPath": MODELS_PATH, "headers": _headers(content_type), "queryParameters": {},
              "body": text if text is not None else base64.b64encode(body).decode(), "isBase64Encoded": text is None,
              "requestContext": {"accountId": "1", "http": {"method": "POST", "path": MODELS_PATH}, "requestId": "1"}}
-    return _from_gateway(index.handler(json.dumps(event).encode(), FakeContext()))
+    return _from_gateway(fc.handler(json.dumps(event).encode(), FakeContext()))
 
 
 def wsgi_environ(body: bytes, content_type: str | None, **extra: Any) -> dict[str, Any]:
@@ -153,7 +155,7 @@ def wsgi_environ(body: bytes, content_type: str | None, **extra: Any) -> dict[st
 
 def call_wsgi(environ: dict[str, Any]) -> Answer:
     started: list[Any] = []
-    chunks = index.wsgi_handler(environ, lambda status, headers, exc_info=None: started.append((status, headers)))
+    chunks = fc.wsgi_handler(environ, lambda status, headers, exc_info=None: started.append((status, headers)))
     data = b"".join(chunks)
     (status, headers), = started
     headers = {name.lower(): value for name, value in headers}
@@ -185,7 +187,7 @@ def via_local(server: LocalServer, body: bytes, content_type: str | None) -> Ans
 
 
 def via_direct(body: bytes, content_type: str | None) -> Answer:
-    return _from_event(index.handler(body, FakeContext()))
+    return _from_event(fc.handler(body, FakeContext()))
 
 
 def eventbridge(data: Any) -> dict[str, Any]:
@@ -194,22 +196,22 @@ def eventbridge(data: Any) -> dict[str, Any]:
 
 
 def via_eventbridge(body: bytes, content_type: str | None) -> Answer:
-    return _from_event(index.handler(json.dumps(eventbridge(body.decode("utf-8"))).encode(), FakeContext()))
+    return _from_event(fc.handler(json.dumps(eventbridge(body.decode("utf-8"))).encode(), FakeContext()))
 
 
 def via_eventbridge_mns(body: bytes, content_type: str | None) -> Answer:
     event = eventbridge({"messageBody": body.decode("utf-8"), "messageId": "m-1"})
-    return _from_event(index.handler(json.dumps(event).encode(), FakeContext()))
+    return _from_event(fc.handler(json.dumps(event).encode(), FakeContext()))
 
 
 def via_eventbridge_object(body: bytes, content_type: str | None) -> Answer:
-    return _from_event(index.handler(json.dumps(eventbridge(json.loads(body))).encode(), FakeContext()))
+    return _from_event(fc.handler(json.dumps(eventbridge(json.loads(body))).encode(), FakeContext()))
 
 
 def via_mns_topic(body: bytes, content_type: str | None) -> Answer:
     event = {"TopicOwner": "1186", "Message": body.decode("utf-8"), "Subscriber": "1186", "PublishTime": 1550216480040,
              "SubscriptionName": "s", "MessageMD5": "BA4B", "TopicName": "t", "MessageId": "2F5B"}
-    return _from_event(index.handler(json.dumps(event).encode(), FakeContext()))
+    return _from_event(fc.handler(json.dumps(event).encode(), FakeContext()))
 
 
 HTTP_PATHS = ["apigw", "apigw-base64", "http-v1", "wsgi", "local"]
@@ -354,7 +356,7 @@ def test_body_marked_base64_that_is_not_base64_is_400(spy: SpyStore, shape: str,
     else:
         event = {"version": "v1", "rawPath": MODELS_PATH, "headers": {}, "body": text, "isBase64Encoded": "true",
                  "requestContext": {"http": {"method": "POST"}}}
-    check_error(_from_gateway(index.handler(json.dumps(event).encode(), FakeContext())), 400, "InvalidBody", "not valid base64")
+    check_error(_from_gateway(fc.handler(json.dumps(event).encode(), FakeContext())), 400, "InvalidBody", "not valid base64")
     assert spy.calls == []
 
 
@@ -387,8 +389,8 @@ def test_body_at_the_nesting_limit_is_accepted(spy: SpyStore, send, path: str) -
 
 
 def test_limit_is_read_from_MAX_BODY_BYTES(use_app) -> None:
-    app = index.build_app(Settings.from_env({"MODEL_STORE": "memory://", "MAX_BODY_BYTES": "2048"}))
-    index.set_app(app)  # use_app's teardown resets it
+    app = build_app(Settings.from_env({"MODEL_STORE": "memory://", "MAX_BODY_BYTES": "2048"}))
+    fc.set_app(app)  # use_app's teardown resets it
     assert via_apigw(_sized(2048), JSON).status == 200
     check_error(via_apigw(_sized(2049, "other"), JSON), 413, "RequestTooLarge", "limit of 2048 bytes")
     assert app.registry.store.list("catalog/") and len(app.registry.store.list("models/")) == 1
@@ -489,7 +491,7 @@ def test_local_server_protocol_errors_are_json(local_server: LocalServer, raw: b
 def test_gateway_event_with_an_odd_envelope_is_answered_in_the_gateway_shape(spy: SpyStore, raw: bytes, code: str,
                                                                             words: str) -> None:
     """The envelope is the gateway's, read only to find the request; the body inside is what is checked strictly."""
-    check_error(_from_gateway(index.handler(raw, FakeContext())), 400, code, words)
+    check_error(_from_gateway(fc.handler(raw, FakeContext())), 400, code, words)
     assert spy.calls == []
 
 
@@ -529,7 +531,7 @@ def _apigw_event(body: dict[str, Any]) -> bytes:
 @pytest.mark.parametrize("workspace_id", HOSTILE_WORKSPACE_IDS, ids=lambda v: repr(v)[:24])
 def test_hostile_workspace_id_is_refused_on_every_store(any_store: Store, use_app, writes, workspace_id: Any) -> None:
     use_app(any_store)
-    answer = _from_gateway(index.handler(_apigw_event({"ModelName": "m", "WorkspaceId": workspace_id}), FakeContext()))
+    answer = _from_gateway(fc.handler(_apigw_event({"ModelName": "m", "WorkspaceId": workspace_id}), FakeContext()))
     check_error(answer, 400, "InvalidParameter", "WorkspaceId")
     assert writes(any_store) == []
 
@@ -537,7 +539,7 @@ def test_hostile_workspace_id_is_refused_on_every_store(any_store: Store, use_ap
 @pytest.mark.parametrize("workspace_id", ["../evil", "abc\n", "a" * 65, "a/b", "%2F"], ids=repr)
 def test_hostile_default_workspace_from_the_environment_stops_the_start(workspace_id: str) -> None:
     with pytest.raises(ValueError, match="DEFAULT_WORKSPACE_ID"):
-        index.build_app(Settings.from_env({"MODEL_STORE": "memory://", "DEFAULT_WORKSPACE_ID": workspace_id}))
+        build_app(Settings.from_env({"MODEL_STORE": "memory://", "DEFAULT_WORKSPACE_ID": workspace_id}))
 
 
 REGISTRATION = b'{"ModelName": "from-upload"}'
@@ -562,7 +564,7 @@ def test_registration_object_is_registered_on_every_store(any_store: Store, use_
     """The control for the test below: a well-named upload is registered and its outcome recorded."""
     use_app(any_store)
     any_store.put("registrations/ok.json", REGISTRATION)
-    outcome, = json.loads(index.handler(_oss_event(any_store, "registrations/ok.json"), FakeContext()))
+    outcome, = json.loads(fc.handler(_oss_event(any_store, "registrations/ok.json"), FakeContext()))
     assert outcome["Status"] == 200 and "ModelId" in outcome
     assert json.loads(any_store.get("registration-results/ok.json"))["ModelId"] == outcome["ModelId"]
 
@@ -572,7 +574,7 @@ def test_hostile_registration_key_is_refused_on_every_store(any_store: Store, us
     use_app(any_store)
     any_store.put("registrations/ok.json", REGISTRATION)
     before = writes(any_store)
-    outcome, = json.loads(index.handler(_oss_event(any_store, key), FakeContext()))
+    outcome, = json.loads(fc.handler(_oss_event(any_store, key), FakeContext()))
     assert outcome["Code"] == "InvalidRegistration" and "registrations/" in outcome["Message"]
     validator("error.json").validate({k: outcome[k] for k in ("RequestId", "Code", "Message")})
     assert writes(any_store) == before
@@ -643,18 +645,18 @@ def test_file_store_never_touches_a_path_outside_its_root(use_app, tmp_path: Pat
 
     with file_events() as events:
         for workspace_id in [*HOSTILE_WORKSPACE_IDS, "../outside", "../../" + str(outside)]:
-            index.handler(_apigw_event({"ModelName": "m", "WorkspaceId": workspace_id}), FakeContext())
+            fc.handler(_apigw_event({"ModelName": "m", "WorkspaceId": workspace_id}), FakeContext())
         for name in ["../../outside/x", str(outside / "y"), "..", "C:\\Windows", "%2e%2e%2f", "names/../../x"]:
-            assert _from_gateway(index.handler(_apigw_event({"ModelName": name}), FakeContext())).status == 200
+            assert _from_gateway(fc.handler(_apigw_event({"ModelName": name}), FakeContext())).status == 200
         for key in [*HOSTILE_REGISTRATION_KEYS, "../outside/planted.json", "registrations/../../outside/planted.json",
                     str(outside / "planted.json"), "registrations/" + str(outside / "planted.json")]:
-            index.handler(_oss_event(store, key), FakeContext())
+            fc.handler(_oss_event(store, key), FakeContext())
     # Links planted inside the store (by anyone with access to its directory) lead nowhere either.
     os.symlink(outside, root / "registrations")
     os.symlink(outside / "models", root / "catalog" / "evil")
     with file_events() as more:
-        outcome, = json.loads(index.handler(_oss_event(store, "registrations/planted.json"), FakeContext()))
-        answer = _from_gateway(index.handler(_apigw_event({"ModelName": "m2", "WorkspaceId": "evil"}), FakeContext()))
+        outcome, = json.loads(fc.handler(_oss_event(store, "registrations/planted.json"), FakeContext()))
+        answer = _from_gateway(fc.handler(_apigw_event({"ModelName": "m2", "WorkspaceId": "evil"}), FakeContext()))
 
     assert _tree(tmp_path, skip=root) == before
     root_real, tmp_real = os.path.realpath(root), os.path.realpath(tmp_path)

@@ -8,9 +8,9 @@ import pytest
 from alibabacloud_aiworkspace20210204 import models
 from alibabacloud_aiworkspace20210204.client import Client
 
-from handler.registry import record_key
+from handler.catalog.keys import record_key
+from handler.rules.validation import validator
 from handler.stores.base import Store
-from handler.validation import validator
 from tests.conftest import invoke
 from tests.conftest import sdk_raises as raises
 

@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 
-from handler import events, index, records
-from handler.app import MODELS_PATH, App
-from handler.credentials import Credentials, CredentialSource
-from handler.registry import Registry
+from handler.api.app import App
+from handler.api.routing import MODELS_PATH
+from handler.entry import events, fc
+from handler.registry import records
+from handler.registry.models import Registry
+from handler.stores.credentials import Credentials, CredentialSource
 from handler.stores.file import FileStore
 from handler.stores.memory import MemoryStore
 from handler.stores.oss import OssStore
@@ -55,7 +57,7 @@ def through_oss_trigger(body: dict[str, Any], bucket: str = "pai-model-registry-
 
 def _invoke(event: bytes) -> Outcome:
     try:
-        return Outcome(index.handler(event, FakeContext(credentials=CONTEXT)))
+        return Outcome(fc.handler(event, FakeContext(credentials=CONTEXT)))
     except events.RetryLater as e:
         return Outcome(str(e), e)
 
@@ -99,7 +101,7 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 def fc_credentials(monkeypatch: pytest.MonkeyPatch) -> CredentialSource:
     """The function's credential source, fresh, without environment variables: only FC contexts feed it."""
     source = CredentialSource(env={})
-    monkeypatch.setattr(index, "credentials", source)
+    monkeypatch.setattr(fc, "credentials", source)
     return source
 
 
@@ -219,7 +221,7 @@ def test_file_store_failure_is_503_without_its_path(use_app, debug_logs, capsys,
 def test_missing_credentials_are_503_and_nothing_is_sent(oss: FakeOss, use_app, fc_credentials, debug_logs, capsys) -> None:
     use_app(oss_store(oss, fc_credentials))
     event = {"path": MODELS_PATH, "httpMethod": "POST", "headers": {}, "body": json.dumps(BODY)}
-    outcome = Outcome(index.handler(json.dumps(event).encode(), FakeContext(credentials=FakeCredentials("", "", ""))))
+    outcome = Outcome(fc.handler(json.dumps(event).encode(), FakeContext(credentials=FakeCredentials("", "", ""))))
     body = answer_body(outcome)
     assert body["Code"] == "ServiceUnavailable" and body["Message"] == "model storage is unavailable; retry later"
     assert oss.log == []  # nothing goes out unsigned

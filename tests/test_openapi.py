@@ -18,16 +18,17 @@ import referencing
 import referencing.jsonschema
 import schemathesis
 
-from handler import errors, openapi
-from handler.app import MODELS_PATH
-from handler.routes import ROUTES
+from handler import errors
+from handler.api import openapi
+from handler.api.routes import ROUTES
+from handler.api.routing import MODELS_PATH
+from handler.rules.validation import SCHEMA_DIR, Validator, load_schemas, validate
 from handler.stores.memory import MemoryStore
-from handler.validation import SCHEMA_DIR, Validator, load_schemas, validate
 from tests.conftest import invoke, local_api
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = SCHEMA_DIR / "openapi.json"
-REGENERATE = "schemas/openapi.json is out of date: run `python -m handler.openapi > schemas/openapi.json` and commit it"
+REGENERATE = "schemas/openapi.json is out of date: run `python -m handler.api.openapi > schemas/openapi.json` and commit it"
 
 
 def walk(node: Any) -> Iterator[tuple[str, Any]]:
@@ -60,7 +61,7 @@ def test_committed_document_is_the_generated_one() -> None:
 
 
 def test_generator_command_prints_the_document() -> None:
-    out = subprocess.run([sys.executable, "-m", "handler.openapi"], cwd=REPO, capture_output=True, check=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "handler.api.openapi"], cwd=REPO, capture_output=True, check=True, timeout=60)
     assert out.stdout.decode("utf-8") == openapi.render()
     assert out.stderr == b""
 

@@ -12,8 +12,8 @@ from alibabacloud_aiworkspace20210204.client import Client
 from alibabacloud_tea_openapi import models as open_api
 from alibabacloud_tea_openapi.exceptions import ClientException
 
-from handler.app import App
-from handler.local import LocalServer
+from handler.api.app import App
+from handler.entry.local import LocalServer
 from handler.stores.file import FileStore
 from tests.conftest import local_api
 

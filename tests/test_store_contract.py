@@ -47,11 +47,6 @@ def test_put_replaces_and_delete_removes(any_store: Store) -> None:
         any_store.get("k/v")
 
 
-def test_create_all_writes_every_item(any_store: Store) -> None:
-    any_store.create_all([("a/1", b"1"), ("a/2", b"2"), ("b/3", b"")])
-    assert [any_store.get(k) for k in ("a/1", "a/2", "b/3")] == [b"1", b"2", b""]
-
-
 def test_list_is_ordered_recursive_and_bounded(any_store: Store) -> None:
     for key in ["w/1/models/c", "w/1/models/a", "w/1/models/b", "w/1/other/z", "w/10/models/x", "w/1/models/sub/d"]:
         any_store.create(key, b"")
@@ -63,7 +58,8 @@ def test_list_is_ordered_recursive_and_bounded(any_store: Store) -> None:
 
 def test_list_pages_past_a_thousand_keys(any_store: Store) -> None:
     keys = [f"many/{i:05d}" for i in range(1100)]
-    any_store.create_all((k, b"") for k in keys)
+    for key in keys:
+        any_store.create(key, b"")
     assert any_store.list("many/") == keys
 
 

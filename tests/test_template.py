@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from handler.config import Settings
-from handler.events import REGISTRATIONS, RESULTS
+from handler.entry.events import REGISTRATIONS, RESULTS
 from handler.stores.base import check_prefix
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -232,7 +232,7 @@ import index
 from types import SimpleNamespace
 creds = SimpleNamespace(access_key_id="AKID", access_key_secret="SECRET", security_token="TOKEN")
 index.initializer(SimpleNamespace(credentials=creds, account_id="1234567890", request_id="init"))
-from handler.index import get_app
+from handler.entry.fc import get_app
 print(json.dumps(type(get_app().registry.store).__name__))
 """
     for name, fn in functions().items():
@@ -321,8 +321,8 @@ def _api_routes() -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def test_the_api_has_every_route_of_the_route_table_and_the_console_and_nothing_else() -> None:
-    from handler.console import FILES, PATH, answer
-    from handler.routes import ROUTES
+    from handler.api.console import FILES, PATH, answer
+    from handler.api.routes import ROUTES
 
     declared = {(re.sub(r"\[(\w+)\]", r"{\1}", path), method.upper()): op for path, method, op in _api_routes()}
     console = {(PATH, "GET"), (PATH + "/{File}", "GET")}

@@ -11,11 +11,16 @@ import pytest
 from alibabacloud_aiworkspace20210204 import models
 from alibabacloud_aiworkspace20210204.client import Client
 
-from handler import catalog, index, records
-from handler.registry import Registry, record_key, version_key
+from handler.catalog import workspace as catalog
+from handler.catalog.keys import record_key, version_record_key
+from handler.entry import fc
+from handler.registry import records, upkeep
+from handler.registry.listing import VersionQuery
+from handler.registry.models import Registry
+from handler.registry.versions import Versions
+from handler.rules.validation import validator
 from handler.stores.base import Store
-from handler.validation import validator
-from handler.versions import Versions
+from handler.stores.memory import MemoryStore
 from tests.conftest import FakeContext, invoke
 from tests.conftest import sdk_raises as raises
 from tests.test_exactly_once import CrashingStore
@@ -52,7 +57,7 @@ def test_every_version_operation_through_the_sdk(sdk: Client, any_store: Store) 
     got = sdk.get_model_version(model_id, first, models.GetModelVersionRequest()).body
     assert (got.approval_status, got.metrics, [(lb.key, lb.value) for lb in got.labels]) == (
         "Approved", {"top1": 0.78}, [("stage", "prod")])
-    assert json.loads(any_store.get(version_key(model_id, first))) == {
+    assert json.loads(any_store.get(version_record_key(model_id, first))) == {
         k: v for k, v in got.to_map().items() if k != "RequestId" and v is not None}
 
     listed = sdk.list_model_versions(model_id, models.ListModelVersionsRequest()).body
@@ -67,7 +72,7 @@ def test_every_version_operation_through_the_sdk(sdk: Client, any_store: Store) 
 
     sdk.delete_model_version(model_id, third, models.DeleteModelVersionRequest())
     raises("ModelVersionNotFound", 404, lambda: sdk.get_model_version(model_id, third, models.GetModelVersionRequest()))
-    assert any_store.list(f"models/{model_id}/versions/") == sorted(version_key(model_id, n) for n in (first, second, "2.3.4_beta"))
+    assert any_store.list(f"models/{model_id}/versions/") == sorted(version_record_key(model_id, n) for n in (first, second, "2.3.4_beta"))
 
 
 def test_get_and_list_models_carry_the_latest_version(sdk: Client) -> None:
@@ -137,7 +142,7 @@ def test_concurrent_unnamed_creates_get_distinct_names_across_instances(any_stor
     fresh = Versions(Registry(any_store))
     for name in names:
         assert fresh.get(model_id, name)["Uri"].startswith(URI)
-        assert json.loads(any_store.get(version_key(model_id, name))) == fresh.get(model_id, name)
+        assert json.loads(any_store.get(version_record_key(model_id, name))) == fresh.get(model_id, name)
 
 
 def test_a_cold_instance_reads_versions_from_a_checkpoint(any_store: Store) -> None:
@@ -150,7 +155,7 @@ def test_a_cold_instance_reads_versions_from_a_checkpoint(any_store: Store) -> N
     assert any_store.list("catalog/ws/checkpoints/")
     cold = Registry(any_store)
     assert cold.get(model_id)["LatestVersion"]["Uri"] == f"{URI}-{catalog.CHECKPOINT_EVERY + 2}"
-    names, total = Versions(cold).list_versions(model_id, __import__("handler.listing").listing.VersionQuery(page_size=100))
+    names, total = Versions(cold).list_versions(model_id, VersionQuery(page_size=100))
     assert total == catalog.CHECKPOINT_EVERY + 3 and names[0]["Labels"] == [{"Key": "i", "Value": "0"}]
 
 
@@ -183,10 +188,10 @@ def test_a_crash_at_any_write_of_a_version_change_then_a_retry_ends_correct(
         assert change == "delete" and e.code == "ModelVersionNotFound"  # it had committed before the crash
     fresh = Versions(Registry(any_store))
     expected = {"create": ["1.0.0", "3.0.0"], "update": ["1.0.0"], "labels": ["1.0.0"], "delete": []}[change]
-    listed, _ = fresh.list_versions(model_id, __import__("handler.listing").listing.VersionQuery(page_size=100))
+    listed, _ = fresh.list_versions(model_id, VersionQuery(page_size=100))
     assert [v["VersionName"] for v in listed] == expected
     for version in listed:  # every record file is its version's current state; none of a deleted one is left
-        assert json.loads(any_store.get(version_key(model_id, version["VersionName"]))) == version
+        assert json.loads(any_store.get(version_record_key(model_id, version["VersionName"]))) == version
     assert len(any_store.list(f"models/{model_id}/versions/")) == len(listed)
     if change == "update":
         assert listed[0]["ApprovalStatus"] == "Approved"
@@ -206,7 +211,7 @@ def test_an_event_registers_a_model_and_a_version_once_however_often_it_is_deliv
     model = Registry(any_store).get(first["ModelId"])
     assert model["Domain"] == "cv" and model["LatestVersion"]["Uri"] == URI + "-2"
     event["data"]["Version"] = {"Uri": "ftp://nowhere"}
-    refused = json.loads(index.handler(json.dumps(event).encode(), FakeContext()))
+    refused = json.loads(fc.handler(json.dumps(event).encode(), FakeContext()))
     assert refused["Code"] == "InvalidParameter" and refused["Message"].startswith("Version: Uri")
 
 
@@ -247,15 +252,15 @@ def test_the_sweep_writes_a_version_record_a_crash_left_unwritten_and_removes_or
     registry = Registry(any_store)
     model_id, _ = registry.create(records.normalized_request({"ModelName": "m"}, "ws"))
     Versions(registry).create(model_id, {"Uri": URI, "VersionName": "1.0.0"})
-    record = any_store.get(version_key(model_id, "1.0.0"))
-    any_store.delete(version_key(model_id, "1.0.0"))  # as if the crash came before the write
-    any_store.put(version_key(model_id, "9.9.9"), b"{}")  # a record of a version that is gone
-    summary = Registry(any_store).sweep()
+    record = any_store.get(version_record_key(model_id, "1.0.0"))
+    any_store.delete(version_record_key(model_id, "1.0.0"))  # as if the crash came before the write
+    any_store.put(version_record_key(model_id, "9.9.9"), b"{}")  # a record of a version that is gone
+    summary = upkeep.sweep(Registry(any_store))
     assert summary["Versions"] == 2
-    assert any_store.list(f"models/{model_id}/versions/") == [version_key(model_id, "1.0.0")]
-    assert any_store.get(version_key(model_id, "1.0.0")) == record
+    assert any_store.list(f"models/{model_id}/versions/") == [version_record_key(model_id, "1.0.0")]
+    assert any_store.get(version_record_key(model_id, "1.0.0")) == record
     with pytest.raises(ValueError, match="older than 60"):
-        Registry(any_store).sweep(older_than=0)
+        upkeep.sweep(Registry(any_store), older_than=0)
 
 
 def test_the_latest_version_is_the_same_on_every_instance_when_one_commit_creates_several(any_store: Store) -> None:
@@ -277,7 +282,7 @@ def test_the_latest_version_is_the_same_on_every_instance_when_one_commit_create
 
 
 def test_a_next_version_name_past_the_rule_is_refused(use_app) -> None:
-    store = __import__("handler.stores.memory").stores.memory.MemoryStore()
+    store = MemoryStore()
     use_app(store)
     model_id = invoke({"httpMethod": "POST", "path": "/api/v1/models", "headers": {},
                        "body": json.dumps({"ModelName": "m"})})
@@ -301,7 +306,7 @@ def test_a_next_version_name_past_the_rule_is_refused(use_app) -> None:
     ({"Uri": URI, "VersionName": "01.002.0003"}, "VersionName"),
 ])
 def test_version_fields_are_read_strictly(use_app, body: dict[str, Any], words: str) -> None:
-    store = __import__("handler.stores.memory").stores.memory.MemoryStore()
+    store = MemoryStore()
     use_app(store)
     created = json.loads(invoke({"httpMethod": "POST", "path": "/api/v1/models", "headers": {},
                                  "body": json.dumps({"ModelName": "m"})})["body"])["ModelId"]
@@ -312,7 +317,7 @@ def test_version_fields_are_read_strictly(use_app, body: dict[str, Any], words: 
 
 
 def test_an_operation_without_query_parameters_refuses_them(use_app) -> None:
-    store = __import__("handler.stores.memory").stores.memory.MemoryStore()
+    store = MemoryStore()
     use_app(store)
     created = json.loads(invoke({"httpMethod": "POST", "path": "/api/v1/models", "headers": {},
                                  "body": json.dumps({"ModelName": "m"})})["body"])["ModelId"]
@@ -322,7 +327,7 @@ def test_an_operation_without_query_parameters_refuses_them(use_app) -> None:
 
 
 def test_what_the_state_remembers_of_deleted_things_stays_bounded(monkeypatch) -> None:
-    from handler import state
+    from handler.catalog import state
 
     monkeypatch.setattr(state, "_FORGOTTEN_KEPT", 10)
     current = state.State()

@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from .base import AlreadyExists, InvalidKey, NotFound, Store, StoreError, Unavailable
-
-if TYPE_CHECKING:
-    from ..credentials import Credentials
+from .credentials import Credentials
 
 __all__ = ["AlreadyExists", "InvalidKey", "NotFound", "Store", "StoreError", "Unavailable", "open_store"]
 

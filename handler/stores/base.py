@@ -5,7 +5,7 @@ import abc
 import contextvars
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 # A key is '/'-separated segments of safe characters: nothing can climb out of a directory,
@@ -90,11 +90,6 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def create(self, key: str, data: bytes) -> None:
         """Store data under key if the key is absent or already holds exactly data; else AlreadyExists."""
-
-    def create_all(self, items: Iterable[tuple[str, bytes]]) -> None:
-        """`create` each item; a store may overlap them. Raises the first error after all finished."""
-        for key, data in items:
-            self.create(key, data)
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:

@@ -11,13 +11,12 @@ import mimetypes
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import oss2
 import requests
 
-from ..credentials import Credentials
 from .base import (
     AlreadyExists,
     Misconfigured,
@@ -30,6 +29,7 @@ from .base import (
     deadline,
     time_budget,
 )
+from .credentials import Credentials
 
 # At DEBUG oss2 logs signed headers (x-oss-security-token); at INFO every 404/409.
 logging.getLogger("oss2").setLevel(logging.WARNING)
@@ -61,7 +61,7 @@ def _session(pool_size: int) -> oss2.Session:
 
 
 def _pool(size: int) -> concurrent.futures.ThreadPoolExecutor:
-    """Writer threads for create_all, one set per process (and pool size), like the connections."""
+    """Threads for overlapped reads and deletes, one set per process (and pool size), like the connections."""
     with _lock:
         if size not in _executors:
             _executors[size] = concurrent.futures.ThreadPoolExecutor(size, thread_name_prefix="oss-write")
@@ -245,24 +245,6 @@ class OssStore(Store):
             return
         raise Unavailable("object storage unavailable")
 
-    def create_all(self, items: Iterable[tuple[str, bytes]]) -> None:
-        items = [(check_key(key), data) for key, data in items]
-        if len(items) <= 1:
-            for key, data in items:
-                self.create(key, data)
-            return
-        # This thread writes the first item; the others run in this request's context, so its time
-        # budget (base.deadline) holds there too.
-        futures = [self._writers().submit(contextvars.copy_context().run, self.create, key, data) for key, data in items[1:]]
-        try:
-            self.create(*items[0])
-        finally:
-            concurrent.futures.wait(futures)
-        for future in futures:
-            error = future.exception()
-            if error is not None:
-                raise error
-
     def get(self, key: str) -> bytes:
         full = self._full(key)
         return bytes(self._call("get", lambda bucket: bucket.get_object(full).read()))
@@ -272,11 +254,15 @@ class OssStore(Store):
         return bytes(self._call("get", lambda bucket: bucket.get_object(full, byte_range=(0, size - 1)).read(size)))
 
     def delete_many(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            check_key(key)  # every key checked before any request is sent
         if len(keys) <= 1:
             return super().delete_many(keys)
         self._overlapped(self.delete, keys)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        for key in keys:
+            check_key(key)
         if len(keys) <= 1:
             return super().get_many(keys)
         def get_or_none(key: str) -> bytes | None:

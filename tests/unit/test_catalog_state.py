@@ -1,8 +1,9 @@
 """The catalog's state: applying commits, and checkpoints that read back exactly."""
 from __future__ import annotations
 
-from handler import records
-from handler.state import Draft, State, checkpoint_of
+from handler.catalog.draft import Draft
+from handler.catalog.state import State, checkpoint_of
+from handler.registry import records
 
 
 def record(name: str, model_id: str, **fields: object) -> dict:

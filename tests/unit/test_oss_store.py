@@ -317,7 +317,7 @@ BAD_KEYS = ["../x", "a//b", "a/\x00", "/a", "a/", "", "a/./b", "x" * 901, "a b",
 @pytest.mark.parametrize("key", BAD_KEYS)
 def test_unsafe_keys_rejected_before_any_request(store, Bucket, bucket, creds, key):
     for call in (lambda: store.create(key, b"x"), lambda: store.get(key), lambda: store.put(key, b"x"),
-                 lambda: store.delete(key), lambda: store.create_all([("ok", b"x"), (key, b"x")])):
+                 lambda: store.delete(key), lambda: store.delete_many(["ok", key])):
         with pytest.raises(InvalidKey):
             call()
     assert Bucket.call_count == 0 and creds.call_count == 0
@@ -404,25 +404,6 @@ def test_bad_bucket_or_endpoint_rejected_without_echoing_them(creds):
         oss.OssStore(BUCKET, endpoint="https://x/<y>", credentials=creds)
 
 
-# --- create_all --------------------------------------------------------------------------------
-
-def test_create_all_creates_every_item(store, bucket):
-    store.create_all([(f"k{i}", b"v%d" % i) for i in range(5)])
-    assert sorted(c.args[0] for c in bucket.put_object.call_args_list) == [f"p/k{i}" for i in range(5)]
-
-
-def test_create_all_waits_for_all_and_raises_first_error(store, bucket):
-    def put(key, data, headers):
-        if key in ("p/k1", "p/k3"):
-            raise oss_error(400, "InvalidArgument") if key == "p/k1" else oss_error(403, "AccessDenied")
-
-    bucket.put_object.side_effect = put
-    with pytest.raises(StoreError) as info:
-        store.create_all([(f"k{i}", b"v") for i in range(5)])
-    assert type(info.value) is StoreError  # k1's error, not k3's Unavailable
-    assert len(bucket.put_object.call_args_list) == 5
-
-
 # --- list --------------------------------------------------------------------------------------
 
 def page(keys, token=None):
@@ -462,13 +443,13 @@ def test_list_page_retried(store, bucket):
     assert store.list("") == ["a"]
 
 
-def test_overlapped_writes_keep_the_callers_time_budget(store, bucket):
+def test_overlapped_deletes_keep_the_callers_time_budget(store, bucket):
     from handler.stores import base
 
     seen = []
-    bucket.put_object.side_effect = lambda *args, **kwargs: seen.append(base.deadline())
+    bucket.delete_object.side_effect = lambda *args, **kwargs: seen.append(base.deadline())
     with base.time_budget(30.0):
-        store.create_all([("a", b"1"), ("b", b"2"), ("c", b"3")])
+        store.delete_many(["a", "b", "c"])
     assert len(seen) == 3 and None not in seen
 
 

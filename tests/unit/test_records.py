@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import re
 
-from handler import records
+from handler.api import http
+from handler.registry import records
+from handler.rules import times
 
 MODEL_ID = re.compile(r"model-[a-z0-9]{25}")
 
@@ -18,11 +20,11 @@ def test_model_ids_are_lower_case_unique_and_sort_by_creation_time() -> None:
 
 
 def test_request_ids_are_upper_case_uuids() -> None:
-    assert re.fullmatch(r"[0-9A-F]{8}-[0-9A-F]{4}-4[0-9A-F]{3}-[89AB][0-9A-F]{3}-[0-9A-F]{12}", records.new_request_id())
+    assert re.fullmatch(r"[0-9A-F]{8}-[0-9A-F]{4}-4[0-9A-F]{3}-[89AB][0-9A-F]{3}-[0-9A-F]{12}", http.new_request_id())
 
 
 def test_times_are_utc_iso_8601_with_z() -> None:
-    assert records.iso_time(1611249155.9) == "2021-01-21T17:12:35Z"
+    assert times.iso_time(1611249155.9) == "2021-01-21T17:12:35Z"
 
 
 def test_tag_and_labels_merge_in_order_without_duplicates() -> None:

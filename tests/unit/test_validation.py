@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from handler.errors import InvalidParameter
-from handler.validation import load_schemas, validate, validator
+from handler.rules.validation import load_schemas, validate, validator
 
 VALID = {"ModelName": "m"}
 

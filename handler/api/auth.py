@@ -9,7 +9,6 @@ only HTTPS protects it, which is why a key may require ACS3.
 from __future__ import annotations
 
 import base64
-import calendar
 import email.utils
 import fnmatch
 import hashlib
@@ -24,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
-from .errors import (
+from ..errors import (
     AccessKeyNotFound,
     ContentHashMismatch,
     InvalidAuthorization,
@@ -34,7 +33,8 @@ from .errors import (
     SignatureMismatch,
     TimeExpired,
 )
-from .stores.base import AlreadyExists, Store, Unavailable
+from ..rules.times import parse_utc
+from ..stores.base import AlreadyExists, Store, Unavailable
 
 SKEW = 15 * 60  # seconds a request's time may differ from the server's
 log = logging.getLogger(__name__)
@@ -43,7 +43,6 @@ RELOAD_EVERY = 60.0  # seconds an instance trusts its copy of the access keys
 RETRY_AFTER = 5.0  # seconds before reading the document again when storage did not answer
 _ACS3 = re.compile(r"ACS3-HMAC-SHA256 Credential=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]{64})")
 _ROA = re.compile(r"acs ([^:\s]+):([A-Za-z0-9+/=]{20,})")
-_ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
@@ -215,7 +214,7 @@ class Verifier:
             raise SignatureMismatch("the signature does not match this request")
         if not hmac.compare_digest(payload, hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256):
             raise ContentHashMismatch("x-acs-content-sha256 is not the SHA-256 of the body")
-        return self._fresh(_iso_seconds(headers["x-acs-date"]))
+        return self._fresh(parse_utc(headers["x-acs-date"].strip(), fractions=False))
 
     def _roa(self, key: AccessKey, found: re.Match[str], method: str, path: str, pairs: Sequence[tuple[str, str]],
              headers: dict[str, str]) -> float:
@@ -260,14 +259,3 @@ class Verifier:
         stale = [key for key in self.store.list("nonces/") if key.split("/")[1] < oldest]
         self.store.delete_many(stale)
         return len(stale)
-
-
-def _iso_seconds(text: str) -> float | None:
-    """Epoch seconds of `2021-01-21T17:12:35Z`, the one form the SDK sends; None for anything else."""
-    if not _ISO_UTC.fullmatch(text.strip()):
-        return None
-    try:
-        return calendar.timegm(time.strptime(text.strip(), "%Y-%m-%dT%H:%M:%SZ"))
-    except ValueError:
-        return None
-

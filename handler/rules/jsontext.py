@@ -1,5 +1,5 @@
-"""Strict JSON decoding of request bodies: UTF-8 only, no duplicates, no NaN, numbers kept exactly,
-bounded nesting and a bounded number of values (so that the memory a body costs is bounded too)."""
+"""JSON text in and out: strict decoding of what clients send (UTF-8 only, no duplicates, no NaN, numbers kept
+exactly, bounded nesting and values, so that the memory a body costs is bounded too), and the one compact encoder."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from .errors import BadRequest
+from ..errors import InvalidBody
 
 MAX_DEPTH = 32
 # Values (objects, arrays, strings, numbers, literals) in one body. The costliest accepted body, this
@@ -24,13 +24,13 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise BadRequest(f"body has a duplicate key: {clip(key)!r}")
+                raise InvalidBody(f"body has a duplicate key: {clip(key)!r}")
             seen.add(key)
     return obj
 
 
 def _constant(name: str) -> Any:
-    raise BadRequest(f"body contains {name}, which is not JSON")
+    raise InvalidBody(f"body contains {name}, which is not JSON")
 
 
 def _float(text: str) -> float:
@@ -39,9 +39,9 @@ def _float(text: str) -> float:
     900-digit decimal are refused rather than silently rounded."""
     value = float(text)
     if math.isinf(value):
-        raise BadRequest(f"body contains a number out of range: {clip(text, 40)}")
+        raise InvalidBody(f"body contains a number out of range: {clip(text, 40)}")
     if Decimal(repr(value)) != Decimal(text):
-        raise BadRequest(f"body contains a number a 64-bit float cannot hold exactly: {clip(text, 40)}; "
+        raise InvalidBody(f"body contains a number a 64-bit float cannot hold exactly: {clip(text, 40)}; "
                          "send it as a string to keep every digit")
     return value
 
@@ -51,6 +51,11 @@ def _count_values(text: str) -> int:
     follows a '[', ',' or ':' outside a string."""
     structure = _STRING.sub('""', text)
     return 1 + structure.count("[") + structure.count(",") + structure.count(":")
+
+
+def compact(value: Any) -> str:
+    """Compact JSON text, non-ASCII kept as it is: what the registry stores, answers and logs."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def clip(text: str, limit: int = 64) -> str:
@@ -71,35 +76,35 @@ def _check(value: Any) -> None:
                 try:
                     item.encode("utf-8")
                 except UnicodeEncodeError:
-                    raise BadRequest("body contains an invalid Unicode escape (lone surrogate)") from None
+                    raise InvalidBody("body contains an invalid Unicode escape (lone surrogate)") from None
         elif isinstance(item, (dict, list)):
             if depth > MAX_DEPTH:
-                raise BadRequest(f"body is nested deeper than {MAX_DEPTH} levels")
+                raise InvalidBody(f"body is nested deeper than {MAX_DEPTH} levels")
             children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children)
 
 
 def parse_json(body: bytes | str) -> Any:
-    """Decode a JSON document; raise BadRequest naming what is wrong."""
+    """Decode a JSON document; raise InvalidBody naming what is wrong."""
     if isinstance(body, bytes):
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
-            raise BadRequest("body is not valid UTF-8") from None
+            raise InvalidBody("body is not valid UTF-8") from None
     else:
         text = body
     if not text.strip():
-        raise BadRequest("body is empty; expected a JSON object")
+        raise InvalidBody("body is empty; expected a JSON object")
     if _count_values(text) > MAX_VALUES:
-        raise BadRequest(f"body holds more than {MAX_VALUES} JSON values")
+        raise InvalidBody(f"body holds more than {MAX_VALUES} JSON values")
     try:
         value = _DECODER.decode(text)
     except json.JSONDecodeError as e:
-        raise BadRequest(f"body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+        raise InvalidBody(f"body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except RecursionError:
-        raise BadRequest(f"body is nested deeper than {MAX_DEPTH} levels") from None
+        raise InvalidBody(f"body is nested deeper than {MAX_DEPTH} levels") from None
     except ValueError:  # an integer literal with more digits than Python converts
-        raise BadRequest("body contains a number that is too long") from None
+        raise InvalidBody("body contains a number that is too long") from None
     _check(value)
     return value
 
@@ -108,7 +113,7 @@ def parse_object(body: bytes | str) -> dict[str, Any]:
     """Decode a body that must be a JSON object."""
     value = parse_json(body)
     if not isinstance(value, dict):
-        raise BadRequest(f"body must be a JSON object, not {_kind(value)}")
+        raise InvalidBody(f"body must be a JSON object, not {_kind(value)}")
     return value
 
 

@@ -1,7 +1,6 @@
 """ListModels: its query parameters, and filtering, sorting and paging over a workspace's state in memory."""
 from __future__ import annotations
 
-import calendar
 import json
 import math
 import re
@@ -9,12 +8,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import names
-from .catalog import Workspace
-from .errors import BadRequest, InvalidParameter
-from .jsonbody import parse_json
-from .state import VERSION_FACTS, Entry, version_key
-from .validation import validate
+from ..catalog.state import VERSION_FACTS, Entry, version_order
+from ..catalog.workspace import Workspace
+from ..errors import InvalidBody, InvalidParameter
+from ..rules import names
+from ..rules.jsontext import parse_json
+from ..rules.times import parse_utc
+from ..rules.validation import validate
 
 SORT_FIELDS = ("GmtCreateTime", "GmtModifiedTime", "ModelName", "OrderNumber", "ParameterSize")
 NUMERIC_COLUMNS = ("OrderNumber", "ParameterSize")
@@ -24,7 +24,6 @@ OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "LessThan": lambda a, b: a < b, "LessThanOrEqual": lambda a, b: a <= b,
     "GreaterThan": lambda a, b: a > b, "GreaterThanOrEqual": lambda a, b: a >= b,
 }
-_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?Z")
 _NUMBER = re.compile(r"-?[0-9]{1,20}(?:\.[0-9]{1,20})?(?:[eE][+-]?[0-9]{1,3})?")
 _INTEGER = re.compile(r"-?[0-9]{1,20}")
 COLLECTION_LABEL = "Collection"  # a model is in collection C when it has the label Collection=C
@@ -140,7 +139,7 @@ def _json_param(params: Mapping[str, str], name: str, schema: str) -> list[Any]:
         return []
     try:
         value = parse_json(text)  # strict, as a body is: no duplicate keys, no NaN, bounded
-    except BadRequest as e:
+    except InvalidBody as e:
         raise InvalidParameter(f"{name} must be a JSON array: {e.message.removeprefix('body ')}") from None
     validate(schema, value, root=name)
     return value  # type: ignore[no-any-return]
@@ -157,23 +156,10 @@ def _condition(value: Mapping[str, Any]) -> Condition:
         if not math.isfinite(number):
             raise InvalidParameter(f"Conditions: the Value for {column} is out of range")
         return Condition(column, operator, number)
-    seconds = epoch(raw)
+    seconds = parse_utc(raw)
     if seconds is None:
         raise InvalidParameter(f"Conditions: the Value for {column} must be a UTC time like 2021-01-30T12:51:33Z, not {raw[:40]!r}")
     return Condition(column, operator, seconds)
-
-
-def epoch(text: str) -> float | None:
-    """Seconds since the epoch of an ISO 8601 UTC time (`2021-01-30T12:51:33Z`, fractions allowed), or None."""
-    found = _TIME.fullmatch(text)
-    if found is None:
-        return None
-    year, month, day, hour, minute, second, fraction = found.groups()
-    try:
-        moment = calendar.timegm((int(year), int(month), int(day), int(hour), int(minute), int(second)))
-    except (ValueError, OverflowError):
-        return None
-    return moment + (float("0." + fraction) if fraction else 0.0)
 
 
 @dataclass(frozen=True)
@@ -201,7 +187,7 @@ def version_page(workspace: Workspace, model_id: str, query: VersionQuery) -> tu
     def order(entries: list[Entry]) -> list[Entry]:
         matching = [e for e in entries if query.matches(e)]
         if query.sort_by == "VersionName":
-            return sorted(matching, key=lambda e: version_key(e.name), reverse=query.descending)
+            return sorted(matching, key=lambda e: version_order(e.name), reverse=query.descending)
         if query.sort_by == "GmtModifiedTime":
             return sorted(matching, key=lambda e: (e.fact("GmtModifiedTime", VERSION_FACTS) or 0, e.created),
                           reverse=query.descending)

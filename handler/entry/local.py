@@ -1,4 +1,5 @@
-"""The local API: a stdlib HTTP server that builds the event API Gateway would send and calls the function's handler.
+"""The local API: a stdlib HTTP server that builds a Request from each HTTP request, as API Gateway in front
+of the function would, and answers with the App's Response.
 
 It frames requests strictly (one Content-Length or chunked, every header line well formed, a body
 exactly as long as declared), bounds what a client may hold (a read timeout, a deadline for a whole
@@ -6,30 +7,27 @@ request, a number of open connections), and answers what it refuses with the API
 """
 from __future__ import annotations
 
-import base64
 import email.errors
 import errno
 import io
 import ipaddress
-import json
 import logging
 import re
 import socket
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .app import Hook, Request, where
-from .errors import ApiError, CrossOrigin, MethodNotAllowed, PayloadTooLarge, ServiceUnavailable, error_json, protocol_error
-from .records import new_request_id
+from ..api.app import App, Hook
+from ..api.http import Request, Response, log_access, new_request_id, where
+from ..api.openapi import document_bytes
+from ..errors import ApiError, CrossOrigin, MethodNotAllowed, PayloadTooLarge, ServiceUnavailable, protocol_error
 
-Handler = Callable[[bytes, Any], str]
 OPENAPI_PATH = "/openapi.json"
 READ_TIMEOUT = 10.0  # seconds a connection may stay silent (between requests too)
 REQUEST_DEADLINE = 30.0  # seconds to send a whole request, headers and body
@@ -45,16 +43,6 @@ _BROKEN_HEADERS = (email.errors.MissingHeaderBodySeparatorDefect, email.errors.F
                    email.errors.InvalidHeaderDefect)
 _SINGLE = ("content-length", "content-type", "transfer-encoding", "host")  # headers a request may carry once
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("handler.access")  # one JSON line per request
-
-
-class LocalContext:
-    """The part of FC's context the function reads; nothing is known about the caller locally."""
-
-    def __init__(self) -> None:
-        self.request_id = str(uuid.uuid4())
-        self.account_id = None
-        self.credentials = None
 
 
 class _Refused(Exception):
@@ -133,26 +121,18 @@ class _GatewayHandler(BaseHTTPRequestHandler):
             return self._send_error(e.error)
         if url.path == OPENAPI_PATH:  # answered here, as API Gateway would, not by the function
             return self._serve_document()
-        event = {
-            "path": url.path, "httpMethod": self.command,
-            "headers": {k: v for k, v in self.headers.items()},
-            "queryParameters": _multi_dict(query), "rawQueryString": url.query,
-            "pathParameters": {},
-            "body": base64.b64encode(body).decode(), "isBase64Encoded": True,
-        }
-        result = json.loads(self.server.handler(json.dumps(event).encode(), LocalContext()))
-        payload = base64.b64decode(result["body"]) if result.get("isBase64Encoded") else result["body"].encode()
-        self._send(result["statusCode"], result.get("headers", {}), payload)
+        request = Request(self.command.upper(), url.path, body, headers={k.lower(): v for k, v in self.headers.items()},
+                          query=query, raw_query=url.query)
+        response = self.server.current_app().handle(request)
+        self._send(response.status, response.all_headers(), response.payload())
 
     def _serve_document(self) -> None:
         if self.command not in ("GET", "HEAD"):
             return self._send_error(MethodNotAllowed(f"{self.command} is not allowed on {OPENAPI_PATH}; use GET, HEAD",
                                                      ("GET", "HEAD")), log_as="OpenApi")
-        from .openapi import document_bytes
-
-        request_id = new_request_id()
-        self._send(200, {"Content-Type": "application/json; charset=utf-8", "x-acs-request-id": request_id}, document_bytes())
-        self._log(request_id, "OpenApi", 200)
+        response = Response(200, {"RequestId": new_request_id()}, content=document_bytes())
+        self._send(200, response.all_headers(), response.payload())
+        self._log(response.body["RequestId"], "OpenApi", 200)
 
     def _read_body(self) -> bytes:
         """The body exactly as declared, or its first limit+1 bytes when it is larger (enough for the
@@ -221,7 +201,7 @@ class _GatewayHandler(BaseHTTPRequestHandler):
             if self.rfile.readline(_LINE) not in (b"\r\n", b"\n"):
                 raise _Refused(protocol_error(400, "malformed chunked body"))
 
-    def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+    def _send(self, status: int, headers: Mapping[str, str], payload: bytes) -> None:
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -233,11 +213,10 @@ class _GatewayHandler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
 
     def _send_error(self, error: ApiError, log_as: str = "Protocol") -> None:
-        request_id = new_request_id()
+        response = Response.error(error)
         self.command = getattr(self, "command", None) or ""  # None when the request line was unreadable
-        headers = {"Content-Type": "application/json; charset=utf-8", "x-acs-request-id": request_id, **error.headers()}
-        self._send(error.status, headers, error_json(request_id, error).encode())
-        self._log(request_id, log_as, error.status)
+        self._send(error.status, response.all_headers(), response.payload())
+        self._log(response.body["RequestId"], log_as, error.status)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Protocol errors (bad request line, oversized headers) in the API's JSON error shape."""
@@ -248,8 +227,8 @@ class _GatewayHandler(BaseHTTPRequestHandler):
 
     def _log(self, request_id: str, operation: str, status: int) -> None:
         started = getattr(self, "_started", time.monotonic())
-        access_log.info(json.dumps({"RequestId": request_id, "Operation": operation, "Status": status,
-                             "DurationMs": round((time.monotonic() - started) * 1000, 2)}))
+        log_access({"RequestId": request_id, "Operation": operation, "Status": status,
+                    "DurationMs": round((time.monotonic() - started) * 1000, 2)})
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
@@ -306,29 +285,17 @@ def _header_problem(headers: Any) -> str | None:
     return None
 
 
-def _multi_dict(pairs: list[tuple[str, str]]) -> dict[str, str | list[str]]:
-    """Query pairs as a gateway event carries them: a repeated parameter holds the list of its values."""
-    found: dict[str, str | list[str]] = {}
-    for name, value in pairs:
-        if name not in found:
-            found[name] = value
-        else:
-            previous = found[name]
-            found[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
-    return found
-
-
 class LocalServer(ThreadingHTTPServer):
     """Serves the API on host:port until shut down, one thread per connection, at most MAX_CONNECTIONS."""
 
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], handler: Handler, max_body_bytes: int,
+    def __init__(self, address: tuple[str, int], current_app: Callable[[], App], max_body_bytes: int,
                  max_connections: int = MAX_CONNECTIONS) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, _GatewayHandler)
-        self.handler = handler
+        self.current_app = current_app  # asked on each request: tests install another App between requests
         self.max_body_bytes = max_body_bytes
         self._slots = threading.BoundedSemaphore(max_connections)
 
@@ -371,15 +338,15 @@ class LocalServer(ThreadingHTTPServer):
 
 def _refuse_busy(connection: socket.socket) -> None:
     """Answer 503 on a connection over the limit, from the accepting thread: briefly, never blocking it."""
-    request_id = new_request_id()
-    body = error_json(request_id, ServiceUnavailable("the local server has too many open connections; retry later")).encode()
-    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
-            f"x-acs-request-id: {request_id}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    response = Response.error(ServiceUnavailable("the local server has too many open connections; retry later"))
+    body = response.payload()
+    head = "HTTP/1.1 503 Service Unavailable\r\n" + "".join(f"{k}: {v}\r\n" for k, v in response.all_headers().items())
+    head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     try:
         connection.settimeout(0.5)
-        connection.sendall(head + body)
+        connection.sendall(head.encode() + body)
     except OSError:
         pass
     finally:
         connection.close()
-    access_log.info(json.dumps({"RequestId": request_id, "Operation": "Protocol", "Status": 503}))
+    log_access({"RequestId": response.body["RequestId"], "Operation": "Protocol", "Status": 503})

@@ -3,15 +3,16 @@ label them, with the guarantees models have. A version's record is `models/<Mode
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-from . import listing, records
-from .catalog import Workspace
-from .errors import InvalidParameter, ModelNotFound, VersionNameConflict, VersionNotFound
-from .registry import MAX_LABELS, RecordFile, Registry, version_key
-from .state import Draft, Entry
-from .validation import validator
+from ..catalog.draft import Draft
+from ..catalog.workspace import Workspace
+from ..errors import InvalidParameter, ModelNotFound, VersionNameConflict, VersionNotFound
+from ..rules.validation import validator
+from . import changes, listing, records
+from .changes import Subject
+from .models import Registry
 
 
 class Versions:
@@ -19,6 +20,7 @@ class Versions:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
+        self.store = registry.store
 
     def create(self, model_id: str, fields: dict[str, Any], owner_id: str | None = None,
                token: str | None = None) -> tuple[str, bool]:
@@ -27,8 +29,7 @@ class Versions:
         highest. A token (an event's identity) makes the create idempotent: redelivered, it finds its version."""
         workspace = self.registry.workspace_of(model_id)
         normal = records.normalized_version(fields)
-        if len(normal["Labels"]) > MAX_LABELS:
-            raise InvalidParameter(f"a version has at most {MAX_LABELS} labels")
+        records.check_label_count(len(normal["Labels"]), "version")
         fingerprint = records.fingerprint(normal)
         requested = fields.get("VersionName")
         now = time.time()
@@ -58,90 +59,49 @@ class Versions:
         (name, created), seq = workspace.commit(plan)
         # Written, then checked: a delete committed meanwhile would otherwise find no file to remove
         # and leave ours behind. A retry that found its version repairs the file only if needed.
-        self.registry.publish(workspace, self.record(workspace, model_id, name), seq or 0)
+        changes.publish(self.store, workspace, Subject(model_id, name).record_file(workspace), seq or 0)
         if created:
             workspace.maybe_checkpoint()
         return name, created
 
     def list_versions(self, model_id: str, query: listing.VersionQuery) -> tuple[list[dict[str, Any]], int]:
-        workspace = self.registry.workspace_of(model_id)
-        workspace.read()
+        workspace = self._read(model_id)
         if workspace.model(model_id)[0] is None:
             raise ModelNotFound(f"model {model_id} does not exist")
         entries, total = listing.version_page(workspace, model_id, query)
         return [entry.record() for entry in entries], total
 
     def get(self, model_id: str, name: str) -> dict[str, Any]:
-        workspace = self.registry.workspace_of(model_id)
-        workspace.read()
-        return self._entry(workspace, model_id, name).record()
+        """The version's record; ModelNotFound or VersionNotFound if either is absent."""
+        workspace = self._read(model_id)
+        return Subject(model_id, name).existing(workspace.model(model_id)[0], workspace.version(model_id, name)[0]).record()
 
     def update(self, model_id: str, name: str, fields: dict[str, Any]) -> None:
-        self._modify(model_id, name, lambda record: records.updated_version(record, fields))
+        changes.modify(self.store, self.registry.workspace_of(model_id), Subject(model_id, name),
+                       lambda draft, record: records.updated_version(record, fields))
 
     def add_labels(self, model_id: str, name: str, labels: list[dict[str, str]]) -> None:
-        keys = {label["Key"] for label in labels}
-
-        def change(record: dict[str, Any]) -> dict[str, Any]:
-            merged = [lb for lb in record["Labels"] if lb["Key"] not in keys] + records.merged_labels({"Labels": labels})
-            if len(merged) > MAX_LABELS:
-                raise InvalidParameter(f"a version has at most {MAX_LABELS} labels; this would make {len(merged)}")
-            return {**record, "Labels": merged}
-
-        self._modify(model_id, name, change)
+        changes.add_labels(self.store, self.registry.workspace_of(model_id), Subject(model_id, name), labels)
 
     def remove_labels(self, model_id: str, name: str, keys: Iterable[str]) -> None:
-        gone = set(keys)
-        self._modify(model_id, name, lambda record: {**record, "Labels": [lb for lb in record["Labels"] if lb["Key"] not in gone]})
+        changes.remove_labels(self.store, self.registry.workspace_of(model_id), Subject(model_id, name), keys)
 
     def delete(self, model_id: str, name: str) -> None:
         workspace = self.registry.workspace_of(model_id)
+        subject = Subject(model_id, name)
 
         def plan(draft: Draft) -> None:
-            self._draft_entry(draft, model_id, name)
+            subject.find(draft)
             draft.delete_version(model_id, name)
 
         try:
             _, seq = workspace.commit(plan)
         except (ModelNotFound, VersionNotFound):
-            self.registry.publish(workspace, self.record(workspace, model_id, name), 0)  # a delete cut short
+            changes.publish(self.store, workspace, subject.record_file(workspace), 0)  # a delete cut short
             raise
-        self.registry.publish(workspace, self.record(workspace, model_id, name), seq or 0)
+        changes.publish(self.store, workspace, subject.record_file(workspace), seq or 0)
 
-    def _modify(self, model_id: str, name: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    def _read(self, model_id: str) -> Workspace:
         workspace = self.registry.workspace_of(model_id)
-
-        def plan(draft: Draft) -> None:
-            entry = self._draft_entry(draft, model_id, name)
-            old = entry.record()
-            new = change(old)
-            if records.same_content(new, old):
-                return
-            draft.put_version(model_id, records.touched(new), entry.fingerprint, entry.token)
-
-        _, seq = workspace.commit(plan)
-        self.registry.publish(workspace, self.record(workspace, model_id, name), seq or 0)
-        if seq is not None:
-            workspace.maybe_checkpoint()
-
-    @staticmethod
-    def record(workspace: Workspace, model_id: str, name: str) -> RecordFile:
-        return RecordFile(version_key(model_id, name), f"{model_id}/{name}", lambda: workspace.version(model_id, name))
-
-    @staticmethod
-    def _entry(workspace: Workspace, model_id: str, name: str) -> Entry:
-        if workspace.model(model_id)[0] is None:
-            raise ModelNotFound(f"model {model_id} does not exist")
-        entry, _ = workspace.version(model_id, name)
-        if entry is None:
-            raise VersionNotFound(f"model {model_id} has no version {name}")
-        return entry
-
-    @staticmethod
-    def _draft_entry(draft: Draft, model_id: str, name: str) -> Entry:
-        if draft.model(model_id) is None:
-            raise ModelNotFound(f"model {model_id} does not exist")
-        entry = draft.version(model_id, name)
-        if entry is None:
-            raise VersionNotFound(f"model {model_id} has no version {name}")
-        return entry
+        workspace.read()
+        return workspace

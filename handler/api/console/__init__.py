@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from ..errors import MethodNotAllowed, NotFoundError
-from ..routes import CONSOLE_PATH as PATH
+from ...errors import MethodNotAllowed, PathNotFound
+from ..routing import CONSOLE_PATH as PATH
 
 INDEX = "index.html"
 MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
@@ -47,7 +47,7 @@ def answer(method: str, path: str, headers: dict[str, str]) -> Answer:
         return Answer(302, {"Location": "console/" + INDEX, "Cache-Control": "no-cache", "Content-Type": "text/plain; charset=utf-8"})
     name = path[len(PATH) + 1:] or INDEX
     if name not in FILES:
-        raise NotFoundError(f"the console has no file {name[:100]}")
+        raise PathNotFound(f"the console has no file {name[:100]}")
     found = _file(name)
     compressed = _accepts_gzip(headers.get("accept-encoding", ""))
     etag = found.etag[:-1] + '-gz"' if compressed else found.etag  # each encoding is a representation of its own

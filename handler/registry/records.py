@@ -1,27 +1,27 @@
-"""The stored model record: identifiers, timestamps, and the record built from a CreateModel request."""
+"""The stored records, a model's and a version's: built from requests, changed by updates; ModelIds; the label cap."""
 from __future__ import annotations
 
 import hashlib
 import json
 import secrets
 import time
-import uuid
 from typing import Any
+
+from ..errors import InvalidParameter
+from ..rules.jsontext import compact
+from ..rules.times import iso_time
+from ..rules.validation import load_schemas
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 _TIME_DIGITS = 9  # base-36 milliseconds: fixed width until the year 5188, so IDs sort by creation
 _RANDOM_DIGITS = 16  # ~83 bits from the OS's CSPRNG: IDs cannot be guessed
+MAX_LABELS = 1000  # of a model, and of a version
 
 # Request fields copied into the record as given, in the SDK's order.
 COPIED_FIELDS = (
     "ModelName", "ModelDescription", "Origin", "Domain", "Task", "ModelDoc",
     "ModelType", "OrderNumber", "ParameterSize", "ExtraInfo",
 )
-
-
-def new_request_id() -> str:
-    """An upper-case UUID, as Alibaba Cloud APIs return."""
-    return str(uuid.uuid4()).upper()
 
 
 def new_model_id(now_ms: int | None = None) -> str:
@@ -46,11 +46,6 @@ def _base36(number: int, width: int) -> str:
     return digits
 
 
-def iso_time(epoch_seconds: float) -> str:
-    """UTC ISO 8601 to the second, ending in Z: `2021-01-21T17:12:35Z`."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_seconds))
-
-
 def canonical_json(value: Any) -> bytes:
     """Compact UTF-8 JSON with sorted keys: equal values give equal bytes."""
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
@@ -58,7 +53,13 @@ def canonical_json(value: Any) -> bytes:
 
 def record_json(record: dict[str, Any]) -> bytes:
     """The bytes stored for a record (field order kept for people reading the file)."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+    return compact(record).encode()
+
+
+def check_label_count(count: int, kind: str) -> None:
+    """Refuse a model or version (`kind`) that would have more than MAX_LABELS labels."""
+    if count > MAX_LABELS:
+        raise InvalidParameter(f"a {kind} has at most {MAX_LABELS} labels; this would make {count}")
 
 
 def merged_labels(request: dict[str, Any]) -> list[dict[str, str]]:
@@ -98,10 +99,7 @@ def build_record(normal: dict[str, Any], model_id: str, now: float, owner_id: st
     return record
 
 
-UPDATABLE_FIELDS = (
-    "ModelName", "ModelDescription", "ModelDoc", "Accessibility", "Domain", "Task", "Origin",
-    "ModelType", "OrderNumber", "ParameterSize", "ExtraInfo",
-)
+UPDATABLE_FIELDS = tuple(load_schemas()["update-model-request.json"]["properties"])  # what UpdateModel may change
 
 
 def updated_record(record: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
@@ -129,10 +127,7 @@ VERSION_FIELDS = (
     "Options", "InferenceSpec", "TrainingSpec", "EvaluationSpec", "CompressionSpec", "DistillationSpec", "Metrics",
     "ExtraInfo",
 )
-VERSION_UPDATABLE = (
-    "ApprovalStatus", "VersionDescription", "SourceType", "SourceId", "Options", "InferenceSpec", "TrainingSpec",
-    "EvaluationSpec", "CompressionSpec", "DistillationSpec", "Metrics", "ExtraInfo",
-)
+VERSION_UPDATABLE = tuple(load_schemas()["update-model-version-request.json"]["properties"])  # UpdateModelVersion's
 
 
 def normalized_version(request: dict[str, Any]) -> dict[str, Any]:

@@ -2,13 +2,13 @@
 looks at, the changes commits carry, drafts that plans change, and the checkpoint format."""
 from __future__ import annotations
 
-import calendar
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import QuotaExceeded
+from ..rules.jsontext import compact
+from ..rules.times import parse_utc
 
 CREATED_PER_COMMIT = 100_000  # a version's `Created` is its commit's seq times this, plus its place in the commit
 MAX_WORKSPACE_BYTES = 64 << 20  # a workspace's records together (10,000 typical models take about 12 MiB)
@@ -28,21 +28,10 @@ _FORGOTTEN_KEPT = 10_000  # commits after which `changed` forgets a deleted mode
 
 
 def encode(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return compact(value).encode()
 
 
-def seconds(text: Any) -> float | None:
-    """Epoch seconds of a record's time (`2021-01-21T17:12:35Z`)."""
-    if not isinstance(text, str) or len(text) < 20:
-        return None
-    try:
-        return calendar.timegm((int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]),
-                                int(text[17:19])))
-    except ValueError:
-        return None
-
-
-def version_key(name: str) -> tuple[int, int, int, str]:
+def version_order(name: str) -> tuple[int, int, int, str]:
     """`1.10.0_beta` sorts as (1, 10, 0, 'beta'): after 1.9.0, as people read versions."""
     numbers, _, suffix = name.partition("_")
     major, minor, patch = (int(part) for part in numbers.split("."))
@@ -88,7 +77,7 @@ class Entry:
 
 
 def _facts(record: Mapping[str, Any], names: tuple[str, ...]) -> tuple[Any, ...]:
-    return tuple(seconds(record.get(name)) if name in _TIMES else record.get(name) for name in names)
+    return tuple(parse_utc(record.get(name)) if name in _TIMES else record.get(name) for name in names)
 
 
 class State:
@@ -200,92 +189,8 @@ def checkpoint_of(seq: int, models: Iterable[Entry], versions: Mapping[str, Mapp
     lines = [encode({"Seq": seq, "Models": len(ordered)})]
     for entry in ordered:
         lines.append(b'{"Fingerprint":%s,"Record":%s}' % (encode(entry.fingerprint), entry.raw))
-        for version in sorted(versions.get(entry.id, {}).values(), key=lambda v: version_key(v.name)):
+        for version in sorted(versions.get(entry.id, {}).values(), key=lambda v: version_order(v.name)):
             head = encode({"ModelId": entry.id, "Created": version.created, "Fingerprint": version.fingerprint,
                            "Token": version.token})
             lines.append(head[:-1] + b',"Record":%s}' % version.raw)
     return b"\n".join(lines) + b"\n"
-
-
-class Draft:
-    """A state with a batch's uncommitted changes on top: what plans read and change."""
-
-    def __init__(self, base: State, max_bytes: int = MAX_WORKSPACE_BYTES) -> None:
-        self.base = base
-        self.seq = base.seq  # taken first: if base moves while a plan reads it, the commit at seq + 1 fails
-        self.bytes = base.bytes
-        self.max_bytes = max_bytes
-        self.changes: list[Change] = []
-        self.by: dict[str, str] = {}  # who makes the changes the plan now running adds, and when
-        self._models: dict[str, Entry | None] = {}
-        self._names: dict[str, str | None] = {}
-        self._versions: dict[tuple[str, str], Entry | None] = {}
-
-    def model(self, model_id: str) -> Entry | None:
-        return self._models[model_id] if model_id in self._models else self.base.models.get(model_id)
-
-    def named(self, name: str) -> str | None:
-        return self._names[name] if name in self._names else self.base.names.get(name)
-
-    def version(self, model_id: str, name: str) -> Entry | None:
-        if (model_id, name) in self._versions:
-            return self._versions[(model_id, name)]
-        return self.base.versions.get(model_id, {}).get(name) if self.model(model_id) is not None else None
-
-    def versions(self, model_id: str) -> list[Entry]:
-        """Every version the model has in this draft."""
-        names = {*self.base.versions.get(model_id, {}), *(n for m, n in self._versions if m == model_id)}
-        found = (self.version(model_id, name) for name in names)
-        return [v for v in found if v is not None]
-
-    def _grow(self, new: int, old: int) -> None:
-        grown = self.bytes + new - old
-        if grown > self.max_bytes and grown > self.bytes:
-            raise QuotaExceeded(f"the workspace's model records would take {grown} bytes; its limit is {self.max_bytes}")
-        self.bytes = grown
-
-    def put(self, record: dict[str, Any], fingerprint: str, raw: bytes | None = None) -> None:
-        """Put a model's record; refused (before anything changes) when the workspace's records would outgrow
-        their bound, which is what bounds the memory an instance holding the workspace needs."""
-        entry = Entry.model(record, fingerprint, raw)
-        old = self.model(entry.id)
-        self._grow(len(entry.raw), len(old.raw) if old else 0)
-        if old is not None and self.named(old.name) == old.id:
-            self._names[old.name] = None
-        self._models[entry.id], self._names[entry.name] = entry, entry.id
-        self.changes.append({"Put": {"Model": record, "Fingerprint": fingerprint}, **self.by})
-
-    def delete(self, model_id: str) -> list[str]:
-        """Delete a model and its versions; the names of the versions it had."""
-        old = self.model(model_id)
-        gone = [v.name for v in self.versions(model_id)]
-        if old is not None:
-            self.bytes -= len(old.raw)
-            if self.named(old.name) == old.id:
-                self._names[old.name] = None
-        for name in gone:
-            version = self.version(model_id, name)
-            self.bytes -= len(version.raw) if version else 0
-            self._versions[(model_id, name)] = None
-        self._models[model_id] = None
-        self.changes.append({"Delete": model_id, **self.by})
-        return gone
-
-    def put_version(self, model_id: str, record: dict[str, Any], fingerprint: str, token: str | None = None) -> None:
-        name = str(record["VersionName"])
-        old = self.version(model_id, name)
-        # Creation order: the commit, then the place in it (a batch may create several versions of a model).
-        created = old.created if old is not None else (self.seq + 1) * CREATED_PER_COMMIT + len(self.changes)
-        entry = Entry.version(record, fingerprint, token, created)
-        self._grow(len(entry.raw), len(old.raw) if old else 0)
-        self._versions[(model_id, name)] = entry
-        put: dict[str, Any] = {"ModelId": model_id, "Version": record, "Fingerprint": fingerprint, "Created": created}
-        if token is not None:
-            put["Token"] = token
-        self.changes.append({"PutVersion": put, **self.by})
-
-    def delete_version(self, model_id: str, name: str) -> None:
-        old = self.version(model_id, name)
-        self.bytes -= len(old.raw) if old else 0
-        self._versions[(model_id, name)] = None
-        self.changes.append({"DeleteVersion": {"ModelId": model_id, "VersionName": name}, **self.by})

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from .stores.base import Unavailable
+from .base import Unavailable
 
 
 class Credentials(NamedTuple):

@@ -8,17 +8,14 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-from . import events, records
-from .app import App, Caller, Request, Response
-from .auth import KeyRing, Verifier
-from .config import Settings
-from .credentials import CredentialSource
-from .errors import KeysNotConfigured, MalformedRequest
-from .registry import Registry
-from .routes import ROUTES
-from .stores import open_store
-from .stores.base import NotFound, time_budget
-from .validation import validator
+from ..api.app import App
+from ..api.http import Caller, Request, Response
+from ..config import Settings
+from ..errors import MalformedRequest
+from ..stores.base import time_budget
+from ..stores.credentials import CredentialSource
+from . import events
+from .compose import build_app
 
 ANSWER_MARGIN = 2.0  # seconds of FC's timeout kept for answering after storage gave up
 
@@ -27,57 +24,13 @@ _app: App | None = None
 _lock = threading.Lock()
 
 
-def build_app(settings: Settings) -> App:
-    """An App over the store the settings name, with every schema compiled."""
-    if not validator("common.json#/$defs/WorkspaceId").is_valid(settings.default_workspace):
-        raise ValueError("DEFAULT_WORKSPACE_ID must be 1 to 64 letters, digits, '_' or '-'")
-    for route in ROUTES:  # compiled now, once per instance, not on a request
-        for schema in (route.body, route.query):
-            if schema:
-                validator(schema)
-    store = open_store(settings.store_url, oss_endpoint=settings.oss_endpoint, oss_region=settings.oss_region,
-                       credentials=credentials, pool_size=settings.oss_pool_size)
-    verifier = None
-    if settings.access_keys:
-        verifier = Verifier(KeyRing(_keys_loader(settings)), store)
-    return App(Registry(store, settings.max_workspace_bytes), default_workspace=settings.default_workspace,
-               max_body_bytes=settings.max_body_bytes, verifier=verifier, require_signatures=settings.require_signatures)
-
-
-def _keys_loader(settings: Settings) -> Callable[[], bytes]:
-    """Reads the access keys document where ACCESS_KEYS says: a file, or an OSS object read with the function's
-    own credentials. A missing or unreadable document refuses every request (KeysNotConfigured), never opens them."""
-    url = settings.access_keys or ""
-    scheme, _, rest = url.partition("://")
-    if scheme == "file":
-        def from_file() -> bytes:
-            try:
-                with open(rest, "rb") as f:
-                    return f.read()
-            except OSError:
-                raise KeysNotConfigured("the access keys document cannot be read") from None
-        return from_file
-    if scheme == "oss":
-        bucket, _, key = rest.partition("/")
-        store = open_store(f"oss://{bucket}/", oss_endpoint=settings.oss_endpoint, oss_region=settings.oss_region,
-                           credentials=credentials, pool_size=2)
-
-        def from_oss() -> bytes:
-            try:
-                return store.get(key)
-            except NotFound:  # unreachable storage stays a 503 (retry), not a refusal
-                raise KeysNotConfigured("the access keys document does not exist yet") from None
-        return from_oss
-    raise ValueError("ACCESS_KEYS must look like file://PATH or oss://BUCKET/KEY")
-
-
 def get_app() -> App:
     """The instance's App, built on first use (FC's initializer builds it before any request)."""
     global _app
     if _app is None:
         with _lock:
             if _app is None:
-                _app = build_app(Settings.from_env())
+                _app = build_app(Settings.from_env(), credentials)
     return _app
 
 
@@ -129,8 +82,8 @@ def wsgi_handler(environ: dict[str, Any], start_response: Callable[..., Any]) ->
     # ends before its declared size is refused, never taken for a whole one.
     body = environ["wsgi.input"].read(length) if 0 < length <= app.max_body_bytes else b""
     if len(body) < length <= app.max_body_bytes:
-        return _wsgi_answer(start_response, Response(400, MalformedRequest(
-            f"the body ended after {len(body)} of the {length} bytes declared").body(records.new_request_id())), method)
+        return _wsgi_answer(start_response, Response.error(MalformedRequest(
+            f"the body ended after {len(body)} of the {length} bytes declared")), method)
     headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")}
     if environ.get("CONTENT_TYPE"):
         headers["content-type"] = environ["CONTENT_TYPE"]
@@ -138,8 +91,8 @@ def wsgi_handler(environ: dict[str, Any], start_response: Callable[..., Any]) ->
     try:
         query = parse_qsl(raw_query, keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
-        return _wsgi_answer(start_response, Response(400, MalformedRequest(
-            "the query string is not valid percent-encoded UTF-8").body(records.new_request_id())), method)
+        return _wsgi_answer(start_response, Response.error(MalformedRequest(
+            "the query string is not valid percent-encoded UTF-8")), method)
     request = Request(method, _raw_path(environ), body, headers=headers,
                       query=query, raw_query=raw_query,
                       declared_size=length if length > app.max_body_bytes else None)

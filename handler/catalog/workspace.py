@@ -1,15 +1,9 @@
-"""The catalog: each workspace's models as a log of create-only commits, kept current in memory.
-
-Keys below the store's root, for workspace W (docs/catalog.md has the invariants and crash analysis):
-
-    catalog/W/log/<seq>.json              commit seq (20 digits): {Seq, Txn, Time, Changes}, create-only
-    catalog/W/checkpoints/<seq>.json      the whole state at seq: a line per model, create-only
-    catalog/W/last-checkpoint.json        {"Seq": seq} of a recent checkpoint: a hint, overwritten
+"""A workspace's catalog: its models as a log of create-only commits (keys.py), kept current in memory.
 
 A commit is the create-only write of `log/<head + 1>`: the single commit point, so commits are
 totally ordered and a writer that loses the race re-plans against the newer state. A reader is
 current once `log/<seq + 1>` is absent (OSS reads a new key after its write), so a warm instance
-answers from memory after one GET.
+answers from memory after one GET. docs/catalog.md has the invariants and crash analysis.
 """
 from __future__ import annotations
 
@@ -25,8 +19,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from .state import MAX_WORKSPACE_BYTES, Change, Draft, Entry, State, checkpoint_of, encode
-from .stores.base import AlreadyExists, NotFound, Store, StoreError, Unavailable
+from ..rules.times import iso_time_ms
+from ..stores.base import AlreadyExists, Store, StoreError, Unavailable
+from .draft import Draft
+from .keys import checkpoint_key, hint_key, log_key
+from .state import MAX_WORKSPACE_BYTES, Change, Entry, State, checkpoint_of, encode
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +35,6 @@ _BACKOFF_CAP = 0.05  # seconds: the most a writer that lost a race waits before 
 _DERIVED_KEPT = 32  # filtered and sorted views kept per state, so that paging is slicing
 
 T = TypeVar("T")
-
-
-def log_key(workspace_id: str, seq: int) -> str:
-    return f"catalog/{workspace_id}/log/{seq:020d}.json"
-
-
-def checkpoint_key(workspace_id: str, seq: int) -> str:
-    return f"catalog/{workspace_id}/checkpoints/{seq:020d}.json"
-
-
-def hint_key(workspace_id: str) -> str:
-    return f"catalog/{workspace_id}/last-checkpoint.json"
 
 
 Plan = Callable[[Draft], T]  # reads the draft, raises an ApiError or changes it, returns the caller's answer
@@ -69,7 +54,7 @@ class _Pending(Generic[T]):
 
     def run(self, draft: Draft) -> None:
         before = len(draft.changes)
-        draft.by = {"By": self.actor, "At": _now()}
+        draft.by = {"By": self.actor, "At": iso_time_ms()}
         try:
             self.result, self.error = self.plan(draft), None
         except Exception as e:  # noqa: BLE001 - the plan's own error (ApiError, or a bug) goes to its caller only
@@ -227,7 +212,7 @@ class Workspace:
                     fresh = True
                     continue
                 seq = draft.seq + 1
-                entry = {"Seq": seq, "Txn": uuid.uuid4().hex, "Time": _now(), "Changes": draft.changes}
+                entry = {"Seq": seq, "Txn": uuid.uuid4().hex, "Time": iso_time_ms(), "Changes": draft.changes}
                 try:
                     self._store.create(log_key(self.id, seq), encode(entry))
                 except AlreadyExists:  # another instance committed first: catch up, plan again
@@ -271,7 +256,7 @@ class Workspace:
         there were any (the log then has a commit 1 to read)."""
         if not changes:
             return False
-        entry = {"Seq": 1, "Txn": "import", "Time": _now(), "Changes": changes}
+        entry = {"Seq": 1, "Txn": "import", "Time": iso_time_ms(), "Changes": changes}
         try:
             self._store.create(log_key(self.id, 1), encode(entry))
         except AlreadyExists:
@@ -292,12 +277,6 @@ class Workspace:
                 if entry["Seq"] != state.seq + 1:
                     raise StoreError("log entry out of sequence")
                 state.apply(entry["Seq"], entry["Changes"])
-
-    def _get_json(self, key: str) -> Any:
-        try:
-            return json.loads(self._store.get(key))
-        except NotFound:
-            return None
 
     def maybe_checkpoint(self) -> None:
         """Start writing a checkpoint, in the background, when the newest state is CHECKPOINT_EVERY
@@ -339,7 +318,3 @@ class Workspace:
         except StoreError as e:
             log.warning("checkpoint of a workspace at %d failed: %s", seq, type(e).__name__)
 
-
-def _now() -> str:
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"

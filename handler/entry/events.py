@@ -5,7 +5,7 @@
     batch (a JSON array)           ->  one result per item
     OSS trigger                    ->  each object under registrations/ read and registered; the
                                        outcome written under registration-results/
-    timer trigger                  ->  the sweep of leftovers (Registry.sweep)
+    timer trigger                  ->  the sweep of leftovers (registry/upkeep.py)
 Sources that FC retries (everything but HTTP) raise when a registration failed transiently, so the
 event is delivered again (safe: a repeated registration finds its model); a registration that can
 never succeed is answered and logged, not raised.
@@ -19,11 +19,15 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from .app import MODELS_PATH, App, Caller, Request, Response, where
-from .errors import ApiError, InternalError, InvalidParameter, InvalidRegistration, ServiceUnavailable
-from .records import new_request_id, record_json
-from .routes import CREATE_MODEL, REGISTRATION
-from .stores.base import InvalidKey, NotFound, Store, Unavailable, check_key
+from ..api.app import App
+from ..api.http import Caller, Request, Response, new_request_id, where
+from ..api.registration import REGISTRATION
+from ..api.routes import CREATE_MODEL
+from ..api.routing import MODELS_PATH
+from ..errors import ApiError, InternalError, InvalidParameter, InvalidRegistration, ServiceUnavailable
+from ..registry.records import record_json
+from ..rules.jsontext import compact
+from ..stores.base import InvalidKey, NotFound, Store, Unavailable, check_key
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +97,7 @@ def create_request(body: Any) -> Request:
     elif isinstance(body, str):
         data = body.encode("utf-8", "surrogatepass")  # a lone surrogate is the core's to refuse
     else:
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+        data = compact(body).encode("utf-8", "surrogatepass")
     return Request("POST", MODELS_PATH, data, headers=JSON_HEADERS)
 
 
@@ -138,13 +142,13 @@ def handle_event(app: App, raw: bytes | str, caller: Caller) -> str:
             return _finish([_register_object(app, record, caller) for record in event["events"]])
         if _has(event, triggerTime=str, triggerName=str):  # FC's timer trigger: the registry's upkeep
             summary = app.sweep()
-            log.info(json.dumps({"Operation": "Sweep", "Checked": summary["Checked"], "Removed": len(summary["Removed"]),
+            log.info(compact({"Operation": "Sweep", "Checked": summary["Checked"], "Removed": len(summary["Removed"]),
                                  "TemporaryFiles": summary["TemporaryFiles"], "Nonces": summary["Nonces"]}))
             return json.dumps(summary)
     if isinstance(event, list):
         if len(event) > MAX_BATCH:  # answered, not raised: delivering it again could only fail again
             error = InvalidParameter(f"a batch holds at most {MAX_BATCH} events; this one holds {len(event)}")
-            log.warning(json.dumps({**error.body(new_request_id()), "Operation": "Batch", "Status": error.status}))
+            log.warning(compact({**error.body(new_request_id()), "Operation": "Batch", "Status": error.status}))
             return json.dumps(error.body(new_request_id()))
         return _finish([_handle_message(app, item, None, caller) for item in event])
     return _finish([_handle_message(app, event, raw, caller)], single=True)
@@ -226,7 +230,7 @@ def _register(app: App, record: dict[str, Any], caller: Caller) -> tuple[Respons
 def _failed(error: ApiError, outcome: dict[str, Any], request_id: str | None = None) -> tuple[Response, dict[str, Any]]:
     body = error.body(request_id or new_request_id())
     if error.status < 500:
-        log.warning(json.dumps({**body, **outcome, "Operation": "RegisterObject", "Status": error.status}))
+        log.warning(compact({**body, **outcome, "Operation": "RegisterObject", "Status": error.status}))
     return Response(error.status, body), {**outcome, **body}
 
 

@@ -5,7 +5,7 @@ Each schema file becomes a component named after its file (`create-model-request
 (`common.json#/$defs/Int64` -> `#/components/schemas/Int64`). `$schema` and `$id` are dropped;
 `x-` keywords stay (OpenAPI allows extensions; `x-maxUtf8Bytes` is enforced by the function).
 
-    python -m handler.openapi > schemas/openapi.json
+    python -m handler.api.openapi > schemas/openapi.json
 """
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import sys
 from functools import lru_cache
 from typing import Any
 
-from . import errors
-from .routes import ROUTES, Route
-from .validation import load_schemas
+from .. import errors
+from ..rules.validation import load_schemas
+from .routes import ROUTES
+from .routing import Route
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "2021-02-04"  # the PAI API version this implements
@@ -149,7 +150,7 @@ def build_openapi() -> dict[str, Any]:
             "title": "PAI-compatible model registry",
             "version": API_VERSION,
             "description": "PAI's model API (AIWorkSpace 2021-02-04) on Function Compute and OSS. "
-                           "Generated from handler/routes.py and schemas/ by `python -m handler.openapi`; do not edit.",
+                           "Generated from handler/api/routes.py and schemas/ by `python -m handler.api.openapi`; do not edit.",
         },
         "paths": paths,
         "components": {

@@ -2,7 +2,7 @@
 
 The schemas are the single source of truth. Rules JSON Schema cannot say are added here:
 `x-maxUtf8Bytes` (a string's length in UTF-8 bytes), `x-name` (the rule for names and labels,
-names.py; with `x-notBlank`, not only spaces), `x-json` (a string holding JSON text),
+rules/names.py; with `x-notBlank`, not only spaces), `x-json` (a string holding JSON text),
 `x-maxJsonBytes` (a value's size as compact JSON) and "integer" meaning a JSON integer literal
 (no 1.0, no true).
 """
@@ -19,10 +19,11 @@ import referencing
 import referencing.jsonschema
 from jsonschema.exceptions import ValidationError
 
+from ..errors import InvalidBody, InvalidParameter
 from . import names
-from .errors import InvalidParameter
+from .jsontext import compact, parse_json
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 MAX_MESSAGES = 5
 
 
@@ -42,17 +43,14 @@ def _name(validator: Any, enabled: bool, instance: Any, schema: dict[str, Any]) 
 
 def _json_text(validator: Any, enabled: bool, instance: Any, schema: dict[str, Any]) -> Iterable[ValidationError]:
     if enabled and isinstance(instance, str):
-        from .errors import BadRequest
-        from .jsonbody import parse_json  # strict, as a body is: no NaN, no duplicate keys
-
         try:
-            parse_json(instance)
-        except BadRequest:
+            parse_json(instance)  # strict, as a body is: no NaN, no duplicate keys
+        except InvalidBody:
             yield ValidationError("must be a JSON text (no NaN or Infinity, no duplicate keys)")
 
 
 def _max_json_bytes(validator: Any, limit: int, instance: Any, schema: dict[str, Any]) -> Iterable[ValidationError]:
-    size = len(json.dumps(instance, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    size = len(compact(instance).encode("utf-8", "surrogatepass"))
     if size > limit:
         yield ValidationError(f"is {size} bytes as JSON; at most {limit}")
 

@@ -1,0 +1,141 @@
+"""The App: authentication, routing and the error contract around the operations. Knows no event format
+and no storage technology."""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..catalog.workspace import acting_as
+from ..errors import ApiError, Forbidden, InternalError, InvalidParameter, KeysNotConfigured, ServiceUnavailable, StoreMisconfigured
+from ..logs import request as logging_request
+from ..registry import upkeep
+from ..registry.models import Registry
+from ..registry.versions import Versions
+from ..rules.validation import validate
+from ..stores.base import InvalidKey, Misconfigured, StoreError, Unavailable
+from .auth import Verifier
+from .body import parse_body, raw_body
+from .call import Call
+from .http import LOCAL_CALLER, Caller, Request, Response, log_access, new_request_id, where
+from .routes import ROUTER
+from .routing import Route, is_console
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[[Request], None]  # runs before routing; raises an ApiError to refuse the request
+
+
+class App:
+    """Answers Requests; holds only what is safe to share across requests of one instance."""
+
+    def __init__(self, registry: Registry, *, default_workspace: str, max_body_bytes: int = 1 << 20,
+                 hooks: Sequence[Hook] = (), verifier: Verifier | None = None, require_signatures: bool = False) -> None:
+        self.registry = registry
+        self.verifier = verifier
+        self.require_signatures = require_signatures
+        self.versions = Versions(registry)
+        self.default_workspace = default_workspace
+        self.max_body_bytes = max_body_bytes
+        self.hooks = list(hooks)
+
+    def sweep(self, **older: float) -> dict[str, Any]:
+        """The registry's upkeep (registry/upkeep.py) and the nonces too old to guard anything."""
+        return {**upkeep.sweep(self.registry, **older), "Nonces": self.verifier.sweep() if self.verifier is not None else 0}
+
+    def handle(self, request: Request, caller: Caller = LOCAL_CALLER, route: Route | None = None) -> Response:
+        """Answer a request; `route` skips routing (events run operations that no HTTP path has)."""
+        request_id = new_request_id()
+        with logging_request(request_id):
+            if route is None and is_console(request.path):
+                return self._console(request, request_id)
+            return self._handle(request, caller, request_id, route)
+
+    def _console(self, request: Request, request_id: str) -> Response:
+        """A file of the web console: public (it holds no data; the API it calls checks every request)."""
+        from . import console  # imported on the console's first request only: API cold starts do not pay for it
+
+        started = time.perf_counter()
+        try:
+            found = console.answer(request.method, request.path, dict(request.headers))
+            response = Response(found.status, {"RequestId": request_id}, found.headers, found.content)
+        except ApiError as e:
+            response = Response.error(e, request_id)
+        log_access({"RequestId": request_id, "Operation": "Console", "Status": response.status,
+                    "DurationMs": round((time.perf_counter() - started) * 1000, 2)})
+        return response
+
+    def _handle(self, request: Request, caller: Caller, request_id: str, given: Route | None) -> Response:
+        started = time.perf_counter()
+        facts: dict[str, Any] = {"RequestId": request_id, "Operation": "Unknown"}
+        try:
+            for hook in self.hooks:
+                hook(request)
+            route, params = (given, {}) if given is not None else ROUTER.match(request.method, request.path)
+            facts["Operation"] = route.operation
+            for name in ("ModelId", "VersionName"):
+                if name in params:
+                    validate(f"common.json#/$defs/{name}", params[name], root=name)
+                    facts[name] = params[name]
+            parsed = None
+            if given is None:  # an HTTP request (events are authorized by the cloud's own permissions)
+                caller, parsed = self._authorize(request, route, params, caller, facts)
+            call = Call(request, caller, route.operation, route.body, route.query, params, facts, self.registry,
+                        self.versions, self.default_workspace, self.max_body_bytes, parsed)
+            if route.query is None:
+                call.no_query()
+            with acting_as(caller.actor):  # every change it commits is attributed to the caller
+                body = route.call(call)
+            response = Response(200, {"RequestId": request_id, **body})
+        except ApiError as e:
+            response = Response.error(e, request_id)
+        except StoreError as e:
+            response = Response.error(_store_error(e), request_id)
+        except Exception as e:  # noqa: BLE001 - the one place unknown failures become a generic 500
+            log.error("unexpected %s in %s", type(e).__name__, where(e))
+            response = Response.error(InternalError("the service failed unexpectedly; retry later"), request_id)
+        facts.update(Status=response.status, DurationMs=round((time.perf_counter() - started) * 1000, 2))
+        log_access(facts)
+        return response
+
+    def _authorize(self, request: Request, route: Route, params: dict[str, str], caller: Caller,
+                   facts: dict[str, Any]) -> tuple[Caller, dict[str, Any] | None]:
+        """Verify the signature and the key's policy: the caller, now attributed to the key, and the body
+        if reading its workspace parsed it."""
+        if self.verifier is None:
+            if self.require_signatures:
+                raise KeysNotConfigured("no access keys are configured (ACCESS_KEYS): every request is refused")
+            return caller, None
+        body = raw_body(request, self.max_body_bytes)
+        principal = self.verifier.verify(request.method, request.path, request.query, dict(request.headers), body, route.writes)
+        facts["AccessKeyId"] = principal.key.id
+        if not principal.key.may(route.operation, None):
+            raise Forbidden(f"access key {principal.key.id} may not call {route.operation}")
+        parsed = parse_body(request, self.max_body_bytes) if route.body and "ModelId" not in params and body else None
+        workspace = self._workspace_of(request, route, params, parsed)
+        if not principal.key.may(route.operation, workspace):
+            raise Forbidden(f"access key {principal.key.id} may not call {route.operation} in workspace {workspace}")
+        if route.writes:
+            self.verifier.spend(principal)  # last: a request refused for its policy leaves no trace
+        return Caller(caller.owner_id, principal.key.id), parsed
+
+    def _workspace_of(self, request: Request, route: Route, params: dict[str, str], body: dict[str, Any] | None) -> str:
+        """The workspace a request acts in: its model's, the one it names, or the default."""
+        if "ModelId" in params:
+            return self.registry.workspace_of(params["ModelId"]).id
+        named = (body or {}).get("WorkspaceId") if route.body else dict(request.query).get("WorkspaceId")
+        return named if isinstance(named, str) and named else self.default_workspace
+
+
+def _store_error(error: StoreError) -> ApiError:
+    if isinstance(error, InvalidKey):
+        return InvalidParameter("an identifier in the request is not valid")
+    if isinstance(error, Unavailable):
+        log.error("storage unavailable: %s", error.cause)
+        return ServiceUnavailable("model storage is unavailable; retry later")
+    if isinstance(error, Misconfigured):
+        log.error("storage misconfigured: %s", error)
+        return StoreMisconfigured(str(error))
+    log.error("unexpected storage error %s", type(error).__name__)
+    return InternalError("model storage answered unexpectedly")

@@ -1,0 +1,78 @@
+"""The model operations, one function each, and their routes: a routed Call in, the answer's fields out
+(RequestId is added by the App)."""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import errors
+from ..registry import records
+from ..registry.listing import Query
+from ..rules import names
+from .call import Call
+from .routing import MODELS_PATH, Route
+
+MODEL_PATH = MODELS_PATH + "/{ModelId}"
+
+
+def create_model(call: Call) -> dict[str, Any]:
+    fields = call.body()
+    normal = records.normalized_request(fields, call.workspace_id(fields.get("WorkspaceId")))
+    model_id, _ = call.registry.create(normal, call.caller.owner_id)
+    call.facts["ModelId"] = model_id
+    return {"ModelId": model_id}
+
+
+def list_models(call: Call) -> dict[str, Any]:
+    params = call.query()
+    models, total = call.registry.list_models(call.workspace_id(params.get("WorkspaceId")), Query.parse(params))
+    return {"Models": models, "TotalCount": total}
+
+
+def get_model(call: Call) -> dict[str, Any]:
+    return call.registry.get(call.params["ModelId"])
+
+
+def update_model(call: Call) -> dict[str, Any]:
+    call.registry.update(call.params["ModelId"], call.body())
+    return {}
+
+
+def delete_model(call: Call) -> dict[str, Any]:
+    call.registry.delete(call.params["ModelId"])
+    return {}
+
+
+def create_model_labels(call: Call) -> dict[str, Any]:
+    call.registry.add_labels(call.params["ModelId"], call.body()["Labels"])
+    return {}
+
+
+def delete_model_labels(call: Call) -> dict[str, Any]:
+    call.registry.remove_labels(call.params["ModelId"], label_keys(call))
+    return {}
+
+
+def label_keys(call: Call) -> list[str]:
+    """The LabelKeys query parameter of a label delete, as NFC keys."""
+    return [names.nfc(key) for key in call.query()["LabelKeys"].split(",")]
+
+
+FOUND = (errors.ModelNotFound,)
+WRITES = (errors.StoreMisconfigured,)
+GROWS = (errors.QuotaExceeded, *WRITES)  # a write that may make a record larger
+
+ROUTES = (
+    Route("POST", MODELS_PATH, "CreateModel", create_model, "Create a model", "create-model-response.json",
+          body="create-model-request.json", errors=(errors.ModelNameConflict, *GROWS), writes=True),
+    Route("GET", MODELS_PATH, "ListModels", list_models, "List and search a workspace's models",
+          "list-models-response.json", query="list-models-query.json"),
+    Route("GET", MODEL_PATH, "GetModel", get_model, "Get a model", "get-model-response.json", errors=FOUND),
+    Route("PUT", MODEL_PATH, "UpdateModel", update_model, "Update a model's fields", "empty-response.json",
+          body="update-model-request.json", errors=(*FOUND, errors.ModelNameConflict, *GROWS), writes=True),
+    Route("DELETE", MODEL_PATH, "DeleteModel", delete_model, "Delete a model", "empty-response.json",
+          errors=(*FOUND, *WRITES), writes=True),
+    Route("POST", MODEL_PATH + "/labels", "CreateModelLabels", create_model_labels, "Add or replace a model's labels",
+          "empty-response.json", body="model-labels-request.json", errors=(*FOUND, *GROWS), writes=True),
+    Route("DELETE", MODEL_PATH + "/labels", "DeleteModelLabels", delete_model_labels, "Remove a model's labels by key",
+          "empty-response.json", query="delete-labels-query.json", errors=(*FOUND, *WRITES), writes=True),
+)

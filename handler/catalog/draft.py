@@ -1,0 +1,91 @@
+"""A draft: a workspace's state with a batch's uncommitted changes on top, which plans read and change."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import QuotaExceeded
+from .state import CREATED_PER_COMMIT, MAX_WORKSPACE_BYTES, Change, Entry, State
+
+
+class Draft:
+    """A state with a batch's uncommitted changes on top: what plans read and change."""
+
+    def __init__(self, base: State, max_bytes: int = MAX_WORKSPACE_BYTES) -> None:
+        self.base = base
+        self.seq = base.seq  # taken first: if base moves while a plan reads it, the commit at seq + 1 fails
+        self.bytes = base.bytes
+        self.max_bytes = max_bytes
+        self.changes: list[Change] = []
+        self.by: dict[str, str] = {}  # who makes the changes the plan now running adds, and when
+        self._models: dict[str, Entry | None] = {}
+        self._names: dict[str, str | None] = {}
+        self._versions: dict[tuple[str, str], Entry | None] = {}
+
+    def model(self, model_id: str) -> Entry | None:
+        return self._models[model_id] if model_id in self._models else self.base.models.get(model_id)
+
+    def named(self, name: str) -> str | None:
+        return self._names[name] if name in self._names else self.base.names.get(name)
+
+    def version(self, model_id: str, name: str) -> Entry | None:
+        if (model_id, name) in self._versions:
+            return self._versions[(model_id, name)]
+        return self.base.versions.get(model_id, {}).get(name) if self.model(model_id) is not None else None
+
+    def versions(self, model_id: str) -> list[Entry]:
+        """Every version the model has in this draft."""
+        names = {*self.base.versions.get(model_id, {}), *(n for m, n in self._versions if m == model_id)}
+        found = (self.version(model_id, name) for name in names)
+        return [v for v in found if v is not None]
+
+    def _grow(self, new: int, old: int) -> None:
+        grown = self.bytes + new - old
+        if grown > self.max_bytes and grown > self.bytes:
+            raise QuotaExceeded(f"the workspace's model records would take {grown} bytes; its limit is {self.max_bytes}")
+        self.bytes = grown
+
+    def put(self, record: dict[str, Any], fingerprint: str, raw: bytes | None = None) -> None:
+        """Put a model's record; refused (before anything changes) when the workspace's records would outgrow
+        their bound, which is what bounds the memory an instance holding the workspace needs."""
+        entry = Entry.model(record, fingerprint, raw)
+        old = self.model(entry.id)
+        self._grow(len(entry.raw), len(old.raw) if old else 0)
+        if old is not None and self.named(old.name) == old.id:
+            self._names[old.name] = None
+        self._models[entry.id], self._names[entry.name] = entry, entry.id
+        self.changes.append({"Put": {"Model": record, "Fingerprint": fingerprint}, **self.by})
+
+    def delete(self, model_id: str) -> list[str]:
+        """Delete a model and its versions; the names of the versions it had."""
+        old = self.model(model_id)
+        gone = [v.name for v in self.versions(model_id)]
+        if old is not None:
+            self.bytes -= len(old.raw)
+            if self.named(old.name) == old.id:
+                self._names[old.name] = None
+        for name in gone:
+            version = self.version(model_id, name)
+            self.bytes -= len(version.raw) if version else 0
+            self._versions[(model_id, name)] = None
+        self._models[model_id] = None
+        self.changes.append({"Delete": model_id, **self.by})
+        return gone
+
+    def put_version(self, model_id: str, record: dict[str, Any], fingerprint: str, token: str | None = None) -> None:
+        name = str(record["VersionName"])
+        old = self.version(model_id, name)
+        # Creation order: the commit, then the place in it (a batch may create several versions of a model).
+        created = old.created if old is not None else (self.seq + 1) * CREATED_PER_COMMIT + len(self.changes)
+        entry = Entry.version(record, fingerprint, token, created)
+        self._grow(len(entry.raw), len(old.raw) if old else 0)
+        self._versions[(model_id, name)] = entry
+        put: dict[str, Any] = {"ModelId": model_id, "Version": record, "Fingerprint": fingerprint, "Created": created}
+        if token is not None:
+            put["Token"] = token
+        self.changes.append({"PutVersion": put, **self.by})
+
+    def delete_version(self, model_id: str, name: str) -> None:
+        old = self.version(model_id, name)
+        self.bytes -= len(old.raw) if old else 0
+        self._versions[(model_id, name)] = None
+        self.changes.append({"DeleteVersion": {"ModelId": model_id, "VersionName": name}, **self.by})

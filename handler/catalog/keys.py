@@ -1,0 +1,40 @@
+"""Where the catalog and the record files live below the store's root.
+
+    models/<ModelId>.json                          a model's current record (it leads a ModelId to its workspace)
+    models/<ModelId>/versions/<VersionName>.json   a version's current record
+    catalog/<W>/log/<seq>.json                     commit seq (20 digits) of workspace W, create-only
+    catalog/<W>/checkpoints/<seq>.json             W's whole state at seq, create-only
+    catalog/<W>/last-checkpoint.json               {"Seq": seq} of a recent checkpoint: a hint, overwritten
+"""
+from __future__ import annotations
+
+CATALOG = "catalog/"
+MODELS = "models/"
+
+
+def record_key(model_id: str) -> str:
+    return f"{MODELS}{model_id}.json"
+
+
+def version_record_key(model_id: str, name: str) -> str:
+    return f"{MODELS}{model_id}/versions/{name}.json"
+
+
+def versions_prefix(model_id: str) -> str:
+    return f"{MODELS}{model_id}/versions/"
+
+
+def log_prefix(workspace_id: str) -> str:
+    return f"{CATALOG}{workspace_id}/log/"
+
+
+def log_key(workspace_id: str, seq: int) -> str:
+    return f"{log_prefix(workspace_id)}{seq:020d}.json"
+
+
+def checkpoint_key(workspace_id: str, seq: int) -> str:
+    return f"{CATALOG}{workspace_id}/checkpoints/{seq:020d}.json"
+
+
+def hint_key(workspace_id: str) -> str:
+    return f"{CATALOG}{workspace_id}/last-checkpoint.json"

@@ -1,0 +1,150 @@
+"""Command line: `serve` runs the local API, `invoke` runs one event, `history` prints a model's changes, `sweep` removes leftovers."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import uuid
+from typing import Any
+
+from ..api.app import App
+from ..config import DEFAULT_LOCAL_STORE as DEFAULT_STORE
+from ..errors import ApiError
+from ..registry import upkeep
+from . import events, fc
+from .local import LocalServer, same_origin_only
+
+
+class LocalContext:
+    """The part of FC's context the function reads; nothing is known about the caller locally."""
+
+    def __init__(self) -> None:
+        self.request_id = str(uuid.uuid4())
+        self.account_id = None
+        self.credentials = None
+
+
+class _LineFormatter(logging.Formatter):
+    """Access lines as the JSON they are; anything else with its level in front."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        return message if record.name == "handler.access" else f"{record.levelname} {message}"
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
+    return int(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m handler", description="PAI-compatible model registry")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the local HTTP API (like API Gateway in front of the function)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; ::1 for IPv6)")
+    serve.add_argument("--port", type=_port, default=9000, help="port to listen on (default 9000; 0: any free port)")
+    serve.add_argument("--store", help=f"oss://BUCKET/PREFIX, file://PATH or memory:// (default: $MODEL_STORE or {DEFAULT_STORE})")
+    serve.add_argument("--insecure", action="store_true",
+                       help="listen on a non-loopback address without access keys (anyone who reaches it can change models)")
+    invoke = commands.add_parser("invoke", help="run one event through the function and print what it returns")
+    invoke.add_argument("file", nargs="?", default="-", help="event JSON file, or - for standard input")
+    invoke.add_argument("--store", help="as for serve")
+    history = commands.add_parser("history", help="print who changed a model (and its versions), and when")
+    history.add_argument("model_id", metavar="MODEL_ID")
+    history.add_argument("--store", help="as for serve")
+    sweep = commands.add_parser("sweep", help="remove what interrupted writes left and nothing points to")
+    sweep.add_argument("--older-than", type=float, default=None, metavar="SECONDS",
+                       help="only what is older than this (default 600, at least 60: far longer than any request)")
+    sweep.add_argument("--store", help="as for serve")
+    args = parser.parse_args(argv)
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LineFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    if args.store:
+        os.environ["MODEL_STORE"] = args.store
+    try:
+        app = fc.get_app()
+    except (ValueError, OSError) as e:
+        parser.error(str(e))
+    if args.command == "serve":
+        return _serve(args, app)
+    if args.command == "history":
+        try:
+            changes = upkeep.history(app.registry, args.model_id)
+        except Exception as e:  # noqa: BLE001 - one line for the operator, whatever it was
+            print(f"cannot read the history of {args.model_id[:80]}: {getattr(e, 'message', type(e).__name__)}", file=sys.stderr)
+            return 1
+        for change in changes:
+            print(f"{change['Seq']:>8} {change['By']} {change['Change']} {change['At']} {change.get('VersionName', '')}".rstrip())
+        return 0
+    if args.command == "sweep":
+        older = {} if args.older_than is None else {"older_than": args.older_than}
+        try:
+            print(json.dumps(app.sweep(**older)))
+        except ValueError as e:
+            parser.error(str(e))
+        return 0
+    try:
+        event = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()
+    except OSError as e:
+        print(f"cannot read the event file {args.file}: {e.strerror}", file=sys.stderr)
+        return 2  # a mistake, not a transient failure (1)
+    try:
+        print(fc.handler(event, LocalContext()))
+    except events.RetryLater as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _serve(args: argparse.Namespace, app: App) -> int:
+    loopback = args.host in ("127.0.0.1", "::1", "localhost") or args.host.startswith("127.")
+    if app.verifier is None and not loopback:
+        if not args.insecure:
+            print(f"refusing to listen on {args.host or 'every address'} without access keys (set ACCESS_KEYS, or pass --insecure)",
+                  file=sys.stderr)
+            return 2
+        print("warning: listening beyond this machine without access keys: anyone who reaches it can change models",
+              file=sys.stderr)
+    try:
+        server = LocalServer((args.host, args.port), lambda: app, app.max_body_bytes)
+    except OSError as e:
+        print(f"cannot listen on {args.host} port {args.port}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    if app.verifier is None:
+        app.hooks.append(same_origin_only(loopback))  # unsigned: only this server's own pages and other programs
+    if app.verifier is not None:
+        mode = "signed requests only (ACCESS_KEYS)"
+        with contextlib.suppress(ApiError):
+            app.verifier.keys.get("")  # read the document now: a problem is logged at startup, not only answered as 403s
+    else:
+        mode = "no signatures checked: " + ("loopback only" if loopback else "open to anyone who reaches it (--insecure)")
+    print(f"PAI model registry listening on {server.url} (store: {_store_location()}; {mode}); console: {server.url}/console/",
+          file=sys.stderr, flush=True)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops the server as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        app.registry.settle()  # a checkpoint being written is finished, not cut short
+    return 0
+
+
+def _store_location() -> str:
+    """The store, with a file store's directory as an absolute path."""
+    url = os.environ.get("MODEL_STORE") or DEFAULT_STORE
+    scheme, _, rest = url.partition("://")
+    return f"file://{os.path.abspath(rest)}" if scheme == "file" else url
+

@@ -1,0 +1,147 @@
+"""The change machinery models and versions share: plan a new record against the newest state, commit it,
+and keep its record file current beside the catalog (invariant 5 of docs/catalog.md)."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..catalog.draft import Draft
+from ..catalog.keys import record_key, version_record_key
+from ..catalog.state import Entry
+from ..catalog.workspace import Workspace
+from ..errors import ModelNotFound, VersionNotFound
+from ..stores.base import NotFound, Store
+from . import records
+
+log = logging.getLogger(__name__)
+
+_RECORD_ROUNDS = 32  # record rewrites while other instances keep changing the same model
+
+Change = Callable[[Draft, dict[str, Any]], dict[str, Any]]  # (draft, record as it is) -> the record it becomes
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A model, or one of its versions (`version` set): what a change is about."""
+
+    model_id: str
+    version: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "model" if self.version is None else "version"
+
+    def find(self, draft: Draft) -> Entry:
+        """Its entry in the draft; ModelNotFound or VersionNotFound if it has none."""
+        model = draft.model(self.model_id)
+        return self.existing(model, draft.version(self.model_id, self.version) if self.version is not None else None)
+
+    def existing(self, model: Entry | None, version: Entry | None) -> Entry:
+        """Its entry, given its model's and (for a version) its own; ModelNotFound or VersionNotFound if absent."""
+        if model is None:
+            raise ModelNotFound(f"model {self.model_id} does not exist")
+        if self.version is None:
+            return model
+        if version is None:
+            raise VersionNotFound(f"model {self.model_id} has no version {self.version}")
+        return version
+
+    def put(self, draft: Draft, record: dict[str, Any], entry: Entry) -> None:
+        """Put its new record in the draft, keeping what its creation fixed (fingerprint, token)."""
+        if self.version is None:
+            draft.put(record, entry.fingerprint)
+        else:
+            draft.put_version(self.model_id, record, entry.fingerprint, entry.token)
+
+    def with_labels(self, record: dict[str, Any], labels: list[dict[str, str]]) -> dict[str, Any]:
+        """Its record with these labels (a model's `Tags` mirror its `Labels`)."""
+        return records.with_labels(record, labels) if self.version is None else {**record, "Labels": labels}
+
+    def record_file(self, workspace: Workspace) -> RecordFile:
+        if self.version is None:
+            model_id = self.model_id
+            return RecordFile(record_key(model_id), model_id, lambda: workspace.model(model_id))
+        name = self.version
+        return RecordFile(version_record_key(self.model_id, name), f"{self.model_id}/{name}",
+                          lambda: workspace.version(self.model_id, name))
+
+
+@dataclass(frozen=True)
+class RecordFile:
+    """A record file kept current beside the catalog: where it is, which change marks it, what it holds now."""
+
+    key: str
+    changed: str  # its key in the state's `changed` map
+    current: Callable[[], tuple[Entry | None, int]]
+
+
+def modify(store: Store, workspace: Workspace, subject: Subject, change: Change) -> None:
+    """Commit the record `change(draft, record)` makes of the subject, unless it equals the old one; then
+    make its record file show it."""
+    def plan(draft: Draft) -> None:
+        entry = subject.find(draft)
+        old = entry.record()
+        new = change(draft, old)
+        if records.same_content(new, old):
+            return  # nothing to change: a retried update is answered without a commit
+        subject.put(draft, records.touched(new), entry)
+
+    _, seq = workspace.commit(plan)
+    # Even when nothing changed: this may be the retry of a change whose record write was cut short.
+    publish(store, workspace, subject.record_file(workspace), seq or 0)
+    if seq is not None:
+        workspace.maybe_checkpoint()
+
+
+def add_labels(store: Store, workspace: Workspace, subject: Subject, labels: list[dict[str, str]]) -> None:
+    """Add labels; a given key replaces every label of that key."""
+    keys = {label["Key"] for label in labels}
+
+    def change(draft: Draft, record: dict[str, Any]) -> dict[str, Any]:
+        merged = [lb for lb in record["Labels"] if lb["Key"] not in keys] + records.merged_labels({"Labels": labels})
+        records.check_label_count(len(merged), subject.kind)
+        return subject.with_labels(record, merged)
+
+    modify(store, workspace, subject, change)
+
+
+def remove_labels(store: Store, workspace: Workspace, subject: Subject, keys: Iterable[str]) -> None:
+    """Remove every label whose key is one of keys (absent keys are ignored)."""
+    gone = set(keys)
+    modify(store, workspace, subject,
+           lambda draft, record: subject.with_labels(record, [lb for lb in record["Labels"] if lb["Key"] not in gone]))
+
+
+def publish(store: Store, workspace: Workspace, target: RecordFile, seq: int) -> None:
+    """Make a record file (a model's, or a version's) show its entry as of commit `seq` or later
+    (removed once deleted).
+
+    Another instance's commit may write the file between our commit and our write, and ours
+    would then undo it; so after writing, catch up, and write again while a newer commit changed
+    that entry."""
+    key = target.key
+    if not seq:
+        workspace.read()
+    for _ in range(_RECORD_ROUNDS):
+        entry, known = target.current()  # as of commit seq, or newer
+        if entry is None:
+            # No commit can follow a model's delete; a writer of an earlier one that is still
+            # writing the record finds this delete when it catches up, and removes the record.
+            store.delete(key)
+            return
+        if not seq and not _differs(store, key, entry.raw):
+            return  # nothing was committed and the record is current: a retry writes only to repair
+        store.put(key, entry.raw)
+        workspace.read()
+        if workspace.changed_at(target.changed) <= known:
+            return
+    log.warning("the record of a model kept changing under its writer; its next change rewrites it")
+
+
+def _differs(store: Store, key: str, data: bytes) -> bool:
+    try:
+        return store.get(key) != data
+    except NotFound:
+        return True

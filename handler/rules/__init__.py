@@ -1,0 +1,1 @@
+"""Rules every layer applies to what clients send: names, JSON text, schemas, times."""
