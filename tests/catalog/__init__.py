@@ -1,0 +1,1 @@
+"""Tests of handler/catalog, a module each."""

@@ -1,0 +1,1 @@
+"""Tests of handler/registry, a module each."""

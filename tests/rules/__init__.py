@@ -1,0 +1,1 @@
+"""Tests of handler/rules, a module each."""

@@ -1,0 +1,1 @@
+"""Tests of handler/stores, a module each."""
