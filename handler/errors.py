@@ -20,6 +20,8 @@
     ├── NotImplementedMethod  501 NotImplemented          an HTTP method no API has (local server)
     ├── ServiceUnavailable    503 ServiceUnavailable      storage is unreachable (retry later)
     ├── StoreMisconfigured    503 StoreMisconfigured      the bucket cannot keep the guarantees (versioning)
+    ├── CatalogFormatTooNew   503 CatalogFormatUnsupported  a commit or checkpoint of a newer registry version
+    ├── CatalogDamaged        503 CatalogDamaged          the workspace's log has a gap or a broken chain
     ├── VersionNotSupported   505 HTTPVersionNotSupported (local server)
     │   (the request's signature, access key or policy; api/auth.py checks them)
     ├── MissingAuthorization  401 MissingAuthorization
@@ -158,6 +160,18 @@ class StoreMisconfigured(ApiError):
     meaning = "The bucket has versioning on, which disables the create-only writes the registry relies on."
 
 
+class CatalogFormatTooNew(ApiError):
+    status, code = 503, "CatalogFormatUnsupported"
+    meaning = ("The workspace holds a commit or checkpoint written by a newer version of the registry: this deployment "
+               "reads and writes nothing of it until it is upgraded.")
+
+
+class CatalogDamaged(ApiError):
+    status, code = 503, "CatalogDamaged"
+    meaning = ("A commit of the workspace's log is missing or was rewritten outside the registry: nothing is written "
+               "to the workspace until an operator restores it (docs/catalog.md).")
+
+
 class VersionNotSupported(ApiError):
     status, code = 505, "HTTPVersionNotSupported"
     meaning = "An HTTP version other than 1.0 or 1.1 (local server)."
@@ -218,6 +232,7 @@ CATALOGUE: tuple[type[ApiError], ...] = (
     InvalidBody, InvalidParameter, InvalidRegistration, MalformedRequest, PathNotFound, ModelNotFound, VersionNotFound,
     MethodNotAllowed, ModelNameConflict, VersionNameConflict, QuotaExceeded, PayloadTooLarge, UriTooLong,
     UnsupportedMediaType, HeadersTooLarge, InternalError, NotImplementedMethod, ServiceUnavailable, StoreMisconfigured,
+    CatalogFormatTooNew, CatalogDamaged,
     VersionNotSupported, MissingAuthorization, InvalidAuthorization, AccessKeyNotFound, SignatureMismatch,
     ContentHashMismatch, TimeExpired, NonceUsed, Forbidden, KeysNotConfigured, CrossOrigin,
 )

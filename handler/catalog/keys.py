@@ -33,8 +33,12 @@ def log_key(workspace_id: str, seq: int) -> str:
 
 
 def checkpoint_key(workspace_id: str, seq: int) -> str:
-    return f"{CATALOG}{workspace_id}/checkpoints/{seq:020d}.json"
+    return f"{checkpoints_prefix(workspace_id)}{seq:020d}.json"
 
 
 def hint_key(workspace_id: str) -> str:
     return f"{CATALOG}{workspace_id}/last-checkpoint.json"
+
+
+def checkpoints_prefix(workspace_id: str) -> str:
+    return f"{CATALOG}{workspace_id}/checkpoints/"

@@ -2,14 +2,17 @@
 looks at, the changes commits carry, drafts that plans change, and the checkpoint format."""
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import CatalogFormatTooNew
 from ..rules.jsontext import compact
 from ..rules.times import parse_utc
 
+FORMAT = 1  # of the log entries and checkpoints this code writes; it reads these and older (0: no "Format" field)
 CREATED_PER_COMMIT = 100_000  # a version's `Created` is its commit's seq times this, plus its place in the commit
 MAX_WORKSPACE_BYTES = 64 << 20  # a workspace's records together (10,000 typical models take about 12 MiB)
 
@@ -18,6 +21,29 @@ MAX_WORKSPACE_BYTES = 64 << 20  # a workspace's records together (10,000 typical
 #   {"PutVersion": {"ModelId": m, "Version": record, "Fingerprint": fp, "Token": t?, "Created": seq?}}
 #   {"DeleteVersion": {"ModelId": m, "VersionName": v}}
 Change = dict[str, Any]
+CHANGE_KINDS = ("Put", "Delete", "PutVersion", "DeleteVersion")
+
+
+class CheckpointDamaged(Exception):
+    """A checkpoint that does not parse, or whose count or checksum does not match: it is skipped, never trusted."""
+
+
+def check_format(value: Mapping[str, Any], what: str) -> None:
+    """Refuse (before anything of it is applied) an entry or checkpoint of a format newer than this code reads."""
+    found = value.get("Format", 0)
+    if not isinstance(found, int) or found > FORMAT:
+        raise CatalogFormatTooNew(f"the workspace holds a {what} of format {str(found)[:20]}, newer than this registry "
+                                  f"reads ({FORMAT}): upgrade it")
+
+
+def check_entry(entry: Mapping[str, Any], seq: int) -> None:
+    """A log entry this code can apply whole: its format, its seq, and every change of a kind it knows."""
+    check_format(entry, "commit")
+    if entry.get("Seq") != seq or not isinstance(entry.get("Changes"), list):
+        raise CatalogFormatTooNew(f"commit {seq} of the workspace is not one this registry can read")
+    for change in entry["Changes"]:
+        if not isinstance(change, dict) or not any(kind in change for kind in CHANGE_KINDS):
+            raise CatalogFormatTooNew(f"commit {seq} holds a change this registry does not know: upgrade it")
 
 MODEL_FACTS = ("Domain", "Task", "Origin", "ModelType", "Provider", "OrderNumber", "ParameterSize", "GmtCreateTime",
                "GmtModifiedTime", "ModelName")
@@ -90,6 +116,7 @@ class State:
         self.names: dict[str, str] = {}  # ModelName -> ModelId
         self.versions: dict[str, dict[str, Entry]] = {}  # ModelId -> VersionName -> version
         self.changed: dict[str, int] = {}  # ModelId, or ModelId/VersionName -> seq of its last change
+        self.txn = ""  # the Txn of commit `seq` (the next commit names it as its Prev), "" where unknown
         self.bytes = 0  # of the records held: what the workspace's quota counts, and about a third of its memory
         self.gone = 0  # deletes `changed` remembers (so that it can forget them)
 
@@ -167,30 +194,57 @@ class State:
 
     @classmethod
     def from_checkpoint(cls, data: bytes) -> State:
-        header, *lines = data.rstrip(b"\n").split(b"\n")  # JSON text escapes every newline inside a record
+        """The state a checkpoint holds; CheckpointDamaged if it is truncated or corrupt, CatalogFormatTooNew if
+        a newer registry wrote it."""
+        try:
+            header_end = data.index(b"\n")
+            header = json.loads(data[:header_end])
+        except ValueError:
+            raise CheckpointDamaged("no header") from None
+        if not isinstance(header, dict) or not isinstance(header.get("Seq"), int):
+            raise CheckpointDamaged("no header")
+        check_format(header, "checkpoint")
+        body = data.rstrip(b"\n")
+        if header.get("Format", 0) >= 1:
+            last = body.rfind(b"\n")
+            try:
+                end = json.loads(body[last + 1:])["End"]
+            except (ValueError, KeyError, TypeError):
+                raise CheckpointDamaged("no end line: truncated") from None
+            if hashlib.sha256(body[:last + 1]).hexdigest() != end.get("Sha256") or body.count(b"\n", 0, last + 1) != end.get("Lines"):
+                raise CheckpointDamaged("checksum or line count does not match")
+            body = body[:last]
         state = cls()
-        state.seq = int(json.loads(header)["Seq"])
-        for line in lines:
-            value = json.loads(line)
-            raw = line[line.index(b'"Record":') + 9:-1]  # the record's own bytes, as its file holds them
-            if "ModelId" in value:
-                entry = Entry.version(value["Record"], value["Fingerprint"], value.get("Token"), value["Created"], raw)
-                state._put_version(value["ModelId"], entry, state.seq)
-            else:
-                state._put(Entry.model(value["Record"], value["Fingerprint"], raw), state.seq)
+        state.seq = header["Seq"]
+        state.txn = str(header.get("Txn", ""))
+        try:
+            for line in body.split(b"\n")[1:]:  # JSON text escapes every newline inside a record
+                value = json.loads(line)
+                raw = line[line.index(b'"Record":') + 9:-1]  # the record's own bytes, as its file holds them
+                if "ModelId" in value:
+                    entry = Entry.version(value["Record"], value["Fingerprint"], value.get("Token"), value["Created"], raw)
+                    state._put_version(value["ModelId"], entry, state.seq)
+                else:
+                    state._put(Entry.model(value["Record"], value["Fingerprint"], raw), state.seq)
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointDamaged(f"a line does not parse ({type(e).__name__})") from None
+        if len(state.models) != header.get("Models"):
+            raise CheckpointDamaged("the count of models does not match: truncated")
         return state
 
 
-def checkpoint_of(seq: int, models: Iterable[Entry], versions: Mapping[str, Mapping[str, Entry]]) -> bytes:
-    """A checkpoint: a line {"Seq", "Models"}, then a line per model {"Fingerprint", "Record"} and per
-    version {"ModelId", "Created", "Fingerprint", "Token", "Record"} ("Record" last, so that its bytes are
-    the line's end), sorted, so that equal states give equal bytes."""
+def checkpoint_of(seq: int, models: Iterable[Entry], versions: Mapping[str, Mapping[str, Entry]], txn: str = "") -> bytes:
+    """A checkpoint: a line {"Seq", "Models", "Format", "Txn"}, then a line per model {"Fingerprint", "Record"}
+    and per version {"ModelId", "Created", "Fingerprint", "Token", "Record"} ("Record" last, so that its bytes
+    are the line's end), sorted, so that equal states give equal bytes; and a last line {"End": {"Lines",
+    "Sha256"}} that counts and hashes the lines before it, so that a truncated or damaged copy is never trusted."""
     ordered = sorted(models, key=lambda e: e.id)
-    lines = [encode({"Seq": seq, "Models": len(ordered)})]
+    lines = [encode({"Seq": seq, "Models": len(ordered), "Format": FORMAT, "Txn": txn})]
     for entry in ordered:
         lines.append(b'{"Fingerprint":%s,"Record":%s}' % (encode(entry.fingerprint), entry.raw))
         for version in sorted(versions.get(entry.id, {}).values(), key=lambda v: version_order(v.name)):
             head = encode({"ModelId": entry.id, "Created": version.created, "Fingerprint": version.fingerprint,
                            "Token": version.token})
             lines.append(head[:-1] + b',"Record":%s}' % version.raw)
-    return b"\n".join(lines) + b"\n"
+    body = b"\n".join(lines) + b"\n"
+    return body + encode({"End": {"Lines": len(lines), "Sha256": hashlib.sha256(body).hexdigest()}}) + b"\n"

@@ -7,6 +7,7 @@ answers from memory after one GET. docs/catalog.md has the invariants and crash 
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import contextvars
 import itertools
@@ -19,20 +20,25 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from ..errors import CatalogDamaged
 from ..rules.times import iso_time_ms
-from ..stores.base import AlreadyExists, Store, StoreError, Unavailable
+from ..stores.base import AlreadyExists, NotFound, Store, StoreError, Unavailable
 from .draft import Draft
-from .keys import checkpoint_key, hint_key, log_key
-from .state import MAX_WORKSPACE_BYTES, Change, Entry, State, checkpoint_of, encode
+from .keys import checkpoint_key, checkpoints_prefix, hint_key, log_key
+from .state import FORMAT, MAX_WORKSPACE_BYTES, Change, CheckpointDamaged, Entry, State, check_entry, checkpoint_of, encode
 
 log = logging.getLogger(__name__)
 
 KEPT_CHECKPOINTS = 2
 CHECKPOINT_EVERY = 32  # a cold instance reads a checkpoint, then at most about this many commits
 COLD_WINDOW = 8  # commits read at once while catching up from a checkpoint
+LOOKAHEAD = 4  # keys past the log's end a cold reader also reads: a commit there means one is missing (a gap)
+LAGGING = 4 * CHECKPOINT_EVERY  # a hinted checkpoint this far behind the log's end is not used alone: newer ones are listed
+REPLAYED = 2 * CHECKPOINT_EVERY  # commits a cold reader replayed after which it writes a checkpoint itself
 COMMIT_TRIES = 16  # plans re-run against a newer state before a commit gives up (503)
 _BACKOFF_CAP = 0.05  # seconds: the most a writer that lost a race waits before it plans again
 _DERIVED_KEPT = 32  # filtered and sorted views kept per state, so that paging is slicing
+_probes = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="catalog")  # the gap probe beside a commit
 
 T = TypeVar("T")
 
@@ -107,9 +113,9 @@ class Workspace:
         self._queue: list[_Pending[Any]] = []
         self._orders: dict[Any, list[Entry]] = {}  # derived views of the state at _orders_seq (listing.py)
         self._orders_seq = -1
-        self._checkpointed = 0
         self._checkpoints: list[int] = []  # seqs of checkpoints this instance read or wrote
         self._checkpointer: threading.Thread | None = None
+        self._damaged = False  # a read or a commit found the log damaged: commits read again first
 
     def read(self) -> int:
         """Catch up with every commit acknowledged (by any instance) before this call; the seq now held."""
@@ -119,11 +125,16 @@ class Workspace:
                 return self._state.seq  # a catch-up that started after we arrived has just finished
             started = next(_tickets)
             if self._state is None:
-                self._state, current = self._load()
+                state, current = self._load()
+                loaded = state.seq
                 if not current:
-                    self._follow(COLD_WINDOW)
+                    self._follow(state, COLD_WINDOW)
+                self._state = state
+                if state.seq - loaded >= REPLAYED:
+                    self._start_checkpoint()  # the next cold instance need not replay as much
             else:
-                self._follow(1)
+                self._follow(self._state, 1)
+            self._damaged = False
             self._fresh_since = started
             return self._state.seq
 
@@ -154,7 +165,7 @@ class Workspace:
         return self._state is not None
 
     @property
-    def bytes(self) -> int:
+    def record_bytes(self) -> int:
         """The records this instance holds of the workspace, in bytes."""
         return self._state.bytes if self._state is not None else 0
 
@@ -194,62 +205,118 @@ class Workspace:
         return pending.outcome()
 
     def _commit(self, batch: list[_Pending[Any]]) -> None:
+        """Commit a batch's plans as one log entry; every caller of the batch ends done, with the commit's
+        seq or with the error that stopped it, whatever escaped: none is answered without its commit."""
         try:
-            fresh = self._state is None
-            for attempt in range(COMMIT_TRIES):
-                # Optimistic: plan on what this instance knows; if log/<seq+1> is taken, catch up and plan again.
+            self._commit_batch(batch)
+        except BaseException as e:  # noqa: BLE001 - not only a store's error: a bug or MemoryError fails the batch too
+            for pending in batch:
+                if not pending.done:
+                    pending.fail(e)
+
+    def _commit_batch(self, batch: list[_Pending[Any]]) -> None:
+        fresh = self._state is None or self._damaged
+        for attempt in range(COMMIT_TRIES):
+            # Optimistic: plan on what this instance knows; if log/<seq+1> is taken, catch up and plan again.
+            if fresh:
+                self.read()
+            assert self._state is not None
+            draft = Draft(self._state, self.max_bytes)
+            for pending in batch:
+                pending.run(draft)
+            if not draft.changes:
                 if fresh:
-                    self.read()
-                assert self._state is not None
-                draft = Draft(self._state, self.max_bytes)
-                for pending in batch:
-                    pending.run(draft)
-                if not draft.changes:
-                    if fresh:
-                        break
-                    # Nothing to write, so no commit can prove that what the plans read was the newest
-                    # state: a refusal (404, 409) or a no-op on an old state could be wrong. Read, plan again.
-                    fresh = True
-                    continue
-                seq = draft.seq + 1
-                entry = {"Seq": seq, "Txn": uuid.uuid4().hex, "Time": iso_time_ms(), "Changes": draft.changes}
-                try:
-                    self._store.create(log_key(self.id, seq), encode(entry))
-                except AlreadyExists:  # another instance committed first: catch up, plan again
-                    fresh = True
-                    time.sleep(random.uniform(0, min(_BACKOFF_CAP, 0.001 * 2 ** attempt)))
-                    continue
-                with self._state_lock:
-                    if self._state.seq == draft.seq:  # else a reader has applied this very commit already
-                        self._state.apply(seq, draft.changes)
-                for pending in batch:
-                    pending.finish(seq)
-                return
-            else:
-                raise Unavailable("the workspace log kept moving")
+                    break
+                # Nothing to write, so no commit can prove that what the plans read was the newest
+                # state: a refusal (404, 409) or a no-op on an old state could be wrong. Read, plan again.
+                fresh = True
+                continue
+            seq = draft.seq + 1
+            txn = uuid.uuid4().hex
+            entry = {"Seq": seq, "Txn": txn, "Prev": self._state.txn, "Format": FORMAT, "Time": iso_time_ms(),
+                     "Changes": draft.changes}
+            # The key after ours is read meanwhile: a commit there that does not follow ours means ours filled a
+            # hole in the log (one that follows ours was planned on it, by another instance, just now).
+            after = _probes.submit(contextvars.copy_context().run, self._store.get_many, [log_key(self.id, seq + 1)])
+            try:
+                self._store.create(log_key(self.id, seq), encode(entry))
+            except AlreadyExists:  # another instance committed first: catch up, plan again
+                after.result()
+                fresh = True
+                time.sleep(random.uniform(0, min(_BACKOFF_CAP, 0.001 * 2 ** attempt)))
+                continue
+            except BaseException:
+                after.result()
+                raise
+            if _follows_another(after.result()[0], txn):
+                self._damaged = True
+                log.error("workspace %s: commit %d was missing while %d existed; its log needs repair", self.id, seq,
+                          seq + 1)
+                raise CatalogDamaged(f"the log of workspace {self.id} is missing commit {seq}; nothing was changed")
+            with self._state_lock:
+                if self._state.seq == draft.seq:  # else a reader has applied this very commit already
+                    self._state.apply(seq, draft.changes)
+                    self._state.txn = txn
+                    if seq % CHECKPOINT_EVERY == 0:
+                        self._start_checkpoint()  # at a seq every writer agrees on: one checkpoint per interval
             for pending in batch:
-                pending.finish(None)
-        except StoreError as e:
-            for pending in batch:
-                pending.fail(e)
+                pending.finish(seq)
+            return
+        else:
+            raise Unavailable("the workspace log kept moving")
+        for pending in batch:
+            pending.finish(None)
 
     def _load(self) -> tuple[State, bool]:
-        """The state from the newest checkpoint the hint names, else from the beginning of the log; and
-        whether it is known current already (an empty log, seen so). The hint and the log's first commit
-        are asked for at once: a workspace with neither is new, and costs one round trip to find so."""
+        """The state from the newest checkpoint that can be trusted, else from the beginning of the log; and
+        whether it is known current already (an empty log, seen so). The hint and the log's first commit are
+        asked for at once: a workspace with neither is new, and costs one round trip to find so. The hint
+        is only a hint: missing, unreadable, dangling or far behind the log, the checkpoints are listed."""
         hint_data, first = self._store.get_many([hint_key(self.id), log_key(self.id, 1)])
-        if hint_data is not None:
-            checkpoint = self._store.get_many([checkpoint_key(self.id, int(json.loads(hint_data)["Seq"]))])[0]
-            if checkpoint is not None:
-                state = State.from_checkpoint(checkpoint)
-                self._checkpointed = state.seq
-                self._checkpoints = [state.seq]
-                return state, False
-        elif first is None:
+        hinted = _hinted_seq(hint_data)
+        if hint_data is None and first is None:
             if self._legacy is not None and self._import_legacy(self._legacy(self.id)):
                 return State(), False
             return State(), True  # no commit 1 when we looked: nothing was acknowledged before
-        return State(), False
+        state = None
+        if hinted is not None:
+            data, ahead = self._store.get_many([checkpoint_key(self.id, hinted), log_key(self.id, hinted + LAGGING)])
+            state = self._parse_checkpoint(hinted, data)
+            if state is not None and ahead is None:
+                return state, False
+        elif hint_data is not None:
+            log.warning("workspace %s: the checkpoint hint does not parse; listing checkpoints", self.id)
+        newer = self._newest_checkpoint(above=state.seq if state is not None else -1)
+        return (newer or state or State()), False
+
+    def _newest_checkpoint(self, above: int) -> State | None:
+        """The newest listed checkpoint above seq `above` that parses whole (older ones tried in turn)."""
+        listed = (_seq_of(key) for key in self._store.list(checkpoints_prefix(self.id)))
+        for seq in sorted((seq for seq in listed if seq is not None and seq > above), reverse=True):
+            try:
+                data = self._store.get(checkpoint_key(self.id, seq))
+            except NotFound:
+                continue
+            state = self._parse_checkpoint(seq, data)
+            if state is not None:
+                return state
+        return None
+
+    def _parse_checkpoint(self, seq: int, data: bytes | None) -> State | None:
+        """The state of checkpoint `seq`, or None (logged) if it is absent or cannot be trusted."""
+        if data is None:
+            log.warning("workspace %s: checkpoint %d is gone; listing checkpoints", self.id, seq)
+            return None
+        try:
+            state = State.from_checkpoint(data)
+        except CheckpointDamaged as e:
+            log.warning("workspace %s: skipped checkpoint %d: %s", self.id, seq, e)
+            return None
+        if state.seq != seq:
+            log.warning("workspace %s: skipped checkpoint %d: it holds seq %d", self.id, seq, state.seq)
+            return None
+        self._checkpoints = sorted({*self._checkpoints, seq})
+        return state
 
     def _import_legacy(self, changes: list[Change]) -> bool:
         """Commit models of the layout before the catalog as the log's first entry (one winner); whether
@@ -263,37 +330,58 @@ class Workspace:
             pass  # another instance imported first, or committed into an empty workspace
         return True
 
-    def _follow(self, window: int) -> None:
-        """Apply the commits after the state's seq, reading `window` keys at a time, until the first
-        absent one. Called with the state lock held."""
-        state = self._state
-        assert state is not None
+    def _follow(self, state: State, window: int) -> None:
+        """Apply the commits after the state's seq, reading `window` keys at a time, until the first absent
+        one; a cold reader (a wide window) also reads LOOKAHEAD keys past it, and a commit there is a gap.
+        Every entry is checked whole (format, seq, chain) before any of it is applied."""
         while True:
             keys = [log_key(self.id, state.seq + i) for i in range(1, window + 1)]
-            for data in self._store.get_many(keys):
+            found = self._store.get_many(keys)
+            for offset, data in enumerate(found):
                 if data is None:
+                    after = found[offset + 1:]
+                    if window > 1 and len(after) < LOOKAHEAD:
+                        after += self._store.get_many([log_key(self.id, state.seq + window + i)
+                                                       for i in range(1, LOOKAHEAD - len(after) + 1)])
+                    if any(data is not None for data in after):
+                        self._damaged = True
+                        log.error("workspace %s: commit %d is missing while later ones exist; its log needs repair",
+                                  self.id, state.seq + 1)
+                        raise CatalogDamaged(f"the log of workspace {self.id} is missing commit {state.seq + 1}")
                     return
-                entry = json.loads(data)
-                if entry["Seq"] != state.seq + 1:
-                    raise StoreError("log entry out of sequence")
-                state.apply(entry["Seq"], entry["Changes"])
+                self._apply(state, data)
 
-    def maybe_checkpoint(self) -> None:
-        """Start writing a checkpoint, in the background, when the newest state is CHECKPOINT_EVERY
-        commits past the last one. Best effort: a failure, or an instance frozen or stopped while it
-        writes, only makes cold starts read more of the log."""
-        with self._state_lock:
-            state = self._state
-            if state is None or state.seq - self._checkpointed < CHECKPOINT_EVERY:
-                return
-            if self._checkpointer is not None and self._checkpointer.is_alive():
-                return
-            # Entries never change, so copies of the maps are a consistent state to write outside the lock.
-            seq, entries = state.seq, list(state.models.values())
-            versions = {model_id: dict(found) for model_id, found in state.versions.items()}
-            self._checkpointer = threading.Thread(target=self._checkpoint, args=(seq, entries, versions), name="checkpoint",
-                                                  daemon=True)
-            self._checkpointer.start()
+    def _apply(self, state: State, data: bytes) -> None:
+        seq = state.seq + 1
+        try:
+            entry = json.loads(data)
+        except ValueError:
+            entry = None
+        if not isinstance(entry, dict):
+            self._damaged = True
+            raise CatalogDamaged(f"commit {seq} of workspace {self.id} is not JSON")
+        check_entry(entry, seq)
+        prev = entry.get("Prev")
+        if isinstance(prev, str) and prev and state.txn and prev != state.txn:
+            self._damaged = True
+            log.error("workspace %s: commit %d does not follow the commit before it; its log needs repair", self.id, seq)
+            raise CatalogDamaged(f"commit {seq} of workspace {self.id} does not follow the commit before it")
+        state.apply(seq, entry["Changes"])
+        state.txn = str(entry.get("Txn", ""))
+
+    def _start_checkpoint(self) -> None:
+        """Start writing a checkpoint of the state as it is now, in the background. Called with the state lock
+        held. Best effort: a failure, or an instance frozen or stopped while it writes, only makes cold starts
+        read more of the log."""
+        state = self._state
+        if state is None or (self._checkpointer is not None and self._checkpointer.is_alive()):
+            return
+        # Entries never change, so copies of the maps are a consistent state to write outside the lock.
+        seq, txn, entries = state.seq, state.txn, list(state.models.values())
+        versions = {model_id: dict(found) for model_id, found in state.versions.items()}
+        self._checkpointer = threading.Thread(target=self._checkpoint, args=(seq, txn, entries, versions), name="checkpoint",
+                                              daemon=True)
+        self._checkpointer.start()
 
     def settle(self) -> None:
         """Wait for a checkpoint being written (tests and benchmarks)."""
@@ -301,14 +389,14 @@ class Workspace:
         if checkpointer is not None:
             checkpointer.join()
 
-    def _checkpoint(self, seq: int, entries: list[Entry], versions: dict[str, dict[str, Entry]]) -> None:
+    def _checkpoint(self, seq: int, txn: str, entries: list[Entry], versions: dict[str, dict[str, Entry]]) -> None:
         try:
+            self._store.check_writable(recheck=True)  # a checkpoint is a create-only write too
             try:
-                self._store.create(checkpoint_key(self.id, seq), checkpoint_of(seq, entries, versions))
+                self._store.create(checkpoint_key(self.id, seq), checkpoint_of(seq, entries, versions, txn))
             except AlreadyExists:
                 pass  # another instance wrote this seq's checkpoint
             self._store.put(hint_key(self.id), encode({"Seq": seq}))
-            self._checkpointed = seq
             # Keep the newest two: a cold instance that read the hint just before it moved still finds its
             # checkpoint. Older ones this instance knows of go (the sweep removes the rest).
             known = sorted({*self._checkpoints, seq})
@@ -318,3 +406,29 @@ class Workspace:
         except StoreError as e:
             log.warning("checkpoint of a workspace at %d failed: %s", seq, type(e).__name__)
 
+
+def _hinted_seq(data: bytes | None) -> int | None:
+    """The seq a hint names, or None if there is none or it does not parse."""
+    try:
+        seq = json.loads(data)["Seq"] if data is not None else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    return seq if isinstance(seq, int) and seq > 0 else None
+
+
+def _seq_of(key: str) -> int | None:
+    """The seq in a checkpoint's key, or None if the key is not one."""
+    name = key.rpartition("/")[2].removesuffix(".json")
+    return int(name) if len(name) == 20 and name.isdigit() else None
+
+
+def _follows_another(data: bytes | None, txn: str) -> bool:
+    """Whether a log entry exists and names another commit than `txn` as the one before it (an entry of an older
+    registry names none: it cannot tell, and is taken to follow)."""
+    if data is None:
+        return False
+    try:
+        prev = json.loads(data).get("Prev")
+    except (ValueError, AttributeError):
+        return True
+    return isinstance(prev, str) and prev != txn

@@ -91,8 +91,6 @@ def modify(store: Store, workspace: Workspace, subject: Subject, change: Change)
     _, seq = workspace.commit(plan)
     # Even when nothing changed: this may be the retry of a change whose record write was cut short.
     publish(store, workspace, subject.record_file(workspace), seq or 0)
-    if seq is not None:
-        workspace.maybe_checkpoint()
 
 
 def add_labels(store: Store, workspace: Workspace, subject: Subject, labels: list[dict[str, str]]) -> None:

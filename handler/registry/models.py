@@ -51,7 +51,7 @@ class Registry:
                 # workspace may grow: what an instance keeps in memory stays bounded (they load again when asked).
                 while len(self._workspaces) > 1 and (
                         len(self._workspaces) > _WORKSPACES_KEPT
-                        or sum(w.bytes for w in self._workspaces.values()) > 2 * self.max_workspace_bytes):
+                        or sum(w.record_bytes for w in self._workspaces.values()) > 2 * self.max_workspace_bytes):
                     self._workspaces.popitem(last=False)
             else:
                 self._workspaces.move_to_end(workspace_id)
@@ -135,7 +135,6 @@ class Registry:
         if not created:
             self._discard(key)
         self._remember(answer, workspace.id)
-        workspace.maybe_checkpoint()
         return answer, created
 
     def update(self, model_id: str, fields: dict[str, Any]) -> None:

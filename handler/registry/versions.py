@@ -60,8 +60,6 @@ class Versions:
         # Written, then checked: a delete committed meanwhile would otherwise find no file to remove
         # and leave ours behind. A retry that found its version repairs the file only if needed.
         changes.publish(self.store, workspace, Subject(model_id, name).record_file(workspace), seq or 0)
-        if created:
-            workspace.maybe_checkpoint()
         return name, created
 
     def list_versions(self, model_id: str, query: listing.VersionQuery) -> tuple[list[dict[str, Any]], int]:

@@ -126,6 +126,11 @@ class Store(abc.ABC):
         """Raise InvalidKey now if writing key would be refused (before any other write happens)."""
         check_key(key)
 
+    def check_writable(self, recheck: bool = False) -> None:
+        """Raise Misconfigured if the storage cannot keep the create-only guarantee now; `recheck`: ask the
+        storage itself, whatever was seen before. Memory and directories always can."""
+        return None
+
     def clean(self, older_than: float) -> int:
         """Remove what interrupted writes of this store left (older than `older_than` seconds); how many."""
         return 0

@@ -41,6 +41,7 @@ T = TypeVar("T")
 _BACKOFF_BASE = 0.05
 _BACKOFF_CAP = 1.0
 _CREATE_ROUNDS = 3  # put, find the key deleted before it could be read back, put again...
+VERSIONING_RECHECK = 60.0  # seconds after which a write asks again whether the bucket has versioning
 _SHORTEST_TRY = 0.2  # seconds: less than this left, and no try is started
 _AUTH_CODES = frozenset({"AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId",
                          "SecurityTokenExpired", "InvalidSecurityToken", "NoSuchBucket"})
@@ -106,7 +107,8 @@ class OssStore(Store):
         self._session = _session(pool_size)
         self._pool_size = pool_size
         self._cached: tuple[Credentials, oss2.Bucket] | None = None
-        self._unversioned = False  # the bucket was seen without versioning (asked once per store)
+        self._unversioned_at: float | None = None  # when the bucket was last seen without versioning (monotonic)
+        self._versioned: str | None = None  # its versioning status once seen on: writes are refused from then on
         self._cache_lock = threading.Lock()
 
     def _bucket(self, timeouts: tuple[float, float] | None = None) -> oss2.Bucket:
@@ -193,21 +195,25 @@ class OssStore(Store):
             mimetypes.init()  # oss2 guesses every object's Content-Type; the tables load on first use (~10 ms)
         self._writers().submit(lambda: None).result()  # starts a writer thread
         try:  # one request, which also leaves a connection in the pool
-            if not self._unversioned and not self._bucket().get_bucket_versioning().status:
-                self._unversioned = True
+            if self._unversioned_at is None and not self._bucket().get_bucket_versioning().status:
+                self._unversioned_at = time.monotonic()
         except (oss2.exceptions.OssError, requests.RequestException):
             pass  # the first write asks again, with retries
 
-    def check_writable(self) -> None:
+    def check_writable(self, recheck: bool = False) -> None:
         """Refuse writes on a bucket with versioning (Enabled or Suspended): there, OSS ignores
-        x-oss-forbid-overwrite, the only guard the catalog's commits rest on. Asked once per store (an instance keeps one)."""
-        if self._unversioned:
+        x-oss-forbid-overwrite, the only guard the catalog's commits rest on. Asked again at most
+        VERSIONING_RECHECK seconds after it was last seen off (it can be switched on at any time), and for
+        `recheck`; once seen on, every later write is refused."""
+        if self._versioned is None and not recheck and self._unversioned_at is not None \
+                and time.monotonic() - self._unversioned_at < VERSIONING_RECHECK:
             return
-        status = self._call("versioning", lambda bucket: bucket.get_bucket_versioning().status)
+        status = self._versioned or self._call("versioning", lambda bucket: bucket.get_bucket_versioning().status)
         if status:
+            self._versioned = status
             raise Misconfigured(f"bucket versioning is {status}: OSS then ignores the create-only writes this registry "
                                 "relies on, and versioning cannot be turned off; use a bucket that never had it")
-        self._unversioned = True
+        self._unversioned_at = time.monotonic()
 
     def _writers(self) -> concurrent.futures.ThreadPoolExecutor:
         return _pool(self._pool_size)
