@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from . import auth, catalog, coldstart, console, scaling, warm
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     figures: list[Figure] = []
     with Harness(template) as harness:
-        steps = [
+        steps: list[tuple[str, Callable[[], list[Figure]]]] = [
             ("cold", lambda: coldstart.run(harness, args.cold_runs) + coldstart.run_at_rtt(harness, args.cold_runs, args.rtt_ms)),
             ("warm", lambda: warm.run(harness, rounds, per_round, args.rtt_ms)),
             ("models", lambda: scaling.run_flat(harness, args.models, 100 if args.quick else 300)),

@@ -17,6 +17,8 @@ from .report import Figure, median
 from .workload import WORKSPACE, FcContext, percentile, rss_kib
 
 if TYPE_CHECKING:
+    from handler.api.app import App
+
     from .harness import Harness
     from .protocol import Checkpoint
 
@@ -41,7 +43,7 @@ def seed_objects(workspace: str, count: int, versions: int = 0) -> dict[str, byt
     from handler.registry import records
 
     now = time.time()
-    changes = []
+    changes: list[state.Change] = []
     objects: dict[str, bytes] = {}
     for i in range(count):
         normal = records.normalized_request(model_fields(i), workspace)
@@ -65,7 +67,7 @@ def seed_objects(workspace: str, count: int, versions: int = 0) -> dict[str, byt
 
 # --- the child: one instance over the loopback OSS ---------------------------------------------
 
-def _api(app: Any) -> Callable[..., dict[str, Any]]:
+def _api(app: App) -> Callable[..., dict[str, Any]]:
     from handler.api.http import Request
 
     def call(method: str, path: str, body: dict[str, Any] | None = None, **query: str) -> dict[str, Any]:
@@ -130,7 +132,7 @@ def oss_client(params: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any]
     some_id = first["Models"][0]["ModelId"]
     record_key = f"{prefix}models/{some_id}.json"
     raw = _raw_get(bucket.sign_url("GET", record_key, 3600))
-    bare = lambda: bucket.get_object(record_key).read()  # noqa: E731
+    bare: Callable[[], bytes] = lambda: bucket.get_object(record_key).read()  # noqa: E731
     raw()
     bare()
     calls = params["calls"]
