@@ -18,7 +18,8 @@ _PARAMETER = re.compile(r"\{([A-Za-z]+)\}")
 
 # Errors any route may answer, besides its own (the local server's own limits included).
 COMMON_ERRORS: tuple[type[ApiError], ...] = (errors.InternalError, errors.ServiceUnavailable, errors.UriTooLong,
-                                             errors.HeadersTooLarge, errors.CrossOrigin, *errors.AUTH_ERRORS)
+                                             errors.HeadersTooLarge, errors.CrossOrigin, errors.CatalogFormatTooNew,
+                                             errors.CatalogDamaged, *errors.AUTH_ERRORS)
 BODY_ERRORS: tuple[type[ApiError], ...] = (errors.InvalidBody, errors.InvalidParameter, errors.PayloadTooLarge,
                                            errors.UnsupportedMediaType)
 

@@ -273,7 +273,7 @@ class Workspace:
         asked for at once: a workspace with neither is new, and costs one round trip to find so. The hint
         is only a hint: missing, unreadable, dangling or far behind the log, the checkpoints are listed."""
         hint_data, first = self._store.get_many([hint_key(self.id), log_key(self.id, 1)])
-        hinted = _hinted_seq(hint_data)
+        hinted = hinted_seq(hint_data)
         if hint_data is None and first is None:
             if self._legacy is not None and self._import_legacy(self._legacy(self.id)):
                 return State(), False
@@ -407,7 +407,7 @@ class Workspace:
             log.warning("checkpoint of a workspace at %d failed: %s", seq, type(e).__name__)
 
 
-def _hinted_seq(data: bytes | None) -> int | None:
+def hinted_seq(data: bytes | None) -> int | None:
     """The seq a hint names, or None if there is none or it does not parse."""
     try:
         seq = json.loads(data)["Seq"] if data is not None else None

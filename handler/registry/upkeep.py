@@ -5,8 +5,8 @@ import json
 import time
 from typing import Any
 
-from ..catalog.keys import CATALOG, MODELS, log_prefix, version_record_key
-from ..catalog.workspace import KEPT_CHECKPOINTS
+from ..catalog.keys import CATALOG, MODELS, checkpoint_key, hint_key, log_prefix, version_record_key
+from ..catalog.workspace import KEPT_CHECKPOINTS, hinted_seq
 from ..errors import ModelNotFound
 from . import changes, records
 from .changes import Subject
@@ -76,17 +76,21 @@ def _sweep_versions(registry: Registry, keys: list[str], listed: set[str]) -> in
 
 
 def _sweep_checkpoints(registry: Registry) -> int:
-    """Remove every workspace's checkpoints but its newest KEPT_CHECKPOINTS (older ones are never read)."""
+    """Remove every workspace's checkpoints but its newest KEPT_CHECKPOINTS and the one its hint names (a cold
+    instance reads that one first)."""
     by_workspace: dict[str, list[str]] = {}
     for key in registry.store.list(CATALOG):
         parts = key.split("/")
         if len(parts) == 4 and parts[2] == "checkpoints":
             by_workspace.setdefault(parts[1], []).append(key)
     removed = 0
-    for keys in by_workspace.values():
-        for key in sorted(keys)[:-KEPT_CHECKPOINTS]:  # 20-digit seqs sort as numbers
-            registry.store.delete(key)
-            removed += 1
+    for workspace_id, keys in by_workspace.items():
+        hinted = hinted_seq(registry.store.get_many([hint_key(workspace_id)])[0])
+        kept = {*sorted(keys)[-KEPT_CHECKPOINTS:], *([checkpoint_key(workspace_id, hinted)] if hinted else [])}
+        for key in keys:  # 20-digit seqs sort as numbers
+            if key not in kept:
+                registry.store.delete(key)
+                removed += 1
     return removed
 
 
