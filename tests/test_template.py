@@ -169,12 +169,15 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of what Funcraft uploads: the files of the (one) code directory that .funignore keeps."""
     (source,) = {code_dir(fn) for fn in functions().values()}
     target = tmp_path_factory.mktemp("code")
-    for rel in shipped(source):
-        if Path(rel).parts[0] == "vendor" and sys.version_info[:2] != (3, 10):
-            continue  # built by `make vendor` for FC's python3.10: this Python uses its own site-packages
-        (target / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source / rel, target / rel)
+    copy_shipped(source, target)  # vendor/ too, if built: index.py uses it only on FC's interpreter
     return target
+
+
+def copy_shipped(source: Path, target: Path, vendor: bool = True) -> None:
+    for rel in shipped(source):
+        if vendor or Path(rel).parts[0] != "vendor":
+            (target / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / rel, target / rel)
 
 
 def run_in(directory: Path, script: str, env: Mapping[str, str] | None = None) -> Any:
@@ -255,6 +258,42 @@ def test_funignore_ships_the_code_and_nothing_else(package: Path) -> None:
     for left_out in ("tests/test_template.py", "tests", "bench/run.py", ".ci/run", ".git/HEAD",
                      "README.md", "template.yml", ".funignore"):
         assert ignored(rules, left_out), f".funignore ships {left_out}"
+
+
+# The interpreter FC runs (CPython 3.10, x86_64 Linux), named as index.py names the one it runs on.
+FC_INTERPRETER = "cpython-310-linux-x86_64"
+HERE_INTERPRETER = f"{sys.implementation.cache_tag}-{sys.platform}-{os.uname().machine}"
+VENDOR_PROBE = """
+import os, index
+print(json.dumps({"vendored": [p for p in sys.path if "vendor" in p.split(os.sep)], "rpds": sys.modules["rpds"].__file__}))
+"""
+
+
+def test_vendor_is_used_only_by_the_interpreter_it_was_built_for(tmp_path: Path) -> None:
+    """`make vendor` builds binaries for FC's python3.10; a test or bench run on another Python importing them
+    breaks. Dependencies built for another interpreter, or laid out directly in vendor/ (as builds before the
+    interpreter's directory were), stay off sys.path; those built for this one come first, as on FC."""
+    (source,) = {code_dir(fn) for fn in functions().values()}
+    copy_shipped(source, tmp_path, vendor=False)
+    other = FC_INTERPRETER if HERE_INTERPRETER != FC_INTERPRETER else "cpython-311-linux-x86_64"
+    for poisoned in (tmp_path / "vendor" / other / "rpds", tmp_path / "vendor" / "rpds"):
+        poisoned.mkdir(parents=True)
+        (poisoned / "__init__.py").write_text("raise ImportError('rpds built for another interpreter')\n")
+    found = run_in(tmp_path, VENDOR_PROBE)
+    assert found["vendored"] == [] and "vendor" not in Path(found["rpds"]).parts, found
+
+    ours = tmp_path / "vendor" / HERE_INTERPRETER / "rpds"
+    shutil.copytree(Path(found["rpds"]).parent, ours)
+    found = run_in(tmp_path, VENDOR_PROBE)
+    assert found["vendored"] == [str(ours.parent)] and Path(found["rpds"]).parent == ours, found
+
+
+def test_make_vendor_builds_for_the_runtime_the_templates_deploy() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert f"FC_VENDOR := vendor/{FC_INTERPRETER}\n" in makefile
+    assert "--python-version 3.10 --platform manylinux2014_x86_64" in makefile and "--implementation cp" in makefile
+    for name, fn in functions().items():
+        assert fn["Properties"]["Runtime"] == "python3.10", name
 
 
 # --- 3. environment and the OSS trigger --------------------------------------------------------------
