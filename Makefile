@@ -27,18 +27,21 @@ bench/.mlflow-venv/.installed: bench/requirements-mlflow.txt
 	bench/.mlflow-venv/bin/python -m pip install -q -r bench/requirements-mlflow.txt
 	touch $@
 
-# Dependencies for Function Compute (python3.10, x86_64 Linux), shipped beside the code in vendor/,
-# and bytecode compiled by python3.10: FC's code directory is read-only, so a cold start would
-# otherwise compile every module again (3-3.6x slower).
+# Dependencies for Function Compute (CPython 3.10, x86_64 Linux), shipped beside the code in $(FC_VENDOR),
+# and bytecode compiled by python3.10: FC's code directory is read-only, so a cold start would otherwise
+# compile every module again (3-3.6x slower). index.py puts $(FC_VENDOR) on sys.path only when it runs on that
+# interpreter (its name is sys.implementation.cache_tag, sys.platform and the machine), so tests and the bench on
+# another Python keep their own packages. Without python3.10 see docs/deployment.md (Building vendor/).
 FC_PYTHON ?= python3.10
+FC_VENDOR := vendor/cpython-310-linux-x86_64
 vendor: requirements.txt
 	rm -rf vendor
-	$(PYTHON) -m pip install -q --no-compile --target vendor --python-version 3.10 --platform manylinux2014_x86_64 \
+	$(PYTHON) -m pip install -q --no-compile --target $(FC_VENDOR) --python-version 3.10 --platform manylinux2014_x86_64 \
 		--implementation cp --only-binary=:all: --no-deps $$(grep -vE '^(#|$$|oss2|crcmod)' requirements.txt)
 	@# oss2 and crcmod ship only as source: built by python3.10 where there is one (else crcmod's C part is
 	@# built for this Python, and FC's python3.10 uses its pure-Python fallback: oss2 runs with CRC off here).
 	@if $(FC_PYTHON) --version >/dev/null 2>&1; then py=$(FC_PYTHON); else py=$(PYTHON); fi; \
-		$$py -m pip install -q --no-compile --target vendor --no-deps $$(grep -E '^(oss2|crcmod)==' requirements.txt)
+		$$py -m pip install -q --no-compile --target $(FC_VENDOR) --no-deps $$(grep -E '^(oss2|crcmod)==' requirements.txt)
 	@if $(FC_PYTHON) --version >/dev/null 2>&1; then \
 		$(FC_PYTHON) -m compileall -q --invalidation-mode checked-hash vendor handler index.py; \
 	else \

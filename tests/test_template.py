@@ -1,11 +1,13 @@
-"""template.yml and .funignore: what a deployer relies on and `fun validate` cannot check.
+"""template.yml, s.yaml, .funignore and .fcignore: what a deployer relies on and no validator checks.
 
 The template is read as data; ROS intrinsics (Ref, Fn::Sub, Fn::GetAtt) are resolved with
-the parameters' defaults, a sample bucket and a sample region. The entry points are imported from a
-copy of exactly the files .funignore lets Funcraft ship, in a fresh interpreter.
+the parameters' defaults, a sample bucket and a sample region. s.yaml is read the same way, its
+magic variables resolved with a sample environment (section 6). The entry points are imported from a
+copy of exactly the files .funignore (and .fcignore, which ships the same) let through, in a fresh interpreter.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -120,9 +122,9 @@ def _glob(pattern: str) -> str:
     return "".join(out)
 
 
-def funignore_rules(directory: Path) -> list[tuple[bool, bool, re.Pattern[str]]]:
-    """(negated, directories only, regex of the relative path) per rule of directory/.funignore."""
-    path = directory / ".funignore"
+def funignore_rules(directory: Path, name: str = ".funignore") -> list[tuple[bool, bool, re.Pattern[str]]]:
+    """(negated, directories only, regex of the relative path) per rule of directory/.funignore (or .fcignore)."""
+    path = directory / name
     rules = []
     for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
         line = line.strip()
@@ -154,9 +156,9 @@ def ignored(rules: list[tuple[bool, bool, re.Pattern[str]]], relpath: str) -> bo
     return False
 
 
-def shipped(directory: Path) -> Iterator[str]:
-    """Relative paths of the files Funcraft would upload from directory."""
-    rules = funignore_rules(directory)
+def shipped(directory: Path, name: str = ".funignore") -> Iterator[str]:
+    """Relative paths of the files Funcraft would upload from directory (or `s`, with name=".fcignore")."""
+    rules = funignore_rules(directory, name)
     for top, dirs, files in os.walk(directory):
         rel = Path(top).relative_to(directory).as_posix()
         prefix = "" if rel == "." else rel + "/"
@@ -169,12 +171,15 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of what Funcraft uploads: the files of the (one) code directory that .funignore keeps."""
     (source,) = {code_dir(fn) for fn in functions().values()}
     target = tmp_path_factory.mktemp("code")
-    for rel in shipped(source):
-        if Path(rel).parts[0] == "vendor" and sys.version_info[:2] != (3, 10):
-            continue  # built by `make vendor` for FC's python3.10: this Python uses its own site-packages
-        (target / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source / rel, target / rel)
+    copy_shipped(source, target)  # vendor/ too, if built: index.py uses it only on FC's interpreter
     return target
+
+
+def copy_shipped(source: Path, target: Path, vendor: bool = True) -> None:
+    for rel in shipped(source):
+        if vendor or Path(rel).parts[0] != "vendor":
+            (target / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / rel, target / rel)
 
 
 def run_in(directory: Path, script: str, env: Mapping[str, str] | None = None) -> Any:
@@ -255,6 +260,42 @@ def test_funignore_ships_the_code_and_nothing_else(package: Path) -> None:
     for left_out in ("tests/test_template.py", "tests", "bench/run.py", ".ci/run", ".git/HEAD",
                      "README.md", "template.yml", ".funignore"):
         assert ignored(rules, left_out), f".funignore ships {left_out}"
+
+
+# The interpreter FC runs (CPython 3.10, x86_64 Linux), named as index.py names the one it runs on.
+FC_INTERPRETER = "cpython-310-linux-x86_64"
+HERE_INTERPRETER = f"{sys.implementation.cache_tag}-{sys.platform}-{os.uname().machine}"
+VENDOR_PROBE = """
+import os, index
+print(json.dumps({"vendored": [p for p in sys.path if "vendor" in p.split(os.sep)], "rpds": sys.modules["rpds"].__file__}))
+"""
+
+
+def test_vendor_is_used_only_by_the_interpreter_it_was_built_for(tmp_path: Path) -> None:
+    """`make vendor` builds binaries for FC's python3.10; a test or bench run on another Python importing them
+    breaks. Dependencies built for another interpreter, or laid out directly in vendor/ (as builds before the
+    interpreter's directory were), stay off sys.path; those built for this one come first, as on FC."""
+    (source,) = {code_dir(fn) for fn in functions().values()}
+    copy_shipped(source, tmp_path, vendor=False)
+    other = FC_INTERPRETER if HERE_INTERPRETER != FC_INTERPRETER else "cpython-311-linux-x86_64"
+    for poisoned in (tmp_path / "vendor" / other / "rpds", tmp_path / "vendor" / "rpds"):
+        poisoned.mkdir(parents=True)
+        (poisoned / "__init__.py").write_text("raise ImportError('rpds built for another interpreter')\n")
+    found = run_in(tmp_path, VENDOR_PROBE)
+    assert found["vendored"] == [] and "vendor" not in Path(found["rpds"]).parts, found
+
+    ours = tmp_path / "vendor" / HERE_INTERPRETER / "rpds"
+    shutil.copytree(Path(found["rpds"]).parent, ours)
+    found = run_in(tmp_path, VENDOR_PROBE)
+    assert found["vendored"] == [str(ours.parent)] and Path(found["rpds"]).parent == ours, found
+
+
+def test_make_vendor_builds_for_the_runtime_the_templates_deploy() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert f"FC_VENDOR := vendor/{FC_INTERPRETER}\n" in makefile
+    assert "--python-version 3.10 --platform manylinux2014_x86_64" in makefile and "--implementation cp" in makefile
+    for name, fn in functions().items():
+        assert fn["Properties"]["Runtime"] == "python3.10", name
 
 
 # --- 3. environment and the OSS trigger --------------------------------------------------------------
@@ -384,3 +425,210 @@ def test_the_sdk_reaches_the_function_and_the_function_checks_its_signatures() -
         keys = urlsplit(str(fn["Properties"]["EnvironmentVariables"]["ACCESS_KEYS"]))
         store = urlsplit(str(fn["Properties"]["EnvironmentVariables"]["MODEL_STORE"]))
         assert (keys.scheme, keys.netloc) == ("oss", bucket_name()) and keys.path.startswith(store.path + "/"), name
+
+
+def test_the_template_outputs_the_api_domain_the_sdk_needs() -> None:
+    """The SDK's endpoint is the API Gateway group's domain: the stack gives it, not a console hunt."""
+    apis = {name for name, r in TPL["Resources"].items() if r["Type"] == "Aliyun::Serverless::Api"}
+    domains = [o["Value"]["Fn::GetAtt"] for o in TPL["Outputs"].values() if isinstance(o["Value"], dict) and "Fn::GetAtt" in o["Value"]]
+    assert [attribute for resource, attribute in domains if resource in apis] == ["SubDomain"], domains
+
+
+# --- 6. s.yaml: the same deployment with Serverless Devs on FC 3.0 (components fc3 and ros) -----------------
+# Read as data, its magic variables resolved the way `s` resolves them, for the forms s.yaml uses: env('NAME'[, 'default']),
+# config('AccountID'), vars.PATH, resources.NAME.output.KEY, vars.A.concat(vars.B), and `COND ? A : B` on env(...) == '...'.
+
+S_YAML = ROOT / "s.yaml"
+S_ENV = {"REGISTRY_BUCKET": "example-model-registry"}
+S_SWITCHED_ON = {**S_ENV, "REGISTRY_MNS_TOPIC": "pai-model-registrations", "REGISTRY_DOMAIN": "registry.example.com",
+                 "REGISTRY_CERT": "/etc/certs/registry.pem", "REGISTRY_CERT_KEY": "/etc/certs/registry.key"}
+S_ACCOUNT = "1234567890"
+OBJECT_ACTIONS, BUCKET_ACTIONS = {"oss:PutObject", "oss:GetObject", "oss:DeleteObject"}, {"oss:ListObjects", "oss:GetBucketVersioning"}
+
+
+class Magic:
+    """The values `s` would give s.yaml's ${...} for an environment."""
+
+    def __init__(self, spec: dict[str, Any], env: Mapping[str, str]) -> None:
+        self.spec, self.env = spec, env
+
+    def resolve(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [self.resolve(n) for n in node]
+        if isinstance(node, dict):
+            return {k: self.resolve(v) for k, v in node.items()}
+        if not isinstance(node, str):
+            return node
+        whole = re.fullmatch(r"\$\{([^}]*)\}", node)
+        if whole:  # a value that is one expression keeps the expression's type (a list, an object)
+            return self.expression(whole.group(1))
+        return re.sub(r"\$\{([^}]*)\}", lambda m: str(self.expression(m.group(1))), node)
+
+    def expression(self, text: str) -> Any:
+        ternary = re.fullmatch(r"(.+?)\s*==\s*'([^']*)'\s*\?\s*(.+?)\s*:\s*(.+)", text.strip())
+        if ternary:
+            return self.expression(ternary.group(3) if self.expression(ternary.group(1)) == ternary.group(2) else ternary.group(4))
+        env = re.fullmatch(r"env\('(\w+)'(?:,\s*'([^']*)')?\)", text.strip())
+        if env:
+            if env.group(1) not in self.env and env.group(2) is None:
+                raise LookupError(f"env('{env.group(1)}') not found")  # as `s` stops
+            return self.env.get(env.group(1), env.group(2))
+        if text.strip() == "config('AccountID')":
+            return S_ACCOUNT
+        concat = re.fullmatch(r"(vars\.[\w.]+)\.concat\((vars\.[\w.]+)\)", text.strip())
+        if concat:
+            return self.expression(concat.group(1)) + self.expression(concat.group(2))
+        path = re.fullmatch(r"(vars|resources)((?:\.[\w-]+)+)", text.strip())
+        assert path, f"this test cannot resolve ${{{text}}}"
+        node: Any = self.spec[path.group(1)]
+        parts = path.group(2).split(".")[1:]
+        if path.group(1) == "resources":
+            name, output, key = parts
+            assert output == "output" and key in self.spec["resources"][name]["props"]["template"]["Outputs"], text
+            return f"<{name}.{key}>"
+        for part in parts:
+            node = node[part]
+        return self.resolve(node)
+
+
+S_SPEC: dict[str, Any] = yaml.safe_load(S_YAML.read_text(encoding="utf-8"))
+
+
+def s_resources(env: Mapping[str, str] = S_ENV) -> dict[str, dict[str, Any]]:
+    """Every resource of s.yaml by name, with its component and resolved props."""
+    magic = Magic(S_SPEC, env)
+    return {name: {"component": r["component"], "props": magic.resolve(r["props"])} for name, r in S_SPEC["resources"].items()}
+
+
+def s_function(env: Mapping[str, str] = S_ENV) -> dict[str, Any]:
+    (fn,) = [r["props"] for r in s_resources(env).values() if r["component"] == "fc3"]
+    return fn
+
+
+def s_triggers(kind: str, env: Mapping[str, str] = S_ENV) -> list[dict[str, Any]]:
+    return [t for t in s_function(env)["triggers"] if t["triggerType"] == kind]
+
+
+def test_s_yaml_needs_a_bucket_and_names_the_rest() -> None:
+    assert S_SPEC["edition"] == "3.0.0" and S_SPEC["access"]
+    with pytest.raises(LookupError, match="REGISTRY_BUCKET"):
+        s_resources({})
+    fn = s_function()
+    assert fn["runtime"] == "python3.10" and fn["region"] and fn["functionName"]
+    assert (S_YAML.parent / fn["code"]).resolve() == ROOT
+
+
+def test_s_yaml_ships_what_funignore_ships() -> None:
+    """fc3 zips s.yaml's code directory less what .fcignore names; Funcraft read .funignore. Same files."""
+    assert sorted(shipped(ROOT, ".fcignore")) == sorted(shipped(ROOT))
+    rules = funignore_rules(ROOT, ".fcignore")
+    for left_out in ("s.yaml", ".env", "template.yml", "tests", "README.md", ".git/HEAD"):
+        assert ignored(rules, left_out), f".fcignore ships {left_out}"
+
+
+def test_s_yaml_entry_points_resolve_in_shipped_code(package: Path) -> None:
+    """FC 3.0 calls handler(event, context) for HTTP requests too, so one function serves every trigger."""
+    fn = s_function()
+    roles = {"Handler": fn["handler"], "Initializer": fn["instanceLifecycleConfig"]["initializer"]["handler"]}
+    for spec in roles.values():
+        assert ENTRY_POINT.fullmatch(spec), f"{spec!r} is not FC's documented file.function form"
+    found = run_in(package, SIGNATURE_PROBE % json.dumps(sorted(set(roles.values()))))
+    assert len(found[roles["Initializer"]]["params"]) == 1, found
+    assert len(found[roles["Handler"]]["params"]) == 2 and found[roles["Handler"]]["params"] != ["environ", "start_response"], found
+    assert 1 <= fn["instanceLifecycleConfig"]["initializer"]["timeout"] <= 300
+    assert fn["memorySize"] >= 128 and fn["memorySize"] % 64 == 0
+
+
+def test_s_yaml_environment_is_what_the_code_reads() -> None:
+    fn = s_function()
+    variables = {k: str(v) for k, v in fn["environmentVariables"].items()}
+    env = RecordingEnv(variables)
+    settings = Settings.from_env(env)
+    runtime = {"MALLOC_ARENA_MAX"}  # read by the C library, not by the code
+    assert set(variables) - runtime <= env.read, f"s.yaml sets variables the code never reads: {set(variables) - env.read}"
+    assert {"MODEL_STORE", "OSS_ENDPOINT", "DEFAULT_WORKSPACE_ID", "ACCESS_KEYS"} <= set(variables)
+    template_names = {name for f in functions().values() for name in f["Properties"]["EnvironmentVariables"]}
+    assert set(variables) == template_names - {"OSS_POOL_SIZE"}, "FC 3.0 runs one request per instance: the default pool"
+    store, keys = urlsplit(settings.store_url), urlsplit(str(settings.access_keys))
+    assert (store.scheme, store.netloc) == ("oss", S_ENV["REGISTRY_BUCKET"]) and check_prefix(store.path.strip("/") + "/")
+    assert (keys.scheme, keys.netloc) == ("oss", store.netloc) and keys.path.startswith(store.path + "/")
+    assert settings.oss_endpoint == f"https://oss-{fn['region']}-internal.aliyuncs.com"
+
+
+def test_s_yaml_role_reaches_only_the_store() -> None:
+    """Object actions only under the store's prefix; listing and the versioning check on the bucket; nothing else."""
+    resources = s_resources()
+    fn = s_function()
+    (role_stack,) = [name for name, r in resources.items() if r["component"] == "ros"]
+    assert fn["role"] == f"<{role_stack}.RoleArn>"
+    template = resources[role_stack]["props"]["template"]
+    assert template["Outputs"]["RoleArn"]["Value"] == {"Fn::GetAtt": ["Role", "Arn"]}
+    role = template["Resources"]["Role"]
+    assert role["Type"] == "ALIYUN::RAM::Role"
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": ["fc.aliyuncs.com"]} and trust["Action"] == "sts:AssumeRole"
+    store = urlsplit(fn["environmentVariables"]["MODEL_STORE"])
+    bucket, prefix = store.netloc, check_prefix(store.path.strip("/") + "/")
+    statements = [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    granted: set[str] = set()
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        actions = {statement["Action"]} if isinstance(statement["Action"], str) else set(statement["Action"])
+        arns = [statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"]
+        granted |= actions
+        if actions & OBJECT_ACTIONS:
+            assert all(arn == f"acs:oss:*:*:{bucket}/{prefix}*" for arn in arns), arns
+        else:
+            assert actions <= BUCKET_ACTIONS and arns == [f"acs:oss:*:*:{bucket}"], statement
+    assert granted == OBJECT_ACTIONS | BUCKET_ACTIONS
+
+
+def test_s_yaml_http_trigger_and_custom_domain_reach_every_route() -> None:
+    from handler.console import PATH
+    from handler.routes import ROUTES
+
+    (http,) = s_triggers("http")
+    config = http["triggerConfig"]
+    assert config["authType"] == "anonymous", "PAI's SDKs sign for the function, not for FC's own auth"
+    wanted = {(route.path, route.method) for route in ROUTES} | {(PATH, "GET"), (PATH + "/{File}", "GET")}
+    assert {method for _, method in wanted} <= set(config["methods"])
+
+    assert s_function()["customDomain"] in ({}, None), "the custom domain is optional"
+    domain = s_function(S_SWITCHED_ON)["customDomain"]
+    assert domain["domainName"] == S_SWITCHED_ON["REGISTRY_DOMAIN"] and "HTTPS" in domain["protocol"].split(",")
+    assert (domain["certConfig"]["certificate"], domain["certConfig"]["privateKey"]) == \
+        (S_SWITCHED_ON["REGISTRY_CERT"], S_SWITCHED_ON["REGISTRY_CERT_KEY"])
+    route = domain["route"]
+    assert not route.get("methods"), "every method goes to the function, which answers 405 itself"
+    for path, _ in wanted:
+        concrete = re.sub(r"\{\w+\}", "x", path)
+        assert fnmatch.fnmatchcase(concrete, route["path"]) and not concrete.startswith("/2016-08-15/"), (path, route)
+
+
+def test_s_yaml_oss_trigger_watches_registrations_and_never_the_results() -> None:
+    fn = s_function()
+    (trigger,) = s_triggers("oss")
+    store = urlsplit(fn["environmentVariables"]["MODEL_STORE"])
+    root = check_prefix(store.path.strip("/") + "/")
+    assert trigger["sourceArn"] == f"acs:oss:{fn['region']}:{S_ACCOUNT}:{store.netloc}"
+    key = trigger["triggerConfig"]["filter"]["key"]
+    assert (key["prefix"], key["suffix"]) == (root + REGISTRATIONS, ".json")
+    assert not (root + RESULTS).startswith(key["prefix"]), "results would re-trigger the function"
+    events = trigger["triggerConfig"]["events"]
+    assert events and all(e.startswith("oss:ObjectCreated:") for e in events)
+
+
+def test_s_yaml_timer_sweeps_daily_and_async_retries_are_bounded() -> None:
+    (timer,) = s_triggers("timer")
+    assert timer["triggerConfig"]["cronExpression"] == "@every 24h" and timer["triggerConfig"]["enable"] is True
+    assert s_function()["asyncInvokeConfig"]["maxAsyncRetryAttempts"] == 3
+
+
+def test_s_yaml_mns_topic_trigger_is_behind_a_switch() -> None:
+    assert s_triggers("mns_topic") == [], "no topic is required"
+    fn = s_function(S_SWITCHED_ON)
+    (topic,) = [t for t in fn["triggers"] if t["triggerType"] == "mns_topic"]
+    assert topic["sourceArn"] == f"acs:mns:{fn['region']}:{S_ACCOUNT}:/topics/{S_SWITCHED_ON['REGISTRY_MNS_TOPIC']}"
+    assert topic["triggerConfig"]["notifyContentFormat"] == "JSON"
+    names = [t["triggerName"] for t in fn["triggers"]]
+    assert len(names) == len(set(names)) and {t["triggerType"] for t in fn["triggers"]} == {"http", "oss", "timer", "mns_topic"}
