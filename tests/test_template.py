@@ -584,8 +584,8 @@ def test_s_yaml_role_reaches_only_the_store() -> None:
 
 
 def test_s_yaml_http_trigger_and_custom_domain_reach_every_route() -> None:
-    from handler.console import PATH
-    from handler.routes import ROUTES
+    from handler.api.console import PATH
+    from handler.api.routes import ROUTES
 
     (http,) = s_triggers("http")
     config = http["triggerConfig"]
