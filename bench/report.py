@@ -74,7 +74,7 @@ def _number(value: float, unit: str) -> str:
 
 
 def table(figures: Sequence[Figure]) -> str:
-    """A Markdown table: readable in a terminal and pasteable into the README."""
+    """A Markdown table: readable in a terminal and pasteable into docs/performance.md."""
     header = ("Figure", "Value", "Baseline", "Ratio", "Target", "Result")
     rows = [header]
     for f in figures:

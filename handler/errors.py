@@ -34,7 +34,7 @@
     ├── Forbidden             403 Forbidden.RAM
     └── KeysNotConfigured     403 Forbidden.AccessKeysNotConfigured
 
-`CATALOGUE` lists them all: the OpenAPI document and the README's table are checked against it.
+`CATALOGUE` lists them all: the OpenAPI document and the table in docs/api.md are checked against it.
 """
 from __future__ import annotations
 
