@@ -49,7 +49,7 @@ def test_api_gateway_serves_the_page_and_its_files_with_their_types_and_policy(m
     # Every file the page names is served.
     html = (CONSOLE_DIR / "index.html").read_text()
     scripts = "".join((CONSOLE_DIR / name).read_text() for name in console.FILES if name.endswith(".js"))
-    named = set(re.findall(r'(?:src|href)="([\w.]+)"', html)) | set(re.findall(r'from "\./([\w.]+)"', scripts))
+    named = set(re.findall(r'(?:src|href)="([\w.-]+)"', html)) | set(re.findall(r'from "\./([\w.-]+)"', scripts))
     assert named and named <= console.FILES
 
 
@@ -182,5 +182,5 @@ def test_the_unsigned_local_server_refuses_other_origins_and_host_names(headers:
 
 def test_every_module_is_preloaded_so_the_page_loads_in_one_round() -> None:
     html = (CONSOLE_DIR / "index.html").read_text()
-    preloaded = set(re.findall(r'<link rel="modulepreload" href="([\w.]+)">', html))
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="([\w.-]+)">', html))
     assert preloaded == {name for name in console.FILES if name.endswith(".js")} - {"console.js"}

@@ -1,8 +1,8 @@
 // The console's shell: routes (in the URL's fragment), the access key dialog, and the error and empty states.
 import { canSign, currentKey, forgetKey, rememberKey } from "./sign.js";
 import { failure, h } from "./dom.js";
-import { modelPage, editPage, versionPage } from "./model.js";
-import { listPage, registerPage } from "./models.js";
+import { modelPage, editPage, versionPage } from "./model-page.js";
+import { listPage, registerPage } from "./model-list.js";
 
 const main = document.getElementById("main");
 const dialog = document.getElementById("key-dialog");
