@@ -184,3 +184,27 @@ def test_every_module_is_preloaded_so_the_page_loads_in_one_round() -> None:
     html = (CONSOLE_DIR / "index.html").read_text()
     preloaded = set(re.findall(r'<link rel="modulepreload" href="([\w.-]+)">', html))
     assert preloaded == {name for name in console.FILES if name.endswith(".js")} - {"console.js"}
+
+
+def module_imports() -> dict[str, set[str]]:
+    """Each console module and the console modules it imports (static `import ... from`, bare and dynamic imports)."""
+    found = re.compile(r'\b(?:from|import)\s*\(?\s*["\']\./([\w.-]+\.js)["\']')
+    return {path.name: set(found.findall(path.read_text())) for path in CONSOLE_DIR.glob("*.js")}
+
+
+def test_the_console_modules_import_in_layers_without_a_circle() -> None:
+    graph = module_imports()
+    assert graph["console.js"] and all(named <= set(graph) for named in graph.values())
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            raise AssertionError("the console's modules import each other in a circle: " + " -> ".join([*trail[trail.index(name):], name]))
+        if name not in done:
+            for named in sorted(graph[name]):
+                visit(named, [*trail, name])
+            done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+    assert not any("console.js" in named for named in graph.values()), "the shell is imported by no module"

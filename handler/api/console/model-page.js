@@ -1,6 +1,6 @@
 // One model: its fields, labels, extra information and versions; editing it, versioning it, deleting it.
 import { ApiFailure, call, path } from "./api.js";
-import { clearMessages, go, here, problem, reload } from "./console.js";
+import { clearMessages, go, here, problem, reload } from "./nav.js";
 import { h, labels, metrics, value, when } from "./dom.js";
 import { layout, memberText } from "./json.js";
 import { bodyText, field, Invalid, showError } from "./forms.js";
