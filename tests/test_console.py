@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from handler.rules.validation import load_schemas
 from testing.browser import CHROMIUM, CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -635,6 +636,14 @@ def test_extra_information_and_large_numbers_keep_every_digit_and_their_order(se
     field(page, "Order number").fill("")
     page.get_by_role("button", name="Save changes").click()
     expect(error_of(page, "Order number")).to_contain_text("OrderNumber cannot be emptied")
+
+
+def test_the_edit_form_offers_every_field_update_model_accepts_and_no_other(served: Served, page: Page) -> None:
+    model_id = served.create(ModelName="every-field")
+    page.goto(f"{served.console}#/models/{model_id}/edit")
+    expect(page.get_by_role("heading", name="Edit every-field", level=1)).to_be_visible()
+    offered = page.locator("main form").evaluate("(form) => [...form.elements].map((element) => element.name).filter(Boolean)")
+    assert sorted(offered) == sorted(load_schemas()["update-model-request.json"]["properties"])
 
 
 def test_one_submission_sends_one_request_however_often_it_is_pressed(served: Served, page: Page) -> None:

@@ -17,13 +17,17 @@ import pytest
 
 from handler.api import console
 from handler.api.app import App
+from handler.api.console import fields
 from handler.config import Settings
 from handler.entry import fc
 from handler.entry.compose import build_app
+from handler.rules.validation import load_schemas
 from tests.conftest import FakeContext, invoke, local_api
 from tests.test_auth import signed_app
 
 CONSOLE_DIR = Path(console.__file__).parent
+REPO = CONSOLE_DIR.parents[2]
+REGENERATE = f"handler/api/console/fields.js is out of date: run `{fields.COMMAND}` and commit it"
 
 
 def gateway(path: str, method: str = "GET", headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -207,4 +211,26 @@ def test_the_console_modules_import_in_layers_without_a_circle() -> None:
 
     for name in sorted(graph):
         visit(name, [])
-    assert not any("console.js" in named for named in graph.values()), "the shell is imported by no module"
+    assert not any("console.js" in named for named in graph.values()), "a module imports the shell, console.js"
+
+
+def test_committed_fields_module_is_the_generated_one() -> None:
+    assert (CONSOLE_DIR / "fields.js").read_text("utf-8") == fields.render(), REGENERATE
+
+
+def test_fields_generator_command_prints_the_module() -> None:
+    out = subprocess.run([sys.executable, "-m", "handler.api.console.fields"], cwd=REPO, capture_output=True, check=True, timeout=60)
+    assert out.stdout.decode("utf-8") == fields.render()
+    assert out.stderr == b""
+
+
+def test_the_edit_form_places_every_field_update_model_accepts() -> None:
+    """The edit form offers what fields.js lists; each of them has its label and kind in the form's layout, rather than
+    showing as plain text under its name (tests/test_console.py checks the form a browser shows)."""
+    script = (CONSOLE_DIR / "model-page.js").read_text()
+    layout = re.search(r"^const EDIT_FORM = \[$(.*?)^\];$", script, re.MULTILINE | re.DOTALL)
+    assert layout, "model-page.js has no EDIT_FORM"
+    placed = set(re.findall(r'\["([A-Za-z]+)", "', layout.group(1)))
+    missing = set(load_schemas()["update-model-request.json"]["properties"]) - placed
+    assert not missing, f"EDIT_FORM in model-page.js does not place {sorted(missing)}"
+    assert 'from "./fields.js"' in script
