@@ -17,13 +17,17 @@ import pytest
 
 from handler.api import console
 from handler.api.app import App
+from handler.api.console import fields
 from handler.config import Settings
 from handler.entry import fc
 from handler.entry.compose import build_app
+from handler.rules.validation import load_schemas
 from tests.conftest import FakeContext, invoke, local_api
 from tests.test_auth import signed_app
 
 CONSOLE_DIR = Path(console.__file__).parent
+REPO = CONSOLE_DIR.parents[2]
+REGENERATE = f"handler/api/console/fields.js is out of date: run `{fields.COMMAND}` and commit it"
 
 
 def gateway(path: str, method: str = "GET", headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -49,7 +53,7 @@ def test_api_gateway_serves_the_page_and_its_files_with_their_types_and_policy(m
     # Every file the page names is served.
     html = (CONSOLE_DIR / "index.html").read_text()
     scripts = "".join((CONSOLE_DIR / name).read_text() for name in console.FILES if name.endswith(".js"))
-    named = set(re.findall(r'(?:src|href)="([\w.]+)"', html)) | set(re.findall(r'from "\./([\w.]+)"', scripts))
+    named = set(re.findall(r'(?:src|href)="([\w.-]+)"', html)) | set(re.findall(r'from "\./([\w.-]+)"', scripts))
     assert named and named <= console.FILES
 
 
@@ -182,5 +186,51 @@ def test_the_unsigned_local_server_refuses_other_origins_and_host_names(headers:
 
 def test_every_module_is_preloaded_so_the_page_loads_in_one_round() -> None:
     html = (CONSOLE_DIR / "index.html").read_text()
-    preloaded = set(re.findall(r'<link rel="modulepreload" href="([\w.]+)">', html))
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="([\w.-]+)">', html))
     assert preloaded == {name for name in console.FILES if name.endswith(".js")} - {"console.js"}
+
+
+def module_imports() -> dict[str, set[str]]:
+    """Each console module and the console modules it imports (static `import ... from`, bare and dynamic imports)."""
+    found = re.compile(r'\b(?:from|import)\s*\(?\s*["\']\./([\w.-]+\.js)["\']')
+    return {path.name: set(found.findall(path.read_text())) for path in CONSOLE_DIR.glob("*.js")}
+
+
+def test_the_console_modules_import_in_layers_without_a_circle() -> None:
+    graph = module_imports()
+    assert graph["console.js"] and all(named <= set(graph) for named in graph.values())
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            raise AssertionError("the console's modules import each other in a circle: " + " -> ".join([*trail[trail.index(name):], name]))
+        if name not in done:
+            for named in sorted(graph[name]):
+                visit(named, [*trail, name])
+            done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+    assert not any("console.js" in named for named in graph.values()), "a module imports the shell, console.js"
+
+
+def test_committed_fields_module_is_the_generated_one() -> None:
+    assert (CONSOLE_DIR / "fields.js").read_text("utf-8") == fields.render(), REGENERATE
+
+
+def test_fields_generator_command_prints_the_module() -> None:
+    out = subprocess.run([sys.executable, "-m", "handler.api.console.fields"], cwd=REPO, capture_output=True, check=True, timeout=60)
+    assert out.stdout.decode("utf-8") == fields.render()
+    assert out.stderr == b""
+
+
+def test_the_edit_form_places_every_field_update_model_accepts() -> None:
+    """The edit form offers what fields.js lists; each of them has its label and kind in the form's layout, rather than
+    showing as plain text under its name (tests/test_console.py checks the form a browser shows)."""
+    script = (CONSOLE_DIR / "model-page.js").read_text()
+    layout = re.search(r"^const EDIT_FORM = \[$(.*?)^\];$", script, re.MULTILINE | re.DOTALL)
+    assert layout, "model-page.js has no EDIT_FORM"
+    placed = set(re.findall(r'\["([A-Za-z]+)", "', layout.group(1)))
+    missing = set(load_schemas()["update-model-request.json"]["properties"]) - placed
+    assert not missing, f"EDIT_FORM in model-page.js does not place {sorted(missing)}"
+    assert 'from "./fields.js"' in script

@@ -1,15 +1,12 @@
 // The console's shell: routes (in the URL's fragment), the access key dialog, and the error and empty states.
 import { canSign, currentKey, forgetKey, rememberKey } from "./sign.js";
-import { failure, h } from "./dom.js";
-import { modelPage, editPage, versionPage } from "./model.js";
-import { listPage, registerPage } from "./models.js";
+import { h } from "./dom.js";
+import { connect, problem, reload, takeFocus, takeNotice } from "./nav.js";
+import { modelPage, editPage, versionPage } from "./model-page.js";
+import { listPage, registerPage } from "./model-list.js";
 
 const main = document.getElementById("main");
 const dialog = document.getElementById("key-dialog");
-let notice = "";
-let focusAfter = ""; // a selector to focus once the page shows again
-let moves = 0; // page changes so far: an action that started before one finishes without moving the user
-window.addEventListener("hashchange", () => { moves += 1; });
 
 // #/ (with ?Query=... for the list), #/new, #/models/<id>, #/models/<id>/edit, #/models/<id>/versions/new
 const ROUTES = [
@@ -20,41 +17,8 @@ const ROUTES = [
   [/^\/models\/([^/]+)\/versions\/new$/, (params, id) => versionPage(id)],
 ];
 
-// Where an action starts: `go` leaves the user where they are if they have moved on by the time it finishes.
-export function here() {
-  return { hash: location.hash, moves };
-}
-
-// Show the page at `hash` with a message. Options: `from` (here() when an action started), `focus` (a
-// selector to focus afterwards, near what changed), `replace` (no new history entry).
-export function go(hash, message = "", { from, focus = "", replace = false } = {}) {
-  if (from && (location.hash !== from.hash || moves !== from.moves)) return;
-  notice = message;
-  focusAfter = focus;
-  if (location.hash === hash) render();
-  else if (replace) location.replace(hash);
-  else location.hash = hash;
-}
-
-export function reload() {
-  render();
-}
-
-// An error panel, with the way forward the error suggests.
-export function problem(error, retry, message) {
-  const actions = [];
-  if (error.wantsKey) actions.push(h("button", { type: "button", onclick: openKeyDialog }, currentKey() ? "Use another access key" : "Enter an access key"));
-  if (retry) actions.push(h("button", { type: "button", onclick: retry }, "Retry"));
-  return failure(error, actions, message);
-}
-
 let rendering = 0;
 let shownRoute = null;
-
-// Take away the messages of earlier actions (notices, errors) before a new one starts.
-export function clearMessages() {
-  for (const old of main.querySelectorAll(".notice, .form-alert, .section-status > *")) old.remove();
-}
 
 async function render() {
   const turn = ++rendering;
@@ -68,8 +32,7 @@ async function render() {
   }
   const params = new URLSearchParams(hash.slice(at + 1));
   const found = ROUTES.map(([pattern, page]) => [route.match(pattern), page]).find(([match]) => match);
-  const shown = notice;
-  notice = "";
+  const shown = takeNotice();
   let content;
   if (!found) {
     content = [h("h1", { tabindex: -1 }, "Not found"), h("p", {}, "There is no such page. ", h("a", { href: "#/" }, "See all models"))];
@@ -87,8 +50,7 @@ async function render() {
   const active = document.activeElement;
   const samePage = route === shownRoute;
   const kept = samePage && active?.name ? { name: active.name, form: active.form?.getAttribute("aria-label") } : null;
-  const wanted = focusAfter;
-  focusAfter = "";
+  const wanted = takeFocus();
   shownRoute = route;
   main.replaceChildren(...(shown ? [h("p", { class: "notice", role: "status" }, shown)] : []), ...[content].flat().filter(Boolean));
   if (!samePage) scrollTo(0, 0);
@@ -151,5 +113,6 @@ document.addEventListener("click", (event) => {
   const link = event.target.closest?.("a[href^='#']");
   if (link && link.getAttribute("href") === location.hash && !event.defaultPrevented) render();
 });
+connect({ render, openKeyDialog });
 showKeyState();
 render();

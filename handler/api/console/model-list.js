@@ -1,6 +1,6 @@
 // The model list (search, filters, sort, pages) and the form that registers a model.
 import { ApiFailure, call, path } from "./api.js";
-import { go, here, problem, reload } from "./console.js";
+import { go, here, problem, reload } from "./nav.js";
 import { h, labels, when } from "./dom.js";
 import { bodyText, field, showError } from "./forms.js";
 

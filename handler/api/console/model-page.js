@@ -1,9 +1,10 @@
 // One model: its fields, labels, extra information and versions; editing it, versioning it, deleting it.
 import { ApiFailure, call, path } from "./api.js";
-import { clearMessages, go, here, problem, reload } from "./console.js";
+import { clearMessages, go, here, problem, reload } from "./nav.js";
 import { h, labels, metrics, value, when } from "./dom.js";
 import { layout, memberText } from "./json.js";
 import { bodyText, field, Invalid, showError } from "./forms.js";
+import { MODEL_UPDATABLE } from "./fields.js";
 
 const VERSIONS_PER_PAGE = 20;
 const FIELDS = [
@@ -11,8 +12,18 @@ const FIELDS = [
   ["Origin", "Origin"], ["ModelType", "Type"], ["Provider", "Provider"], ["Accessibility", "Accessibility"],
   ["OrderNumber", "Order number"], ["ParameterSize", "Parameters (millions)"], ["ModelDoc", "Documentation"],
 ];
-const EDITABLE = ["ModelName", "ModelDescription", "Domain", "Task", "Origin", "ModelType", "Accessibility", "OrderNumber",
-  "ParameterSize", "ModelDoc", "ExtraInfo"];
+// The edit form, in this order ({ row }: side by side). Which fields it offers is for UpdateModel's schema to say
+// (fields.js): one the schema has and this lacks still shows, last, as text under its own name.
+const EDIT_FORM = [
+  ["ModelName", "Name", { required: true }],
+  ["ModelDescription", "Description", { kind: "textarea" }],
+  { row: [["Domain", "Domain"], ["Task", "Task"]] },
+  { row: [["Origin", "Origin"], ["ModelType", "Type"]] },
+  { row: [["Accessibility", "Accessibility", { kind: [["PRIVATE", "Private"], ["PUBLIC", "Public"]] }],
+    ["OrderNumber", "Order number", { kind: "integer" }], ["ParameterSize", "Parameters (millions)", { kind: "integer" }]] },
+  ["ModelDoc", "Documentation URL"],
+  ["ExtraInfo", "Extra information", { kind: "json", hint: "A JSON object; it replaces the one kept ({} removes every key)." }],
+];
 const FORMATS = ["SavedModel", "OfflineModel", "Keras H5", "Frozen Pb", "Caffe Prototxt", "TorchScript", "XGBoost", "PMML", "AlinkModel", "ONNX"];
 const FRAMEWORKS = ["Pytorch", "TensorFlow", "Keras", "XGBoost", "Caffe", "Alink", "Xflow", "ONNX"];
 
@@ -242,31 +253,27 @@ export async function editPage(id) {
   const model = await loadModel(id);
   if (model instanceof Error) return missing(model);
   const text = (name) => (model[name] === undefined ? "" : String(model[name]));
+  const input = ([name, label, options]) => MODEL_UPDATABLE.includes(name)
+    && field(name, label, { ...options, value: name === "ExtraInfo" ? extraInfoText(model) : text(name) });
+  const placed = EDIT_FORM.flatMap((entry) => entry.row || [entry]).map(([name]) => name);
   const form = h("form", { class: "form", novalidate: true },
-    field("ModelName", "Name", { value: model.ModelName, required: true }),
-    field("ModelDescription", "Description", { kind: "textarea", value: text("ModelDescription") }),
-    h("div", { class: "row" }, field("Domain", "Domain", { value: text("Domain") }), field("Task", "Task", { value: text("Task") })),
-    h("div", { class: "row" }, field("Origin", "Origin", { value: text("Origin") }), field("ModelType", "Type", { value: text("ModelType") })),
-    h("div", { class: "row" },
-      field("Accessibility", "Accessibility", { kind: [["PRIVATE", "Private"], ["PUBLIC", "Public"]], value: model.Accessibility }),
-      field("OrderNumber", "Order number", { kind: "integer", value: text("OrderNumber") }),
-      field("ParameterSize", "Parameters (millions)", { kind: "integer", value: text("ParameterSize") })),
-    field("ModelDoc", "Documentation URL", { value: text("ModelDoc") }),
-    field("ExtraInfo", "Extra information", { kind: "json", value: extraInfoText(model),
-      hint: "A JSON object; it replaces the one kept ({} removes every key)." }),
+    EDIT_FORM.map((entry) => (entry.row ? h("div", { class: "row" }, entry.row.map(input)) : input(entry))),
+    MODEL_UPDATABLE.filter((name) => !placed.includes(name)).map((name) => input([name, name])),
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Save changes"), h("a", { href: modelHash(id) }, "Cancel")));
-  const original = Object.fromEntries(EDITABLE.map((name) => [name, form.elements[name].value]));
+  // In the form's order, so that of two fields emptied the first is the one named.
+  const editable = [...form.elements].map((element) => element.name).filter((name) => MODEL_UPDATABLE.includes(name));
+  const original = Object.fromEntries(editable.map((name) => [name, form.elements[name].value]));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     // Only what was changed is sent; a text field emptied sends "". A number or ExtraInfo cannot be
     // emptied (the API keeps one once set): said next to the field, rather than ignored.
-    const emptied = EDITABLE.find((name) => form.elements[name].value.trim() === "" && original[name].trim() !== ""
+    const emptied = editable.find((name) => form.elements[name].value.trim() === "" && original[name].trim() !== ""
       && ["integer", "json"].includes(form.elements[name].dataset.kind));
     if (emptied) {
       return showError(form, new Invalid(emptied, emptied === "ExtraInfo" ? "ExtraInfo cannot be emptied; write {} to remove every key"
         : `${emptied} cannot be emptied once set; give another number`), (e, message) => problem(e, null, message));
     }
-    const changed = new Set(EDITABLE.filter((name) => form.elements[name].value !== original[name]));
+    const changed = new Set(editable.filter((name) => form.elements[name].value !== original[name]));
     if (!changed.size) return go(modelHash(id), "Nothing changed.");
     const button = form.querySelector("button[type=submit]");
     if (button.disabled) return; // one request per submission
