@@ -81,8 +81,10 @@ class App:
             parsed = None
             if given is None:  # an HTTP request (events are authorized by the cloud's own permissions)
                 caller, parsed = self._authorize(request, route, params, caller, facts)
-            call = Call(request, caller, route.operation, route.body, route.query, params, facts, self.registry,
-                        self.versions, self.default_workspace, self.max_body_bytes, parsed)
+            call = Call(request=request, caller=caller, operation=route.operation, body_schema=route.body,
+                        query_schema=route.query, params=params, facts=facts, registry=self.registry,
+                        versions=self.versions, default_workspace=self.default_workspace,
+                        max_body_bytes=self.max_body_bytes, parsed=parsed)
             if route.query is None:
                 call.no_query()
             with acting_as(caller.actor):  # every change it commits is attributed to the caller

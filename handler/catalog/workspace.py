@@ -241,14 +241,13 @@ class Workspace:
             try:
                 self._store.create(log_key(self.id, seq), encode(entry))
             except AlreadyExists:  # another instance committed first: catch up, plan again
-                after.result()
                 fresh = True
                 time.sleep(random.uniform(0, min(_BACKOFF_CAP, 0.001 * 2 ** attempt)))
                 continue
-            except BaseException:
-                after.result()
-                raise
-            if _follows_another(after.result()[0], txn):
+            finally:
+                concurrent.futures.wait([after])  # the probe never outlives its attempt
+            # A probe that failed tells nothing: the commit stands (it is a safety net, not the commit point).
+            if after.exception() is None and _follows_another(after.result()[0], txn):
                 self._damaged = True
                 log.error("workspace %s: commit %d was missing while %d existed; its log needs repair", self.id, seq,
                           seq + 1)
@@ -269,12 +268,16 @@ class Workspace:
 
     def _load(self) -> tuple[State, bool]:
         """The state from the newest checkpoint that can be trusted, else from the beginning of the log; and
-        whether it is known current already (an empty log, seen so). The hint and the log's first commit are
-        asked for at once: a workspace with neither is new, and costs one round trip to find so. The hint
-        is only a hint: missing, unreadable, dangling or far behind the log, the checkpoints are listed."""
-        hint_data, first = self._store.get_many([hint_key(self.id), log_key(self.id, 1)])
+        whether it is known current already (an empty log, seen so). The hint, the log's first commit and
+        the first that a checkpoint is written at are asked for at once: a workspace with none is new, and
+        costs one round trip to find so. The hint is only a hint: missing (in a log long enough to have
+        checkpoints), unreadable, dangling or far behind the log, the checkpoints are listed."""
+        hint_data, first, first_checkpointed = self._store.get_many(
+            [hint_key(self.id), log_key(self.id, 1), log_key(self.id, CHECKPOINT_EVERY)])
         hinted = hinted_seq(hint_data)
-        if hint_data is None and first is None:
+        if hint_data is None and first_checkpointed is None:  # too short for a checkpoint: no need to list them
+            if first is not None:
+                return State(), False
             if self._legacy is not None and self._import_legacy(self._legacy(self.id)):
                 return State(), False
             return State(), True  # no commit 1 when we looked: nothing was acknowledged before
