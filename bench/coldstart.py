@@ -25,11 +25,12 @@ class Context:
     request_id, account_id, credentials = "cold", {ACCOUNT_ID!r}, Credentials()
 """
 
-# As index.py does: dependencies shipped in vendor/ (after `make vendor`) come first.
+# As index.py does: dependencies shipped for this very interpreter (after `make vendor`) come first.
 _VENDOR = """
 import os, sys
-if os.path.isdir("vendor"):
-    sys.path.insert(0, os.path.abspath("vendor"))
+vendor = os.path.join("vendor", f"{sys.implementation.cache_tag}-{sys.platform}-{os.uname().machine}")
+if os.path.isdir(vendor):
+    sys.path.insert(0, os.path.abspath(vendor))
 """
 
 _REPORT = """
@@ -49,9 +50,9 @@ import sys
 import index
 imported = time.perf_counter()
 """ + _CONTEXT + """
-fc.initializer(Context())
+index.initializer(Context())
 initialized = time.perf_counter()
-reply = fc.handler(BODY, Context())
+reply = index.handler(BODY, Context())
 answered = time.perf_counter()
 ok = '"ModelId"' in reply
 """ + _REPORT
