@@ -184,7 +184,9 @@ def oss_client(params: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any]
         latest = api("GET", f"/api/v1/models/{versioned}")["LatestVersion"]["VersionName"]
     checkpoint("versioned-get-done")
     checkpoint("version-create")
+    started = time.perf_counter()
     created = api("POST", base, {"Uri": "oss://bench-bucket.oss-cn-hangzhou.aliyuncs.com/m0/new"})["VersionName"]
+    version_create_ms = (time.perf_counter() - started) * 1e3
     checkpoint("version-create-done")
     names: list[str] = []
 
@@ -217,7 +219,7 @@ def oss_client(params: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any]
     return {"cold_ms": cold_ms, "catalog_mib": catalog_kib / 1024, "total": first["TotalCount"],
             "list_ms": list_ms, "bare_get_ms": bare_ms, "raw_get_ms": raw_ms, "get_ms": get_ms,
             "writes_ms": writes, "creates_per_s": creates / seconds, "threads": threads,
-            "latest": latest, "created_version": created, "concurrent_versions": names}
+            "latest": latest, "created_version": created, "version_create_ms": version_create_ms, "concurrent_versions": names}
 
 
 def run(harness: Harness, models: int, rtt_ms: float, quick: bool) -> list[Figure]:
@@ -261,16 +263,20 @@ def run(harness: Harness, models: int, rtt_ms: float, quick: bool) -> list[Figur
                40, "target", max_value=40),
     ]
     for op in ("create", "update", "delete"):
-        figures.append(Figure(f"catalog.{op}_round_trips", f"{op.capitalize()}: sequential storage requests, nothing conflicting",
-                              per_op[op], "", 2, "target", max_value=2, detail={"p50_ms": per_op_ms[op]}))
+        # Sequential round trips from the time taken (whole RTTs: requests sent side by side share one); the requests in detail.
+        figures.append(Figure(f"catalog.{op}_round_trips", f"{op.capitalize()}: sequential storage round trips, nothing conflicting",
+                              int(per_op_ms[op] // rtt_ms) if rtt_ms else per_op[op], "", 2, "target", max_value=2,
+                              detail={"p50_ms": per_op_ms[op], "requests": per_op[op]}))
     versions = 1000
     figures += [
         Figure("versions.list_requests", f"Warm ListModelVersions of a model with {versions:,} versions, storage requests",
                len(catalog_requests("versions-list")) / 10, "", 1, "one GET", max_value=2),
         Figure("versions.get_model_requests", f"Warm GetModel with its LatestVersion ({versions:,} versions), storage requests",
                len(requests("versioned-get")) / 10, "", 1, "one GET", max_value=2, detail={"latest": result["latest"]}),
-        Figure("versions.create_round_trips", "CreateModelVersion without a name: sequential storage requests",
-               len(requests("version-create")), "", 2, "target", max_value=2, detail={"name": result["created_version"]}),
+        Figure("versions.create_round_trips", "CreateModelVersion without a name: sequential storage round trips",
+               int(result["version_create_ms"] // rtt_ms) if rtt_ms else len(requests("version-create")), "", 2, "target",
+               max_value=2, detail={"name": result["created_version"], "requests": len(requests("version-create")),
+                                    "ms": result["version_create_ms"]}),
         Figure("versions.concurrent_duplicates", "10 concurrent unnamed CreateModelVersion: names given twice or lost",
                10 - len(set(result["concurrent_versions"])), "", 0, "none", max_value=0,
                detail={"names": result["concurrent_versions"]}),
