@@ -13,7 +13,7 @@ class Draft:
     def __init__(self, base: State, max_bytes: int = MAX_WORKSPACE_BYTES) -> None:
         self.base = base
         self.seq = base.seq  # taken first: if base moves while a plan reads it, the commit at seq + 1 fails
-        self.bytes = base.bytes
+        self.bytes = base.record_bytes
         self.max_bytes = max_bytes
         self.changes: list[Change] = []
         self.by: dict[str, str] = {}  # who makes the changes the plan now running adds, and when

@@ -24,8 +24,10 @@ from ..errors import CatalogDamaged
 from ..rules.times import iso_time_ms
 from ..stores.base import AlreadyExists, NotFound, Store, StoreError, Unavailable
 from .draft import Draft
+from .entry import Entry, encode
 from .keys import checkpoint_key, checkpoints_prefix, hint_key, log_key
-from .state import FORMAT, MAX_WORKSPACE_BYTES, Change, CheckpointDamaged, Entry, State, check_entry, checkpoint_of, encode
+from .state import FORMAT, MAX_WORKSPACE_BYTES, Change, CheckpointDamaged, State, check_entry, checkpoint_of
+from .table import Selection
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +113,7 @@ class Workspace:
         self._commit_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Pending[Any]] = []
-        self._orders: dict[Any, list[Entry]] = {}  # derived views of the state at _orders_seq (listing.py)
+        self._orders: dict[Any, Any] = {}  # derived views of the state at _orders_seq (listing.py)
         self._orders_seq = -1
         self._checkpoints: list[int] = []  # seqs of checkpoints this instance read or wrote
         self._checkpointer: threading.Thread | None = None
@@ -167,28 +169,46 @@ class Workspace:
     @property
     def record_bytes(self) -> int:
         """The records this instance holds of the workspace, in bytes."""
-        return self._state.bytes if self._state is not None else 0
+        return self._state.record_bytes if self._state is not None else 0
 
     def changed_at(self, model_id: str) -> int:
         """The seq of the last commit this instance knows that changed the model (0: none)."""
         with self._state_lock:
-            return (self._state or State()).changed.get(model_id, 0)
+            return (self._state or State()).changed_at(model_id)
 
-    def derived(self, key: Any, compute: Callable[[list[Entry]], list[Entry]], model_id: str | None = None) -> list[Entry]:
-        """compute(every model, or every version of model_id), computed once per state and key: the
-        filtered and sorted views of listing."""
+    def select(self, selection: Selection, start: int, stop: int) -> tuple[list[Entry], int]:
+        """The models of positions start..stop of those the selection matches, in its order, and how many match.
+        The matches are found once per state and selection, so that the next page is a slice."""
+        with self._state_lock:  # commits change the table in place
+            state = self._state or State()
+            matches = self._cached(state.seq, ("models", selection))
+            if matches is None:
+                matches = self._keep(state.seq, ("models", selection), state.models.select(selection))
+            return [state.models.entry(slot) for slot in matches.slots(start, stop)], matches.count
+
+    def derived(self, key: Any, compute: Callable[[list[Entry]], list[Entry]], model_id: str) -> list[Entry]:
+        """compute(every version of model_id), computed once per state and key: the filtered and sorted views
+        of ListModelVersions."""
         with self._state_lock:
             state = self._state or State()
             seq = state.seq
             key = (model_id, key)
-            if self._orders_seq == seq and key in self._orders:
-                return self._orders[key]
-            entries = list(state.models.values() if model_id is None else state.versions.get(model_id, {}).values())
+            cached: list[Entry] | None = self._cached(seq, key)
+            if cached is not None:
+                return cached
+            entries = list(state.versions.get(model_id, {}).values())
         found = compute(entries)
         with self._state_lock:
-            if self._orders_seq != seq or len(self._orders) >= _DERIVED_KEPT:
-                self._orders, self._orders_seq = {}, seq
-            self._orders[key] = found
+            self._keep(seq, key, found)
+        return found
+
+    def _cached(self, seq: int, key: Any) -> Any:
+        return self._orders.get(key) if self._orders_seq == seq else None
+
+    def _keep(self, seq: int, key: Any, found: T) -> T:
+        if self._orders_seq != seq or len(self._orders) >= _DERIVED_KEPT:
+            self._orders, self._orders_seq = {}, seq
+        self._orders[key] = found
         return found
 
     def commit(self, plan: Plan[T]) -> tuple[T, int | None]:
@@ -379,10 +399,8 @@ class Workspace:
         state = self._state
         if state is None or (self._checkpointer is not None and self._checkpointer.is_alive()):
             return
-        # Entries never change, so copies of the maps are a consistent state to write outside the lock.
-        seq, txn, entries = state.seq, state.txn, list(state.models.values())
-        versions = {model_id: dict(found) for model_id, found in state.versions.items()}
-        self._checkpointer = threading.Thread(target=self._checkpoint, args=(seq, txn, entries, versions), name="checkpoint",
+        # A copy, so that the checkpoint is written outside the lock while commits go on.
+        self._checkpointer = threading.Thread(target=self._checkpoint, args=(state.snapshot(),), name="checkpoint",
                                               daemon=True)
         self._checkpointer.start()
 
@@ -392,11 +410,12 @@ class Workspace:
         if checkpointer is not None:
             checkpointer.join()
 
-    def _checkpoint(self, seq: int, txn: str, entries: list[Entry], versions: dict[str, dict[str, Entry]]) -> None:
+    def _checkpoint(self, state: State) -> None:
+        seq = state.seq
         try:
             self._store.check_writable(recheck=True)  # a checkpoint is a create-only write too
             try:
-                self._store.create(checkpoint_key(self.id, seq), checkpoint_of(seq, entries, versions, txn))
+                self._store.create(checkpoint_key(self.id, seq), checkpoint_of(state))
             except AlreadyExists:
                 pass  # another instance wrote this seq's checkpoint
             self._store.put(hint_key(self.id), encode({"Seq": seq}))
