@@ -62,7 +62,8 @@ class ModelTable:
         self._fingerprint = bytearray()  # 32 bytes a slot (a SHA-256), else in _odd_fingerprints
         self._odd_fingerprints: dict[int, str] = {}
         self._words: dict[str, list[str | None]] = {name: [] for name in WORDS}
-        self._numbers: dict[str, list[Any]] = {name: [] for name in NUMBERS}
+        # OrderNumber and ParameterSize as ints (None where absent); times as doubles (NaN where absent)
+        self._numbers: dict[str, Any] = {name: array("d") if name in TIMES else [] for name in NUMBERS}
         self._labels: list[tuple[tuple[str, str], ...]] = []
         self.changed = array("q")  # the seq of each slot's last change
         self._orders: dict[str, array[int]] = {name: array("i") for name in SORTS}
@@ -105,7 +106,8 @@ class ModelTable:
             return self._name[slot]
         if name in self._words:
             return self._words[name][slot]
-        return self._numbers[name][slot]
+        value = self._numbers[name][slot]
+        return None if value != value else value  # NaN: absent
 
     def keys(self) -> Iterator[str]:
         return iter(self.ids)
@@ -160,7 +162,8 @@ class ModelTable:
             self._words[name][slot] = self._share(value) if isinstance(value, str) else None
         for name in NUMBERS:
             value = entry.facts[_FACT_AT[name]]
-            self._numbers[name][slot] = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+            number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+            self._numbers[name][slot] = (math.nan if number is None else number) if name in TIMES else number
         labels = tuple(sorted(self._pair(k, v) for k, v in entry.labels))
         self._labels[slot] = self._label_sets.setdefault(labels, labels)
         self.changed[slot] = seq
@@ -216,8 +219,8 @@ class ModelTable:
         self._fingerprint.extend(bytes(32))
         for words in self._words.values():
             words.append(None)
-        for numbers in self._numbers.values():
-            numbers.append(None)
+        for name, numbers in self._numbers.items():
+            numbers.append(math.nan if name in TIMES else None)
         self._labels.append(())
         self.changed.append(0)
         return slot
@@ -240,13 +243,21 @@ class ModelTable:
 
     def _key(self, field: str) -> Callable[[int], tuple[Any, ...]]:
         created, ids = self._numbers["GmtCreateTime"], self._id
+
+        def when(slot: int) -> float:
+            moment: float = created[slot]
+            return moment if moment == moment else 0.0
+
         if field == "GmtCreateTime":
-            return lambda slot: (created[slot] or 0, ids[slot])
+            return lambda slot: (when(slot), ids[slot])
         column = self._name if field == "ModelName" else self._numbers[field]
-        return lambda slot: (column[slot], created[slot] or 0, ids[slot])
+        return lambda slot: (column[slot], when(slot), ids[slot])
 
     def _has(self, field: str, slot: int) -> bool:
-        return field == "GmtCreateTime" or (self._name if field == "ModelName" else self._numbers[field])[slot] is not None
+        if field == "GmtCreateTime" or field == "ModelName":
+            return True
+        value = self._numbers[field][slot]
+        return value is not None and value == value
 
     def _order(self, slot: int) -> None:
         for field, order in self._orders.items():
@@ -273,10 +284,11 @@ class ModelTable:
         order = self._orders[field]
         missing: list[int] = []
         if len(order) < len(self.ids):  # some models lack the field: they follow, in creation order
-            column = self._name if field == "ModelName" else self._numbers[field]
+            column = self._numbers[field]  # every model has a name
             created = self._orders["GmtCreateTime"]
-            missing = list(itertools.compress(created, map(operator.is_, map(column.__getitem__, created),
-                                                           itertools.repeat(None))))
+            values = map(column.__getitem__, created)
+            absent = map(math.isnan, values) if field in TIMES else map(operator.is_, values, itertools.repeat(None))
+            missing = list(itertools.compress(created, absent))
             if mask is not None:
                 missing = list(itertools.compress(missing, map(mask.__getitem__, missing)))
         count = len(self.ids) if mask is None else mask.count(1)
@@ -351,28 +363,30 @@ class ModelTable:
     def columns(self) -> tuple[dict[str, Any], list[bytes]]:
         """The table as a checkpoint holds it: columns (JSON) and records, live slots only, in creation order."""
         live = self.slots()
-        position = {slot: n for n, slot in enumerate(live)}
-        sets = sorted({self._labels[s] for s in live})
-        set_at = {labels: n for n, labels in enumerate(sets)}
+        position = array("i", bytes(4 * len(self._id)))
+        collections.deque(map(position.__setitem__, live, range(len(live))), maxlen=0)
+        labels_of = list(map(self._labels.__getitem__, live))
+        sets = sorted(set(labels_of))
+        set_at = {id(labels): n for n, labels in enumerate(sets)}
+        digests = self._fingerprint
         columns: dict[str, Any] = {
-            "ModelId": [self._id[s] for s in live], "ModelName": [self._name[s] for s in live],
-            "Fingerprint": "".join(self.fingerprint(s) if s not in self._odd_fingerprints else "-" * 64 for s in live),
+            "ModelId": list(map(self._id.__getitem__, live)), "ModelName": list(map(self._name.__getitem__, live)),
+            "Fingerprint": b"".join([digests[s * 32:s * 32 + 32] for s in live]).hex(),
             "OddFingerprints": {str(position[s]): fingerprint for s, fingerprint in self._odd_fingerprints.items()},
-            "Labels": {"Sets": [[list(p) for p in labels] for labels in sets], "Of": [set_at[self._labels[s]] for s in live]},
+            "Labels": {"Sets": [[list(p) for p in labels] for labels in sets],
+                       "Of": _pack(array("i", map(set_at.__getitem__, map(id, labels_of))))},
             "Orders": {field: _pack(array("i", map(position.__getitem__, order)))
                        for field, order in self._orders.items() if field != "GmtCreateTime"},
         }
         for name in WORDS:
-            words = self._words[name]
-            values = sorted({word for word in map(words.__getitem__, live) if word is not None})
+            words = list(map(self._words[name].__getitem__, live))
+            values = sorted({word for word in words if word is not None})
             at: dict[str | None, int] = {None: -1, **{v: n for n, v in enumerate(values)}}
-            columns[name] = {"Values": values, "Of": list(map(at.__getitem__, map(words.__getitem__, live)))}
+            columns[name] = {"Values": values, "Of": _pack(array("i", map(at.__getitem__, words)))}
         for name in NUMBERS:
             numbers = self._numbers[name]
-            if name in TIMES:
-                columns[name] = _pack(array("d", (math.nan if numbers[s] is None else numbers[s] for s in live)))
-            else:
-                columns[name] = [numbers[s] for s in live]
+            columns[name] = _pack(array("d", map(numbers.__getitem__, live))) if name in TIMES else list(
+                map(numbers.__getitem__, live))
         return columns, [self._raw[s] for s in live]
 
     @classmethod
@@ -382,9 +396,7 @@ class ModelTable:
         table = cls()
         ids: list[str] = columns["ModelId"]
         count = len(ids)
-        numbers = {name: _unpack(columns[name], "d").tolist() if name in TIMES else list(columns[name]) for name in NUMBERS}
-        for name in TIMES:
-            numbers[name] = [None if value != value else value for value in numbers[name]]  # NaN: absent
+        numbers = {name: _unpack(columns[name], "d") if name in TIMES else list(columns[name]) for name in NUMBERS}
         if any(len(column) != count for column in (columns["ModelName"], *numbers.values())) or len(raws) != count:
             raise ValueError("columns of different lengths")
         table._id = list(ids)
@@ -399,11 +411,11 @@ class ModelTable:
         digests: str = columns["Fingerprint"]
         if len(digests) != 64 * count:
             raise ValueError("fingerprints of another length")
-        table._fingerprint = bytearray.fromhex(digests.replace("-", "0"))  # SHA-256 digests, as the registry makes them
+        table._fingerprint = bytearray.fromhex(digests)  # SHA-256 digests, as the registry makes them
         table._odd_fingerprints = {int(position): fingerprint for position, fingerprint in odd.items()}
         for name in WORDS:
             values = [table._share(v) for v in columns[name]["Values"]]
-            of: list[int] = columns[name]["Of"]
+            of = _unpack(columns[name]["Of"], "i")
             if len(of) != count:
                 raise ValueError("columns of different lengths")
             table._words[name] = list(map([*values, None].__getitem__, of))  # -1: the None after the values
@@ -412,7 +424,7 @@ class ModelTable:
         for labels in columns["Labels"]["Sets"]:
             shared = tuple(table._pair(k, v) for k, v in labels)
             sets.append(table._label_sets.setdefault(shared, shared))
-        table._labels = list(map(sets.__getitem__, columns["Labels"]["Of"]))
+        table._labels = list(map(sets.__getitem__, _unpack(columns["Labels"]["Of"], "i")))
         if len(table._labels) != count:
             raise ValueError("columns of different lengths")
         table.changed = array("q", itertools.repeat(seq, count))
@@ -422,7 +434,8 @@ class ModelTable:
                 raise ValueError(f"an order of {field}")
             table._orders[field] = _unpack(order, "i")
         for field in SORTS:
-            having = count if field == "ModelName" else count - table._numbers[field].count(None)
+            column = table._numbers.get(field, ())
+            having = count - (sum(map(math.isnan, column)) if field in TIMES else column.count(None))
             if len(table._orders.get(field, ())) != having:
                 raise ValueError(f"the order of {field} does not hold every model that has it")
         table.bytes = sum(map(len, raws))
