@@ -61,6 +61,7 @@ class State:
         self.changed: dict[str, int] = {}  # ModelId/VersionName, or a deleted ModelId -> seq of its last change
         self.txn = ""  # the Txn of commit `seq` (the next commit names it as its Prev), "" where unknown
         self.version_bytes = 0
+        self.version_count = 0
         self.gone = 0  # deletes `changed` remembers (so that it can forget them)
 
     @property
@@ -130,6 +131,7 @@ class State:
         versions = self.versions.setdefault(model_id, {})
         old = versions.get(entry.name)
         self.version_bytes += len(entry.raw) - (len(old.raw) if old else 0)
+        self.version_count += old is None
         versions[entry.name] = entry
         self.changed[f"{model_id}/{entry.name}"] = seq
 
@@ -137,13 +139,14 @@ class State:
         old = self.versions.get(model_id, {}).pop(name, None)
         if old is not None:
             self.version_bytes -= len(old.raw)
+            self.version_count -= 1
         self.changed[f"{model_id}/{name}"] = seq
         self.gone += 1
 
     def snapshot(self) -> State:
         """A copy that later commits to this state leave alone (entries and records are shared: they never change)."""
         copy = State(self.models.copy())
-        copy.seq, copy.txn, copy.version_bytes = self.seq, self.txn, self.version_bytes
+        copy.seq, copy.txn, copy.version_bytes, copy.version_count = self.seq, self.txn, self.version_bytes, self.version_count
         copy.versions = {model_id: dict(found) for model_id, found in self.versions.items()}
         return copy
 

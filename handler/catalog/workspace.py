@@ -7,6 +7,7 @@ answers from memory after one GET. docs/catalog.md has the invariants and crash 
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import contextvars
@@ -20,23 +21,25 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from ..errors import CatalogDamaged
+from ..errors import CatalogDamaged, CatalogFormatTooNew
 from ..rules.times import iso_time_ms
 from ..stores.base import AlreadyExists, NotFound, Store, StoreError, Unavailable
 from .draft import Draft
 from .entry import Entry, encode
-from .keys import checkpoint_key, checkpoints_prefix, hint_key, log_key
+from .keys import checkpoint_key, checkpoints_prefix, hint_key, log_key, segment_key
 from .state import FORMAT, MAX_WORKSPACE_BYTES, Change, CheckpointDamaged, State, check_entry, checkpoint_of
 from .table import Selection
 
 log = logging.getLogger(__name__)
 
 KEPT_CHECKPOINTS = 2
-CHECKPOINT_EVERY = 32  # a cold instance reads a checkpoint, then at most about this many commits
+CHECKPOINT_EVERY = 32  # the fewest commits between checkpoints, and the commits a segment holds
+MOST_BETWEEN_CHECKPOINTS = 8192  # the interval grows with the state (checkpoint_interval) up to this
+CHECKPOINT_BYTES_PER_COMMIT = 15 << 10  # what a checkpoint may cost each commit of its interval, about
 COLD_WINDOW = 8  # commits read at once while catching up from a checkpoint
+SEGMENTS_AT_ONCE = 16  # segments read at once (as many as the store's connections, by default)
 LOOKAHEAD = 4  # keys past the log's end a cold reader also reads: a commit there means one is missing (a gap)
-LAGGING = 4 * CHECKPOINT_EVERY  # a hinted checkpoint this far behind the log's end is not used alone: newer ones are listed
-REPLAYED = 2 * CHECKPOINT_EVERY  # commits a cold reader replayed after which it writes a checkpoint itself
+LAGGING = 4  # intervals: a hinted checkpoint this far behind the log's end is not used alone: newer ones are listed
 COMMIT_TRIES = 16  # plans re-run against a newer state before a commit gives up (503)
 _BACKOFF_CAP = 0.05  # seconds: the most a writer that lost a race waits before it plans again
 _DERIVED_KEPT = 32  # filtered and sorted views kept per state, so that paging is slicing
@@ -118,6 +121,8 @@ class Workspace:
         self._checkpoints: list[int] = []  # seqs of checkpoints this instance read or wrote
         self._checkpointer: threading.Thread | None = None
         self._damaged = False  # a read or a commit found the log damaged: commits read again first
+        self._segment: concurrent.futures.Future[None] | None = None  # the last segment's write
+        self._recent: collections.deque[tuple[int, bytes | dict[str, Any]]] = collections.deque(maxlen=CHECKPOINT_EVERY)
 
     def read(self) -> int:
         """Catch up with every commit acknowledged (by any instance) before this call; the seq now held."""
@@ -132,7 +137,7 @@ class Workspace:
                 if not current:
                     self._follow(state, COLD_WINDOW)
                 self._state = state
-                if state.seq - loaded >= REPLAYED:
+                if state.seq - loaded >= 2 * checkpoint_interval(state):
                     self._start_checkpoint()  # the next cold instance need not replay as much
             else:
                 self._follow(self._state, 1)
@@ -276,8 +281,7 @@ class Workspace:
                 if self._state.seq == draft.seq:  # else a reader has applied this very commit already
                     self._state.apply(seq, draft.changes)
                     self._state.txn = txn
-                    if seq % CHECKPOINT_EVERY == 0:
-                        self._start_checkpoint()  # at a seq every writer agrees on: one checkpoint per interval
+                    self._landed(seq, entry)
             for pending in batch:
                 pending.finish(seq)
             return
@@ -303,8 +307,12 @@ class Workspace:
             return State(), True  # no commit 1 when we looked: nothing was acknowledged before
         state = None
         if hinted is not None:
-            data, ahead = self._store.get_many([checkpoint_key(self.id, hinted), log_key(self.id, hinted + LAGGING)])
+            lag = LAGGING * CHECKPOINT_EVERY
+            data, ahead = self._store.get_many([checkpoint_key(self.id, hinted), log_key(self.id, hinted + lag)])
             state = self._parse_checkpoint(hinted, data)
+            if state is not None and ahead is not None and checkpoint_interval(state) > CHECKPOINT_EVERY:
+                # A large state's checkpoints are further apart: lagging is measured in its own intervals.
+                ahead = self._store.get_many([log_key(self.id, hinted + LAGGING * checkpoint_interval(state))])[0]
             if state is not None and ahead is None:
                 return state, False
         elif hint_data is not None:
@@ -353,9 +361,32 @@ class Workspace:
             pass  # another instance imported first, or committed into an empty workspace
         return True
 
+    def _landed(self, seq: int, entry: dict[str, Any]) -> None:
+        """After this instance's commit `seq` is applied (state lock held): at the seqs every writer agrees on,
+        the segment that ends here and, less often, a checkpoint."""
+        self._recent.append((seq, entry))
+        if seq % CHECKPOINT_EVERY == 0:
+            recent = list(self._recent)
+            if len(recent) == CHECKPOINT_EVERY and recent[0][0] == seq - CHECKPOINT_EVERY + 1:
+                self._segment = _probes.submit(contextvars.copy_context().run, self._write_segment, seq, recent)
+        assert self._state is not None
+        if seq % checkpoint_interval(self._state) == 0:
+            self._start_checkpoint()  # one checkpoint per interval, however many writers
+
+    def _write_segment(self, seq: int, recent: list[tuple[int, bytes | dict[str, Any]]]) -> None:
+        """Best effort, like a checkpoint: without it a cold reader reads these commits from the log."""
+        lines = [data if isinstance(data, bytes) else encode(data) for _, data in recent]
+        try:
+            self._store.create(segment_key(self.id, seq), b"\n".join(lines) + b"\n")
+        except AlreadyExists:
+            pass
+        except StoreError as e:
+            log.warning("segment of a workspace at %d failed: %s", seq, type(e).__name__)
+
     def _follow(self, state: State, window: int) -> None:
         """Apply the commits after the state's seq, reading `window` keys at a time, until the first absent
-        one; a cold reader (a wide window) also reads LOOKAHEAD keys past it, and a commit there is a gap.
+        one; a cold reader (a wide window) also reads LOOKAHEAD keys past it, and a commit there is a gap,
+        and after each whole window reads segments, many commits a request, while there are some.
         Every entry is checked whole (format, seq, chain) before any of it is applied."""
         while True:
             keys = [log_key(self.id, state.seq + i) for i in range(1, window + 1)]
@@ -373,6 +404,40 @@ class Workspace:
                         raise CatalogDamaged(f"the log of workspace {self.id} is missing commit {state.seq + 1}")
                     return
                 self._apply(state, data)
+            if window > 1:  # a whole window: there may be many more
+                self._follow_segments(state)
+
+    def _follow_segments(self, state: State) -> None:
+        """Apply the segments after the state's seq, SEGMENTS_AT_ONCE at a time, until the first absent one,
+        or one that cannot be trusted whole (logged: the log is read instead)."""
+        while True:
+            first = (state.seq // CHECKPOINT_EVERY + 1) * CHECKPOINT_EVERY
+            found = self._store.get_many([segment_key(self.id, first + i * CHECKPOINT_EVERY) for i in range(SEGMENTS_AT_ONCE)])
+            for data in found:
+                if data is None or not self._apply_segment(state, data):
+                    return
+
+    def _apply_segment(self, state: State, data: bytes) -> bool:
+        """Apply a segment's commits after the state's seq, if it holds them whole and they follow the state."""
+        try:
+            entries = [json.loads(line) for line in data.splitlines()]
+            ahead = [(line, entry) for line, entry in zip(data.splitlines(), entries) if entry["Seq"] > state.seq]
+            if not ahead or any(entry["Seq"] != state.seq + n for n, (_, entry) in enumerate(ahead, start=1)):
+                raise ValueError("not the commits after the state")
+            for n, (_, entry) in enumerate(ahead, start=1):
+                check_entry(entry, state.seq + n)
+            txn = state.txn
+            for _, entry in ahead:  # each names the one before it (an older registry's entry names none)
+                prev = entry.get("Prev")
+                if isinstance(prev, str) and prev and txn and prev != txn:
+                    raise ValueError("a commit that does not follow the one before it")
+                txn = str(entry.get("Txn", ""))
+        except (ValueError, KeyError, TypeError, CatalogFormatTooNew) as e:
+            log.warning("workspace %s: skipped the segment after %d: %s", self.id, state.seq, type(e).__name__)
+            return False
+        for line, _ in ahead:
+            self._apply(state, line)
+        return True
 
     def _apply(self, state: State, data: bytes) -> None:
         seq = state.seq + 1
@@ -391,6 +456,7 @@ class Workspace:
             raise CatalogDamaged(f"commit {seq} of workspace {self.id} does not follow the commit before it")
         state.apply(seq, entry["Changes"])
         state.txn = str(entry.get("Txn", ""))
+        self._recent.append((seq, data))
 
     def _start_checkpoint(self) -> None:
         """Start writing a checkpoint of the state as it is now, in the background. Called with the state lock
@@ -405,10 +471,12 @@ class Workspace:
         self._checkpointer.start()
 
     def settle(self) -> None:
-        """Wait for a checkpoint being written (tests and benchmarks)."""
-        checkpointer = self._checkpointer
+        """Wait for a checkpoint and a segment being written (tests and benchmarks)."""
+        checkpointer, segment = self._checkpointer, self._segment
         if checkpointer is not None:
             checkpointer.join()
+        if segment is not None:
+            concurrent.futures.wait([segment])
 
     def _checkpoint(self, state: State) -> None:
         seq = state.seq
@@ -427,6 +495,16 @@ class Workspace:
             self._checkpoints = known[-KEPT_CHECKPOINTS:]
         except StoreError as e:
             log.warning("checkpoint of a workspace at %d failed: %s", seq, type(e).__name__)
+
+
+def checkpoint_interval(state: State) -> int:
+    """Commits between checkpoints at this state: 32, doubled while a checkpoint would cost each commit more
+    than CHECKPOINT_BYTES_PER_COMMIT (a function of the state, so that every writer agrees on where they are)."""
+    size = state.record_bytes + 200 * (len(state.models) + state.version_count)  # records, and columns or line heads
+    interval = CHECKPOINT_EVERY
+    while size > interval * CHECKPOINT_BYTES_PER_COMMIT and interval < MOST_BETWEEN_CHECKPOINTS:
+        interval *= 2
+    return interval
 
 
 def hinted_seq(data: bytes | None) -> int | None:
