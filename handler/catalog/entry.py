@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,9 @@ MODEL_FACTS = ("Domain", "Task", "Origin", "ModelType", "Provider", "OrderNumber
 VERSION_FACTS = ("ApprovalStatus", "FormatType", "FrameworkType", "SourceId", "SourceType", "VersionName",
                  "GmtCreateTime", "GmtModifiedTime")
 _TIMES = ("GmtCreateTime", "GmtModifiedTime")  # kept as epoch seconds, parsed once
+_SHARED = frozenset({"ApprovalStatus", "FormatType", "FrameworkType", "SourceType", "Domain", "Task", "Origin", "ModelType",
+                     "Provider"})  # facts of few distinct values: one string object for all entries that have each
+_NO_LABELS: frozenset[tuple[str, str]] = frozenset()
 
 
 def encode(value: Any) -> bytes:
@@ -50,7 +54,7 @@ class Entry:
     @classmethod
     def version(cls, record: Mapping[str, Any], fingerprint: str, token: str | None, created: int,
                 raw: bytes | None = None) -> Entry:
-        labels = frozenset((label["Key"], label["Value"]) for label in record.get("Labels", []))
+        labels = frozenset((label["Key"], label["Value"]) for label in record.get("Labels", [])) or _NO_LABELS
         name = str(record["VersionName"])
         return cls(raw if raw is not None else encode(record), fingerprint, name, name, _facts(record, VERSION_FACTS),
                    labels, token, created)
@@ -69,4 +73,8 @@ class Entry:
 
 
 def _facts(record: Mapping[str, Any], names: tuple[str, ...]) -> tuple[Any, ...]:
-    return tuple(parse_utc(record.get(name)) if name in _TIMES else record.get(name) for name in names)
+    return tuple(parse_utc(record.get(name)) if name in _TIMES else _shared(name, record.get(name)) for name in names)
+
+
+def _shared(name: str, value: Any) -> Any:
+    return sys.intern(value) if name in _SHARED and isinstance(value, str) else value

@@ -16,7 +16,9 @@ from .table import ModelTable
 FORMAT = 1  # of the log entries this code writes; it reads these and older (0: no "Format" field)
 CHECKPOINT_FORMAT = 2  # of the checkpoints it writes (2: columns and bare records); it reads these and older
 CREATED_PER_COMMIT = 100_000  # a version's `Created` is its commit's seq times this, plus its place in the commit
-MAX_WORKSPACE_BYTES = 64 << 20  # a workspace's records together (10,000 typical models take about 12 MiB)
+MAX_WORKSPACE_BYTES = 128 << 20  # the memory a workspace may take in an instance (100,000 typical models take about 100 MiB)
+MODEL_MEMORY = 512  # what a model takes in memory beyond its record's bytes (measured: the bench's catalog.memory)
+VERSION_MEMORY = 448  # what a version takes beyond its record's bytes
 
 # A commit's changes, each a post-image (applying one never needs the state before it):
 #   {"Put": {"Model": record, "Fingerprint": fp}}            {"Delete": ModelId}  (its versions too)
@@ -73,6 +75,12 @@ class State:
     def record_bytes(self) -> int:
         """Of the records held: what the workspace's quota counts, and the most of its memory."""
         return self.models.bytes + self.version_bytes
+
+    @property
+    def memory(self) -> int:
+        """What the state takes in memory, about: the records, and what each model and version costs beside its
+        record. The workspace's quota counts this."""
+        return self.record_bytes + MODEL_MEMORY * len(self.models) + VERSION_MEMORY * self.version_count
 
     def changed_at(self, key: str) -> int:
         """The seq of the last commit that changed a model (its ID) or a version (ModelId/VersionName); 0: none known."""

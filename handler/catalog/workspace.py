@@ -172,9 +172,9 @@ class Workspace:
         return self._state is not None
 
     @property
-    def record_bytes(self) -> int:
-        """The records this instance holds of the workspace, in bytes."""
-        return self._state.record_bytes if self._state is not None else 0
+    def memory(self) -> int:
+        """What this instance's copy of the workspace takes in memory, about (State.memory)."""
+        return self._state.memory if self._state is not None else 0
 
     def changed_at(self, model_id: str) -> int:
         """The seq of the last commit this instance knows that changed the model (0: none)."""
