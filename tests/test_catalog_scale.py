@@ -96,3 +96,27 @@ def test_a_workspace_whose_checkpoint_has_the_format_before_columns_loads_and_wr
     cold.settle()
     data = any_store.get(keys.checkpoint_key("ws", 2 * K))
     assert json.loads(data.split(b"\n", 1)[0])["Format"] == 2 and len(State.from_checkpoint(data).models) == 2 * K
+
+
+class RacingStore(CountingStore):
+    """A store whose first side-by-side read misses commit `late`, as reads do that go out just before it lands."""
+
+    def __init__(self, inner: Store, late: str) -> None:
+        super().__init__(inner)
+        self.late, self.missed = late, False
+
+    def get_many(self, keys_: list[str]) -> list[bytes | None]:  # type: ignore[override]
+        found = super().get_many(keys_)
+        if not self.missed and self.late in keys_ and len(keys_) > 1:
+            self.missed = True
+            found[keys_.index(self.late)] = None
+        return found
+
+
+def test_a_commit_that_lands_between_side_by_side_reads_is_not_a_gap(any_store: Store) -> None:
+    seed(any_store, 6)
+    racing = RacingStore(any_store, keys.log_key("ws", 4))
+    cold = Registry(racing)
+    assert names(cold) == [f"m{i:04d}" for i in range(6)] and racing.missed
+    cold.create(normal("after"))
+    assert "after" in names(Registry(any_store))

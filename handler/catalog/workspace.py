@@ -397,11 +397,15 @@ class Workspace:
                     if window > 1 and len(after) < LOOKAHEAD:
                         after += self._store.get_many([log_key(self.id, state.seq + window + i)
                                                        for i in range(1, LOOKAHEAD - len(after) + 1)])
-                    if any(data is not None for data in after):
+                    # Reads side by side are no snapshot: commits may have landed between them. Only a commit
+                    # still missing after a later one was seen is a gap (OSS reads a key after its write).
+                    if any(data is not None for data in after) and self._store.get_many([keys[offset]])[0] is None:
                         self._damaged = True
                         log.error("workspace %s: commit %d is missing while later ones exist; its log needs repair",
                                   self.id, state.seq + 1)
                         raise CatalogDamaged(f"the log of workspace {self.id} is missing commit {state.seq + 1}")
+                    if any(data is not None for data in after):
+                        break  # it has landed meanwhile: read on from it
                     return
                 self._apply(state, data)
             if window > 1:  # a whole window: there may be many more
