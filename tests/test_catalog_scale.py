@@ -7,7 +7,10 @@ import hashlib
 import json
 import logging
 
+import pytest
+
 from handler.catalog import keys
+from handler.catalog import state as state_module
 from handler.catalog import workspace as catalog
 from handler.catalog.state import State, checkpoint_of, encode, version_order
 from handler.registry import records
@@ -120,3 +123,38 @@ def test_a_commit_that_lands_between_side_by_side_reads_is_not_a_gap(any_store: 
     assert names(cold) == [f"m{i:04d}" for i in range(6)] and racing.missed
     cold.create(normal("after"))
     assert "after" in names(Registry(any_store))
+
+
+def parts_of(store: Store, seq: int) -> list[str]:
+    return store.list(keys.checkpoint_parts_prefix("ws", seq))
+
+
+def test_a_large_checkpoint_is_written_in_parts_and_read_in_the_round_trip_of_its_first_object(any_store: Store,
+                                                                                                monkeypatch) -> None:
+    monkeypatch.setattr(state_module, "PART_BYTES", 4096)  # a dozen models a part
+    seed(any_store, 3 * K + 3)
+    newest = parts_of(any_store, 3 * K)
+    assert len(newest) > 3 and json.loads(any_store.get(keys.hint_key("ws")))["Parts"] == len(newest)
+    counting = CountingStore(any_store)
+    assert names(Registry(counting)) == [f"m{i:04d}" for i in range(3 * K + 3)]
+    # the hint, two log keys; the checkpoint, its parts and a log key past it, side by side; the log's tail
+    assert counting.calls["get"] <= 3 + 2 + len(newest) + catalog.COLD_WINDOW + catalog.LOOKAHEAD
+    # the oldest of three went, its parts with it
+    assert keys.checkpoint_key("ws", K) not in any_store.list(keys.checkpoints_prefix("ws")) and not parts_of(any_store, K)
+    assert parts_of(any_store, 2 * K)
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_a_checkpoint_with_a_missing_or_corrupt_part_is_skipped(any_store: Store, monkeypatch, caplog, damage: str) -> None:
+    monkeypatch.setattr(state_module, "PART_BYTES", 4096)
+    seed(any_store, 2 * K + 3)
+    part = parts_of(any_store, 2 * K)[1]
+    if damage == "missing":
+        any_store.delete(part)
+    else:
+        data = bytearray(any_store.get(part))
+        data[len(data) // 2] ^= 0x01
+        any_store.put(part, bytes(data))
+    with caplog.at_level(logging.WARNING):
+        assert names(Registry(any_store)) == [f"m{i:04d}" for i in range(2 * K + 3)]
+    assert f"skipped checkpoint {2 * K}" in caplog.text

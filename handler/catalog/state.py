@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from ..errors import CatalogFormatTooNew
@@ -16,6 +16,7 @@ from .table import ModelTable
 FORMAT = 1  # of the log entries this code writes; it reads these and older (0: no "Format" field)
 CHECKPOINT_FORMAT = 2  # of the checkpoints it writes (2: columns and bare records); it reads these and older
 CREATED_PER_COMMIT = 100_000  # a version's `Created` is its commit's seq times this, plus its place in the commit
+PART_BYTES = 8 << 20  # records beyond this go in checkpoint parts of about this size, written and read one by one
 MAX_WORKSPACE_BYTES = 128 << 20  # the memory a workspace may take in an instance (100,000 typical models take about 100 MiB)
 MODEL_MEMORY = 512  # what a model takes in memory beyond its record's bytes (measured: the bench's catalog.memory)
 VERSION_MEMORY = 448  # what a version takes beyond its record's bytes
@@ -159,33 +160,20 @@ class State:
         return copy
 
     @classmethod
-    def from_checkpoint(cls, data: bytes) -> State:
-        """The state a checkpoint holds; CheckpointDamaged if it is truncated or corrupt, CatalogFormatTooNew if
-        a newer registry wrote it."""
-        try:
-            header_end = data.index(b"\n")
-            header = json.loads(data[:header_end])
-        except ValueError:
-            raise CheckpointDamaged("no header") from None
-        if not isinstance(header, dict) or not isinstance(header.get("Seq"), int):
-            raise CheckpointDamaged("no header")
-        check_format(header, "checkpoint", CHECKPOINT_FORMAT)
-        if header.get("Format", 0) >= 1:
-            body_end = len(data) - 1 if data.endswith(b"\n") else len(data)
-            last = data.rfind(b"\n", 0, body_end)  # the line before the end line ends here
-            try:
-                end = json.loads(data[last + 1:body_end])["End"]
-                count = end["Lines"]
-            except (ValueError, KeyError, TypeError):
-                raise CheckpointDamaged("no end line: truncated") from None
-            if not isinstance(count, int) or hashlib.sha256(memoryview(data)[:last + 1]).hexdigest() != end.get("Sha256"):
-                raise CheckpointDamaged("checksum does not match")
-            lines = data.split(b"\n", count)  # JSON text escapes every newline inside a record
-            if len(lines) != count + 1 or len(lines[count]) != len(data) - last - 1:
-                raise CheckpointDamaged("line count does not match")
-            del lines[count]
-        else:
-            lines = data.rstrip(b"\n").split(b"\n")
+    def from_checkpoint(cls, data: bytes, parts: Sequence[bytes | None] = ()) -> State:
+        """The state a checkpoint holds (its first object, and its parts where it has any); CheckpointDamaged if
+        it is truncated, corrupt or a part is missing, CatalogFormatTooNew if a newer registry wrote it."""
+        header, lines = _checked_lines(data)
+        listed = header.get("Parts", [])
+        if not isinstance(listed, list) or len(parts) < len(listed):
+            raise CheckpointDamaged("a part is missing")
+        for n, (meta, part) in enumerate(zip(listed, parts), start=1):
+            if part is None or not isinstance(meta, dict) or hashlib.sha256(part).hexdigest() != meta.get("Sha256"):
+                raise CheckpointDamaged(f"part {n} is missing or does not match its checksum")
+            found = part.rstrip(b"\n").split(b"\n")
+            if len(found) != meta.get("Lines"):
+                raise CheckpointDamaged(f"part {n} does not hold its lines")
+            lines += found
         try:
             if header.get("Format", 0) >= 2:
                 count = header["Models"]
@@ -211,22 +199,85 @@ class State:
         return state
 
 
-def checkpoint_of(state: State) -> bytes:
-    """A checkpoint: a line {"Seq", "Models", "Format", "Txn"}; a line of the models' columns (ModelTable.columns:
-    what listing needs, so that loading parses no record); a line per model, its record as its file holds it, in
-    creation order; a line per version {"ModelId", "Created", "Fingerprint", "Token", "Record"} ("Record" last,
-    so that its bytes are the line's end), sorted; and a last line {"End": {"Lines", "Sha256"}} that counts and
-    hashes the lines before it, so that a truncated or damaged copy is never trusted. Equal states give equal bytes."""
-    columns, raws = state.models.columns()
-    parts = [encode({"Seq": state.seq, "Models": len(raws), "Format": CHECKPOINT_FORMAT, "Txn": state.txn}), encode(columns), *raws]
+def checkpoint_parts(data: bytes) -> int:
+    """How many parts a checkpoint's first object lists (0 where it cannot tell: it is then read alone)."""
+    try:
+        parts = json.loads(data[:data.index(b"\n")]).get("Parts", [])
+    except (ValueError, AttributeError):
+        return 0
+    return len(parts) if isinstance(parts, list) else 0
+
+
+def _checked_lines(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
+    """A checkpoint object's header and its lines before the end line, once its count and checksum hold."""
+    try:
+        header = json.loads(data[:data.index(b"\n")])
+    except ValueError:
+        raise CheckpointDamaged("no header") from None
+    if not isinstance(header, dict) or not isinstance(header.get("Seq"), int):
+        raise CheckpointDamaged("no header")
+    check_format(header, "checkpoint", CHECKPOINT_FORMAT)  # first: a newer format may check itself otherwise
+    if header.get("Format", 0) < 1:
+        return header, data.rstrip(b"\n").split(b"\n")
+    body_end = len(data) - 1 if data.endswith(b"\n") else len(data)
+    last = data.rfind(b"\n", 0, body_end)  # the line before the end line ends here
+    try:
+        end = json.loads(data[last + 1:body_end])["End"]
+        count = end["Lines"]
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointDamaged("no end line: truncated") from None
+    if not isinstance(count, int) or hashlib.sha256(memoryview(data)[:last + 1]).hexdigest() != end.get("Sha256"):
+        raise CheckpointDamaged("checksum does not match")
+    lines = data.split(b"\n", count)  # JSON text escapes every newline inside a record
+    if len(lines) != count + 1 or len(lines[count]) != len(data) - last - 1:
+        raise CheckpointDamaged("line count does not match")
+    del lines[count]
+    return header, lines
+
+
+def checkpoint_objects(state: State, part_bytes: int | None = None) -> Iterator[tuple[int, bytes]]:
+    """A checkpoint as the objects it is written as: its parts (1, 2, ...), then its first object (0), each made
+    only when asked for, so that a writer holds one at a time.
+
+    The first object: a line {"Seq", "Models", "Format", "Txn", "Parts": [{"Lines", "Bytes", "Sha256"}, ...]}; a
+    line of the models' columns (ModelTable.columns: what listing needs, so that loading parses no record); where
+    there are no parts, the record lines themselves; and a last line {"End": {"Lines", "Sha256"}} that counts
+    and hashes the lines before it. The record lines: a line per model, its record as its file holds it, in
+    creation order; then a line per version {"ModelId", "Created", "Fingerprint", "Token", "Record"} ("Record"
+    last, so that its bytes are the line's end), sorted. Records beyond part_bytes go in parts of about that
+    size, each listed with its count and checksum: a truncated or damaged checkpoint is never trusted, and
+    equal states give equal bytes."""
+    part_bytes = PART_BYTES if part_bytes is None else part_bytes
+    columns, records = state.models.columns()
+    models = len(records)
     for model_id in sorted(state.versions):
         for version in sorted(state.versions[model_id].values(), key=lambda v: version_order(v.name)):
             head = encode({"ModelId": model_id, "Created": version.created, "Fingerprint": version.fingerprint,
                            "Token": version.token})
-            parts.append(head[:-1] + b',"Record":%s}' % version.raw)
+            records.append(head[:-1] + b',"Record":%s}' % version.raw)
+    listed: list[dict[str, Any]] = []
+    inline: list[bytes] = []
+    if sum(map(len, records)) + len(records) <= part_bytes:
+        inline = records
+    else:
+        start, size = 0, 0
+        for n, line in enumerate(records):
+            size += len(line) + 1
+            if size >= part_bytes or n == len(records) - 1:
+                part = b"\n".join(records[start:n + 1]) + b"\n"
+                listed.append({"Lines": n + 1 - start, "Bytes": len(part), "Sha256": hashlib.sha256(part).hexdigest()})
+                yield len(listed), part
+                start, size = n + 1, 0
+    lines = [encode({"Seq": state.seq, "Models": models, "Format": CHECKPOINT_FORMAT, "Txn": state.txn,
+                     "Parts": listed}), encode(columns), *inline]
     digest = hashlib.sha256()
-    for start in range(0, len(parts), 4096):  # in chunks: a call per line costs more than the hashing
-        digest.update(b"\n".join(parts[start:start + 4096]) + b"\n")
-    parts.append(encode({"End": {"Lines": len(parts), "Sha256": digest.hexdigest()}}))
-    parts.append(b"")
-    return b"\n".join(parts)
+    for start in range(0, len(lines), 4096):  # in chunks: a call per line costs more than the hashing
+        digest.update(b"\n".join(lines[start:start + 4096]) + b"\n")
+    lines.append(encode({"End": {"Lines": len(lines), "Sha256": digest.hexdigest()}}))
+    lines.append(b"")
+    yield 0, b"\n".join(lines)
+
+
+def checkpoint_of(state: State) -> bytes:
+    """A checkpoint as one object (its records inline, however many)."""
+    return dict(checkpoint_objects(state, part_bytes=1 << 62))[0]

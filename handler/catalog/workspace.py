@@ -26,8 +26,8 @@ from ..rules.times import iso_time_ms
 from ..stores.base import AlreadyExists, NotFound, Store, StoreError, Unavailable
 from .draft import Draft
 from .entry import Entry, encode
-from .keys import checkpoint_key, checkpoints_prefix, hint_key, log_key, segment_key
-from .state import FORMAT, MAX_WORKSPACE_BYTES, Change, CheckpointDamaged, State, check_entry, checkpoint_of
+from .keys import checkpoint_key, checkpoint_part_key, checkpoint_parts_prefix, checkpoints_prefix, hint_key, log_key, segment_key
+from .state import FORMAT, MAX_WORKSPACE_BYTES, Change, CheckpointDamaged, State, check_entry, checkpoint_objects, checkpoint_parts
 from .table import Selection
 
 log = logging.getLogger(__name__)
@@ -298,7 +298,7 @@ class Workspace:
         checkpoints), unreadable, dangling or far behind the log, the checkpoints are listed."""
         hint_data, first, first_checkpointed = self._store.get_many(
             [hint_key(self.id), log_key(self.id, 1), log_key(self.id, CHECKPOINT_EVERY)])
-        hinted = hinted_seq(hint_data)
+        hinted, parts = hinted_seq(hint_data), hinted_parts(hint_data)
         if hint_data is None and first_checkpointed is None:  # too short for a checkpoint: no need to list them
             if first is not None:
                 return State(), False
@@ -308,8 +308,9 @@ class Workspace:
         state = None
         if hinted is not None:
             lag = LAGGING * CHECKPOINT_EVERY
-            data, ahead = self._store.get_many([checkpoint_key(self.id, hinted), log_key(self.id, hinted + lag)])
-            state = self._parse_checkpoint(hinted, data)
+            data, ahead, *found = self._store.get_many([checkpoint_key(self.id, hinted), log_key(self.id, hinted + lag),
+                                                        *(checkpoint_part_key(self.id, hinted, n) for n in range(1, parts + 1))])
+            state = self._parse_checkpoint(hinted, data, found)
             if state is not None and ahead is not None and checkpoint_interval(state) > CHECKPOINT_EVERY:
                 # A large state's checkpoints are further apart: lagging is measured in its own intervals.
                 ahead = self._store.get_many([log_key(self.id, hinted + LAGGING * checkpoint_interval(state))])[0]
@@ -333,13 +334,17 @@ class Workspace:
                 return state
         return None
 
-    def _parse_checkpoint(self, seq: int, data: bytes | None) -> State | None:
-        """The state of checkpoint `seq`, or None (logged) if it is absent or cannot be trusted."""
+    def _parse_checkpoint(self, seq: int, data: bytes | None, parts: list[bytes | None] | None = None) -> State | None:
+        """The state of checkpoint `seq` (its parts read here unless given), or None (logged) if it is absent or
+        cannot be trusted."""
         if data is None:
             log.warning("workspace %s: checkpoint %d is gone; listing checkpoints", self.id, seq)
             return None
+        count = checkpoint_parts(data)
+        if parts is None or len(parts) != count:
+            parts = self._store.get_many([checkpoint_part_key(self.id, seq, n) for n in range(1, count + 1)])
         try:
-            state = State.from_checkpoint(data)
+            state = State.from_checkpoint(data, parts)
         except CheckpointDamaged as e:
             log.warning("workspace %s: skipped checkpoint %d: %s", self.id, seq, e)
             return None
@@ -486,16 +491,21 @@ class Workspace:
         seq = state.seq
         try:
             self._store.check_writable(recheck=True)  # a checkpoint is a create-only write too
-            try:
-                self._store.create(checkpoint_key(self.id, seq), checkpoint_of(state))
-            except AlreadyExists:
-                pass  # another instance wrote this seq's checkpoint
-            self._store.put(hint_key(self.id), encode({"Seq": seq}))
+            parts = 0
+            for part, data in checkpoint_objects(state):  # one object at a time: the parts, then the first
+                key = checkpoint_part_key(self.id, seq, part) if part else checkpoint_key(self.id, seq)
+                parts = max(parts, part)
+                try:
+                    self._store.create(key, data)
+                except AlreadyExists:
+                    pass  # another instance wrote this seq's checkpoint (the same bytes: equal states)
+                del data
+            self._store.put(hint_key(self.id), encode({"Seq": seq, "Parts": parts}))
             # Keep the newest two: a cold instance that read the hint just before it moved still finds its
             # checkpoint. Older ones this instance knows of go (the sweep removes the rest).
             known = sorted({*self._checkpoints, seq})
             for old in known[:-KEPT_CHECKPOINTS]:
-                self._store.delete(checkpoint_key(self.id, old))
+                delete_checkpoint(self._store, self.id, old)
             self._checkpoints = known[-KEPT_CHECKPOINTS:]
         except StoreError as e:
             log.warning("checkpoint of a workspace at %d failed: %s", seq, type(e).__name__)
@@ -509,6 +519,21 @@ def checkpoint_interval(state: State) -> int:
     while size > interval * CHECKPOINT_BYTES_PER_COMMIT and interval < MOST_BETWEEN_CHECKPOINTS:
         interval *= 2
     return interval
+
+
+def delete_checkpoint(store: Store, workspace_id: str, seq: int) -> None:
+    """Remove a checkpoint: its first object first (a reader then no longer finds it), then its parts."""
+    store.delete(checkpoint_key(workspace_id, seq))
+    store.delete_many(store.list(checkpoint_parts_prefix(workspace_id, seq)))
+
+
+def hinted_parts(data: bytes | None) -> int:
+    """How many parts the hinted checkpoint has (0 where the hint does not say: its first object says)."""
+    try:
+        parts = json.loads(data)["Parts"] if data is not None else 0
+    except (ValueError, KeyError, TypeError):
+        return 0
+    return parts if isinstance(parts, int) and 0 <= parts <= 4096 else 0
 
 
 def hinted_seq(data: bytes | None) -> int | None:
