@@ -30,7 +30,7 @@ def seeded_at(models: int, seq: int) -> tuple[dict[str, bytes], list[str]]:
     seeded = state.State.from_checkpoint(objects.pop(keys.checkpoint_key(WORKSPACE, 1)))
     seeded.seq = seq
     written = []
-    for part, data in state.checkpoint_objects(seeded):
+    for part, data in state.checkpoint_objects(seeded.frozen()):
         written.append(keys.checkpoint_part_key(WORKSPACE, seq, part) if part else keys.checkpoint_key(WORKSPACE, seq))
         objects[written[-1]] = data
     objects[keys.hint_key(WORKSPACE)] = state.encode({"Seq": seq, "Parts": len(written) - 1})

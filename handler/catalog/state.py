@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import CatalogFormatTooNew
@@ -152,12 +153,11 @@ class State:
         self.changed[f"{model_id}/{name}"] = seq
         self.gone += 1
 
-    def snapshot(self) -> State:
-        """A copy that later commits to this state leave alone (entries and records are shared: they never change)."""
-        copy = State(self.models.copy())
-        copy.seq, copy.txn, copy.version_bytes, copy.version_count = self.seq, self.txn, self.version_bytes, self.version_count
-        copy.versions = {model_id: dict(found) for model_id, found in self.versions.items()}
-        return copy
+    def frozen(self) -> Frozen:
+        """What a checkpoint of the state writes, taken now (under the workspace's lock: a column's worth of
+        pointers per model, where a snapshot copies every map) and written later, while commits go on."""
+        columns, records = self.models.columns()
+        return Frozen(self.seq, self.txn, columns, records, {m: list(found.values()) for m, found in self.versions.items()})
 
     @classmethod
     def from_checkpoint(cls, data: bytes, parts: Sequence[bytes | None] = ()) -> State:
@@ -235,41 +235,56 @@ def _checked_lines(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
     return header, lines
 
 
-def checkpoint_objects(state: State, part_bytes: int | None = None) -> Iterator[tuple[int, bytes]]:
+@dataclass(frozen=True)
+class Frozen:
+    """A state as its checkpoint holds it: the models' columns and records, and the versions."""
+
+    seq: int
+    txn: str
+    columns: dict[str, Any]
+    records: list[bytes]
+    versions: dict[str, list[Entry]]
+
+
+def checkpoint_objects(frozen: Frozen, part_bytes: int | None = None) -> Iterator[tuple[int, bytes]]:
     """A checkpoint as the objects it is written as: its parts (1, 2, ...), then its first object (0), each made
     only when asked for, so that a writer holds one at a time.
 
-    The first object: a line {"Seq", "Models", "Format", "Txn", "Parts": [{"Lines", "Bytes", "Sha256"}, ...]}; a
-    line of the models' columns (ModelTable.columns: what listing needs, so that loading parses no record); where
-    there are no parts, the record lines themselves; and a last line {"End": {"Lines", "Sha256"}} that counts
-    and hashes the lines before it. The record lines: a line per model, its record as its file holds it, in
-    creation order; then a line per version {"ModelId", "Created", "Fingerprint", "Token", "Record"} ("Record"
-    last, so that its bytes are the line's end), sorted. Records beyond part_bytes go in parts of about that
-    size, each listed with its count and checksum: a truncated or damaged checkpoint is never trusted, and
-    equal states give equal bytes."""
+    The first object: a line {"Seq", "Models", "Format", "Txn", "Parts": [{"Lines", "Bytes", "Sha256"}, ...]};
+    where there are no parts, a line of the models' columns (ModelTable.columns: what listing needs, so that
+    loading parses no record) and the record lines; and a last line {"End": {"Lines", "Sha256"}} that counts
+    and hashes the lines before it. Where there are parts, the first holds the columns' line, the others the
+    record lines, each part about part_bytes and listed with its count and checksum. The record lines: a line
+    per model, its record as its file holds it, in creation order; then a line per version {"ModelId",
+    "Created", "Fingerprint", "Token", "Record"} ("Record" last, so that its bytes are the line's end), sorted.
+    A truncated or damaged checkpoint is never trusted, and equal states give equal bytes."""
     part_bytes = PART_BYTES if part_bytes is None else part_bytes
-    columns, records = state.models.columns()
+    records = list(frozen.records)
     models = len(records)
-    for model_id in sorted(state.versions):
-        for version in sorted(state.versions[model_id].values(), key=lambda v: version_order(v.name)):
+    for model_id in sorted(frozen.versions):
+        for version in sorted(frozen.versions[model_id], key=lambda v: version_order(v.name)):
             head = encode({"ModelId": model_id, "Created": version.created, "Fingerprint": version.fingerprint,
                            "Token": version.token})
             records.append(head[:-1] + b',"Record":%s}' % version.raw)
     listed: list[dict[str, Any]] = []
     inline: list[bytes] = []
+
+    def part(data: bytes, lines: int) -> tuple[int, bytes]:
+        listed.append({"Lines": lines, "Bytes": len(data), "Sha256": hashlib.sha256(data).hexdigest()})
+        return len(listed), data
+
     if sum(map(len, records)) + len(records) <= part_bytes:
-        inline = records
+        inline = [encode(frozen.columns), *records]
     else:
+        yield part(encode(frozen.columns) + b"\n", 1)
         start, size = 0, 0
         for n, line in enumerate(records):
             size += len(line) + 1
             if size >= part_bytes or n == len(records) - 1:
-                part = b"\n".join(records[start:n + 1]) + b"\n"
-                listed.append({"Lines": n + 1 - start, "Bytes": len(part), "Sha256": hashlib.sha256(part).hexdigest()})
-                yield len(listed), part
+                yield part(b"\n".join(records[start:n + 1]) + b"\n", n + 1 - start)
                 start, size = n + 1, 0
-    lines = [encode({"Seq": state.seq, "Models": models, "Format": CHECKPOINT_FORMAT, "Txn": state.txn,
-                     "Parts": listed}), encode(columns), *inline]
+    lines = [encode({"Seq": frozen.seq, "Models": models, "Format": CHECKPOINT_FORMAT, "Txn": frozen.txn,
+                     "Parts": listed}), *inline]
     digest = hashlib.sha256()
     for start in range(0, len(lines), 4096):  # in chunks: a call per line costs more than the hashing
         digest.update(b"\n".join(lines[start:start + 4096]) + b"\n")
@@ -280,4 +295,4 @@ def checkpoint_objects(state: State, part_bytes: int | None = None) -> Iterator[
 
 def checkpoint_of(state: State) -> bytes:
     """A checkpoint as one object (its records inline, however many)."""
-    return dict(checkpoint_objects(state, part_bytes=1 << 62))[0]
+    return dict(checkpoint_objects(state.frozen(), part_bytes=1 << 62))[0]

@@ -123,19 +123,6 @@ class ModelTable:
         """Every live slot, in creation order."""
         return list(self._orders["GmtCreateTime"])
 
-    def copy(self) -> ModelTable:
-        """A copy that later changes to this table leave alone (records and strings are shared: they never change)."""
-        copy = ModelTable.__new__(ModelTable)
-        for name, value in vars(self).items():
-            if isinstance(value, dict) and name in ("_words", "_numbers", "_orders"):
-                value = {key: column[:] for key, column in value.items()}
-            elif isinstance(value, (dict, list, bytearray)):
-                value = value.copy()
-            elif isinstance(value, array):
-                value = value[:]
-            setattr(copy, name, value)
-        return copy
-
     # --- changing --------------------------------------------------------------------------------
 
     def put(self, entry: Entry, seq: int) -> None:

@@ -27,7 +27,7 @@ from ..stores.base import AlreadyExists, NotFound, Store, StoreError, Unavailabl
 from .draft import Draft
 from .entry import Entry, encode
 from .keys import checkpoint_key, checkpoint_part_key, checkpoint_parts_prefix, checkpoints_prefix, hint_key, log_key, segment_key
-from .state import FORMAT, MAX_WORKSPACE_BYTES, Change, CheckpointDamaged, State, check_entry, checkpoint_objects, checkpoint_parts
+from .state import FORMAT, MAX_WORKSPACE_BYTES, Change, CheckpointDamaged, Frozen, State, check_entry, checkpoint_objects, checkpoint_parts
 from .table import Selection
 
 log = logging.getLogger(__name__)
@@ -474,8 +474,8 @@ class Workspace:
         state = self._state
         if state is None or (self._checkpointer is not None and self._checkpointer.is_alive()):
             return
-        # A copy, so that the checkpoint is written outside the lock while commits go on.
-        self._checkpointer = threading.Thread(target=self._checkpoint, args=(state.snapshot(),), name="checkpoint",
+        # What it writes is taken now, and written outside the lock while commits go on.
+        self._checkpointer = threading.Thread(target=self._checkpoint, args=(state.frozen(),), name="checkpoint",
                                               daemon=True)
         self._checkpointer.start()
 
@@ -487,12 +487,12 @@ class Workspace:
         if segment is not None:
             concurrent.futures.wait([segment])
 
-    def _checkpoint(self, state: State) -> None:
-        seq = state.seq
+    def _checkpoint(self, frozen: Frozen) -> None:
+        seq = frozen.seq
         try:
             self._store.check_writable(recheck=True)  # a checkpoint is a create-only write too
             parts = 0
-            for part, data in checkpoint_objects(state):  # one object at a time: the parts, then the first
+            for part, data in checkpoint_objects(frozen):  # one object at a time: the parts, then the first
                 key = checkpoint_part_key(self.id, seq, part) if part else checkpoint_key(self.id, seq)
                 parts = max(parts, part)
                 try:
