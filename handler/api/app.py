@@ -40,9 +40,9 @@ class App:
         self.max_body_bytes = max_body_bytes
         self.hooks = list(hooks)
 
-    def sweep(self, **older: float) -> dict[str, Any]:
+    def sweep(self, **options: Any) -> dict[str, Any]:
         """The registry's upkeep (registry/upkeep.py) and the nonces too old to guard anything."""
-        return {**upkeep.sweep(self.registry, **older), "Nonces": self.verifier.sweep() if self.verifier is not None else 0}
+        return {**upkeep.sweep(self.registry, **options), "Nonces": self.verifier.sweep() if self.verifier is not None else 0}
 
     def handle(self, request: Request, caller: Caller = LOCAL_CALLER, route: Route | None = None) -> Response:
         """Answer a request; `route` skips routing (events run operations that no HTTP path has)."""

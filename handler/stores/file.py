@@ -177,27 +177,29 @@ class FileStore(Store):
         a listing from the middle of a long log reads only what it returns."""
         check_prefix(prefix)
         keys: list[str] = []
-        self._list_into(keys, prefix, start_after, limit)
+        _list_into(self._root, keys, prefix, start_after, limit)
         return keys
 
-    def _list_into(self, keys: list[str], directory: str, start_after: str, limit: int | None) -> None:
-        try:
-            entries = list(os.scandir(os.path.join(self._root, directory) if directory else self._root))
-        except (FileNotFoundError, NotADirectoryError):
+
+def _list_into(root: str, keys: list[str], directory: str, start_after: str, limit: int | None) -> None:
+    try:
+        entries = list(os.scandir(os.path.join(root, directory) if directory else root))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    # A key sorts by its bytes: a directory's keys follow its name and a '/', so `a.json` < `a/x` < `a0`.
+    named = sorted(e.name + "/" if e.is_dir() else e.name for e in entries
+                   if not e.name.startswith(".") and not (e.is_dir() and e.is_symlink()))  # never followed out
+    for name in named:
+        if limit is not None and len(keys) >= limit:
             return
-        # A key sorts by its bytes: a directory's keys follow its name and a '/', so `a.json` < `a/x` < `a0`.
-        named = sorted(e.name + "/" if e.is_dir() else e.name for e in entries
-                       if not e.name.startswith(".") and not (e.is_dir() and e.is_symlink()))  # never followed out
-        for name in named:
-            if limit is not None and len(keys) >= limit:
-                return
-            key = directory + name
-            if name.endswith("/"):
-                if key < start_after and not start_after.startswith(key):
-                    continue  # every key below it comes before start_after
-                self._list_into(keys, key, start_after, limit)
-            elif key > start_after:
-                keys.append(key)
+        key = directory + name
+        if name.endswith("/"):
+            if key < start_after and not start_after.startswith(key):
+                continue  # every key below it comes before start_after
+            _list_into(root, keys, key, start_after, limit)
+        elif key > start_after:
+            keys.append(key)
+
 
 def _remove(temp: str) -> None:
     """Remove a temporary file of this process's own write (already gone is fine)."""
