@@ -195,19 +195,20 @@ class Registry:
         with self._lock:
             return list(self._workspaces.values())
 
-    def home(self, model_id: str) -> Workspace | None:
-        """The workspace of a model, from memory or from its record; None if it has no record."""
+    def home(self, model_id: str, restore: bool = True) -> Workspace | None:
+        """The workspace of a model, from memory or from its record, else looked for (_find); None if not found.
+        `restore`: a model found without its record file has it written again."""
         workspace_id = self._homes.get(model_id)
         if workspace_id is None:
             try:
                 record = json.loads(self.store.get(check_key(record_key(model_id))))
             except NotFound:
-                return self._find(model_id)
+                return self._find(model_id, restore)
             workspace_id = record["WorkspaceId"]
             self._remember(model_id, workspace_id)
         return self.workspace(workspace_id)
 
-    def _find(self, model_id: str) -> Workspace | None:
+    def _find(self, model_id: str, restore: bool) -> Workspace | None:
         """The workspace of a model whose record file is missing (removed by hand; the sweep writes it
         again): those in memory, else (at most once per SEARCH_INTERVAL, so that unknown ModelIds cost
         little) every workspace of the store. Found, its record is written again for other instances."""
@@ -223,6 +224,8 @@ class Registry:
         if found is None:
             return None
         self._remember(model_id, found.id)
+        if not restore:
+            return found
         try:
             changes.publish(self.store, found, Subject(model_id).record_file(found), 0)
         except StoreError as e:  # the answer comes from the catalog; the record can wait for the sweep
