@@ -144,6 +144,10 @@ def test_a_model_whose_record_file_was_deleted_is_still_gettable_and_its_record_
     any_store.delete(record_key(model_id))
     assert Registry(any_store).get(model_id)["ModelId"] == model_id  # an instance that holds nothing yet
     assert any_store.get(record_key(model_id)) == record  # written again for every other instance
+    for damaged in (b"\x00not json", b"[]", b'{"WorkspaceId": 7}'):  # changed by hand: not a record any more
+        any_store.put(record_key(model_id), damaged)
+        assert Registry(any_store).get(model_id)["ModelId"] == model_id
+        assert any_store.get(record_key(model_id)) == record
 
 
 def test_an_unknown_model_id_looks_through_the_workspaces_at_most_once_a_minute(any_store: Store) -> None:
@@ -360,3 +364,29 @@ def test_a_delete_that_cannot_free_room_says_the_disk_is_full_and_changes_nothin
     full[0] = False  # room again: the same request works
     assert api("DELETE", f"/api/v1/models/{model_id}")[0] == 200
     assert store.list("models/") == []
+
+
+class RacedByAnUpdate(CountingStore):
+    """The sweep's write of one record lands after another instance committed an update of that model and wrote
+    its record: the sweep's bytes are then older than the catalog."""
+
+    def __init__(self, inner: Store, model_id: str) -> None:
+        super().__init__(inner)
+        self.model_id, self.raced = model_id, False
+
+    def put(self, key: str, data: bytes) -> None:
+        if key == record_key(self.model_id) and not self.raced:
+            self.raced = True
+            Registry(self.inner).update(self.model_id, {"ModelDescription": "committed while the sweep wrote"})
+        super().put(key, data)
+
+
+def test_a_sweep_racing_an_update_never_leaves_the_older_record(any_store: Store) -> None:
+    registry = Registry(any_store)
+    model_id = registry.create(normal("m"))[0]
+    any_store.put(record_key(model_id), b"{}")  # damaged: the sweep will write it again
+    racing = RacedByAnUpdate(any_store, model_id)
+    summary = upkeep.sweep(Registry(racing))
+    assert racing.raced and summary["Rewritten"] == 1
+    assert json.loads(any_store.get(record_key(model_id)))["ModelDescription"] == "committed while the sweep wrote"
+    assert_records_match_the_catalog(any_store, ["ws"])

@@ -201,15 +201,17 @@ class Registry:
         workspace_id = self._homes.get(model_id)
         if workspace_id is None:
             try:
-                record = json.loads(self.store.get(check_key(record_key(model_id))))
+                workspace_id = _workspace_in(self.store.get(check_key(record_key(model_id))))
             except NotFound:
                 return self._find(model_id, restore)
-            workspace_id = record["WorkspaceId"]
+            if workspace_id is None:
+                log.warning("a model's record file names no workspace (damaged); looking for the model")
+                return self._find(model_id, restore)
             self._remember(model_id, workspace_id)
         return self.workspace(workspace_id)
 
     def _find(self, model_id: str, restore: bool) -> Workspace | None:
-        """The workspace of a model whose record file is missing (removed by hand; the sweep writes it
+        """The workspace of a model whose record file is missing or damaged (by hand; the sweep writes it
         again): those in memory, else (at most once per SEARCH_INTERVAL, so that unknown ModelIds cost
         little) every workspace of the store. Found, its record is written again for other instances."""
         found = next((w for w in self.held() if w.model(model_id)[0] is not None), None)
@@ -256,6 +258,15 @@ class Registry:
             self.store.delete(key)
         except StoreError as e:
             log.warning("could not remove an uncommitted record: %s", type(e).__name__)
+
+
+def _workspace_in(record: bytes) -> str | None:
+    """The WorkspaceId a record file names, or None if it names none (a file damaged by hand)."""
+    try:
+        workspace_id = json.loads(record).get("WorkspaceId")
+    except (ValueError, AttributeError):
+        return None
+    return workspace_id if isinstance(workspace_id, str) and workspace_id else None
 
 
 def _name_taken(name: str, workspace_id: str, holder: str, detail: str = "") -> ModelNameConflict:

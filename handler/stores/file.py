@@ -5,6 +5,7 @@ import contextlib
 import errno
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ class FileStore(Store):
         self._cleaned: set[str] = set()  # directories whose old temporary files this process removed
         # Temporary files removed (on opening, on a directory's first write) that no `clean` has counted yet.
         self._unreported = self._clean_all(TEMPORARY_AGE)
+        self._count_lock = threading.Lock()
 
     def verify(self, key: str) -> None:
         self._path(key)
@@ -40,7 +42,8 @@ class FileStore(Store):
         middle of a write left. Younger ones may belong to a write in progress in another process. How many
         this store removed since the last call: these, and those it removed on opening and on first writes."""
         removed = self._clean_all(older_than)
-        removed, self._unreported = removed + self._unreported, 0
+        with self._count_lock:
+            removed, self._unreported = removed + self._unreported, 0
         return removed
 
     def _clean_all(self, older_than: float) -> int:
@@ -77,7 +80,9 @@ class FileStore(Store):
         self._make_directories(directory)
         if directory not in self._cleaned:  # the first write into a directory tidies it
             with contextlib.suppress(OSError):
-                self._unreported += self._clean_directory(directory, os.listdir(directory), TEMPORARY_AGE)
+                removed = self._clean_directory(directory, os.listdir(directory), TEMPORARY_AGE)
+                with self._count_lock:
+                    self._unreported += removed
         fd, temp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
         try:
             try:
