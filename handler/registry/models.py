@@ -43,6 +43,7 @@ class Registry:
         self._homes: dict[str, str] = {}  # ModelId -> WorkspaceId: fixed for a model's life
         self._lock = threading.Lock()
         self._search_after = 0.0  # time.monotonic() before which no search through every workspace starts again
+        self._unrecorded: set[str] = set()  # ModelIds found without their record file, not yet written again
 
     def workspace(self, workspace_id: str) -> Workspace:
         with self._lock:
@@ -74,6 +75,7 @@ class Registry:
         entry, _ = workspace.model(model_id)
         if entry is None:
             raise ModelNotFound(f"model {model_id} does not exist")
+        self.restore(model_id, workspace)
         return self.answer(workspace, entry)
 
     def list_models(self, workspace_id: str, query: listing.Query) -> tuple[list[dict[str, Any]], int]:
@@ -195,25 +197,24 @@ class Registry:
         with self._lock:
             return list(self._workspaces.values())
 
-    def home(self, model_id: str, restore: bool = True) -> Workspace | None:
-        """The workspace of a model, from memory or from its record, else looked for (_find); None if not found.
-        `restore`: a model found without its record file has it written again."""
+    def home(self, model_id: str) -> Workspace | None:
+        """The workspace of a model, from memory or from its record, else looked for (_find); None if not found."""
         workspace_id = self._homes.get(model_id)
         if workspace_id is None:
             try:
                 workspace_id = _workspace_in(self.store.get(check_key(record_key(model_id))))
             except NotFound:
-                return self._find(model_id, restore)
+                return self._find(model_id)
             if workspace_id is None:
                 log.warning("a model's record file names no workspace (damaged); looking for the model")
-                return self._find(model_id, restore)
+                return self._find(model_id)
             self._remember(model_id, workspace_id)
         return self.workspace(workspace_id)
 
-    def _find(self, model_id: str, restore: bool) -> Workspace | None:
+    def _find(self, model_id: str) -> Workspace | None:
         """The workspace of a model whose record file is missing or damaged (by hand; the sweep writes it
         again): those in memory, else (at most once per SEARCH_INTERVAL, so that unknown ModelIds cost
-        little) every workspace of the store. Found, its record is written again for other instances."""
+        little) every workspace of the store. A Get of it writes the record again (restore)."""
         found = next((w for w in self.held() if w.model(model_id)[0] is not None), None)
         if found is None and records.created_at(model_id) is not None and time.monotonic() >= self._search_after:
             self._search_after = time.monotonic() + SEARCH_INTERVAL
@@ -223,16 +224,25 @@ class Registry:
                 workspace.read()
                 found = workspace if workspace.model(model_id)[0] is not None else None
                 workspace_id = self.next_workspace(workspace_id)
-        if found is None:
-            return None
-        self._remember(model_id, found.id)
-        if not restore:
-            return found
-        try:
-            changes.publish(self.store, found, Subject(model_id).record_file(found), 0)
-        except StoreError as e:  # the answer comes from the catalog; the record can wait for the sweep
-            log.warning("could not write a missing model record again: %s", type(e).__name__)
+        if found is not None:
+            self._remember(model_id, found.id)
+            with self._lock:
+                if len(self._unrecorded) >= _HOMES_KEPT:
+                    self._unrecorded.clear()
+                self._unrecorded.add(model_id)
         return found
+
+    def restore(self, model_id: str, workspace: Workspace) -> None:
+        """Write again the record file of a model found without one, so that other instances find it with one
+        GET; best effort (the answer comes from the catalog, and the sweep writes it too)."""
+        with self._lock:
+            if model_id not in self._unrecorded:
+                return
+            self._unrecorded.discard(model_id)
+        try:
+            changes.publish(self.store, workspace, Subject(model_id).record_file(workspace), 0)
+        except StoreError as e:
+            log.warning("could not write a missing model record again: %s", type(e).__name__)
 
     def next_workspace(self, after: str | None) -> str | None:
         """The workspace whose catalog follows workspace `after`'s in key order (None: the first); one LIST

@@ -199,7 +199,7 @@ def _gone(registry: Registry, model_id: str, version: str | None) -> bool:
 
     if any(holds(workspace) for workspace in registry.held()):
         return False
-    workspace = registry.home(model_id, restore=False)  # the sweep writes records itself, and counts them
+    workspace = registry.home(model_id)
     if workspace is None:
         return version is not None  # a model's record that vanished meanwhile; a version's of a model gone
     workspace.read()

@@ -30,9 +30,9 @@ class FileStore(Store):
         self._root = str(self.root)
         self._inside: set[str] = set()  # directories seen to resolve inside root
         self._cleaned: set[str] = set()  # directories whose old temporary files this process removed
+        self._count_lock = threading.Lock()
         # Temporary files removed (on opening, on a directory's first write) that no `clean` has counted yet.
         self._unreported = self._clean_all(TEMPORARY_AGE)
-        self._count_lock = threading.Lock()
 
     def verify(self, key: str) -> None:
         self._path(key)
