@@ -409,6 +409,11 @@ class Workspace:
         except StoreError as e:
             log.warning("checkpoint of a workspace at %d failed: %s", seq, type(e).__name__)
 
+    def versions_of(self, model_id: str) -> list[Entry]:
+        """A model's versions as this instance knows them (none: absent, deleted, or its model is)."""
+        with self._state_lock:
+            return list((self._state or State()).versions.get(model_id, {}).values())
+
 
 def hinted_seq(data: bytes | None) -> int | None:
     """The seq a hint names, or None if there is none or it does not parse."""

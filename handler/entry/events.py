@@ -142,8 +142,7 @@ def handle_event(app: App, raw: bytes | str, caller: Caller) -> str:
             return _finish([_register_object(app, record, caller) for record in event["events"]])
         if _has(event, triggerTime=str, triggerName=str):  # FC's timer trigger: the registry's upkeep
             summary = app.sweep()
-            log.info(compact({"Operation": "Sweep", "Checked": summary["Checked"], "Removed": len(summary["Removed"]),
-                                 "TemporaryFiles": summary["TemporaryFiles"], "Nonces": summary["Nonces"]}))
+            log.info(compact({"Operation": "Sweep", **summary, "Removed": len(summary["Removed"])}))
             return json.dumps(summary)
     if isinstance(event, list):
         if len(event) > MAX_BATCH:  # answered, not raised: delivering it again could only fail again
