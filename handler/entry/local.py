@@ -245,7 +245,7 @@ def same_origin_only(loopback: bool) -> Hook:
         host = request.headers.get("host", "").strip()
         origin = request.headers.get("origin")
         if request.headers.get("sec-fetch-site", "").strip().lower() in ("cross-site", "same-site") or (
-                origin is not None and urlsplit(origin).netloc.lower() != host.lower()):
+                origin is not None and not _is_own_origin(origin, host)):
             raise CrossOrigin(f"a page of another origin ({(origin or 'another site')[:100]}) may not call this registry: "
                               "without access keys it answers only its own pages and other programs")
         if loopback and host and not _is_loopback_name(host):
@@ -253,6 +253,13 @@ def same_origin_only(loopback: bool) -> Hook:
                               "requests addressed to this machine (127.0.0.1, localhost, [::1])")
 
     return check
+
+
+def _is_own_origin(origin: str, host: str) -> bool:
+    """Whether a page's Origin is this server's own: http (the local server speaks only plain HTTP) and the
+    Host the request was sent to. An https:// page of the same name and port is another origin."""
+    found = urlsplit(origin.strip())
+    return found.scheme.lower() == "http" and found.netloc.lower() == host.lower() and origin.strip() == f"{found.scheme}://{found.netloc}"
 
 
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
