@@ -2,7 +2,9 @@
 forged, replayed or out-of-policy request is refused with the SDK's code and writes nothing."""
 from __future__ import annotations
 
+import base64
 import contextlib
+import email.utils
 import hashlib
 import hmac
 import http.client
@@ -149,6 +151,45 @@ def test_the_older_roa_signature_is_accepted_unless_the_key_requires_acs3(server
     sdk_raises("InvalidAuthorization", 400, lambda: client(srv, "strict", "strict-secret-for-tests", "v2").list_models(
         models.ListModelsRequest()))
     assert client(srv, "strict", "strict-secret-for-tests").list_models(models.ListModelsRequest()).body.total_count == 1
+
+
+def test_an_roa_query_value_holding_an_ampersand_or_equals_is_refused(server) -> None:
+    """ROA signs `?ModelName=a&Domain=b` unencoded: one value `a&Domain=b` would sign the same."""
+    srv, app = server
+    roa = client(srv, "admin", "admin-secret-for-tests", algorithm="v2")
+    roa.create_model(models.CreateModelRequest(model_name="a", domain="b"))
+    for name in ("a&Domain=b", "k=v"):
+        message = sdk_raises("InvalidParameter", 400, lambda: roa.list_models(models.ListModelsRequest(model_name=name)))
+        assert "ModelName" in message and "ACS3" in message
+    assert roa.list_models(models.ListModelsRequest(model_name="a", domain="b")).body.total_count == 1
+    acs3 = client(srv, "admin", "admin-secret-for-tests")  # ACS3 encodes each pair: the same value is unambiguous
+    assert acs3.list_models(models.ListModelsRequest(model_name="a&Domain=b")).body.total_count == 0
+
+
+def roa_sign(method: str, path: str, body: bytes, extra: dict[str, str]) -> dict[str, str]:
+    """The headers the SDK's ROA (v2) client sends, plus `extra`, signed by the SDK's own ROA code."""
+    headers = {"host": "127.0.0.1", "accept": "application/json", "date": email.utils.formatdate(usegmt=True),
+               "x-acs-signature-nonce": uuid.uuid4().hex, "x-acs-signature-method": "HMAC-SHA1",
+               "x-acs-signature-version": "1.0", "x-acs-version": "2021-02-04", "x-acs-action": "CreateModel",
+               "content-type": "application/json; charset=utf-8", **extra}
+    text = SdkUtil.get_string_to_sign(SimpleNamespace(method=method, pathname=path, headers=headers, query={}))
+    headers["authorization"] = f"acs admin:{SdkUtil.get_roasignature(text, 'admin-secret-for-tests')}"
+    return headers
+
+
+def test_an_roa_content_md5_is_checked_against_the_body(tmp_path: Path) -> None:
+    app = signed_app(tmp_path)
+    body = json.dumps({"ModelName": "md5"}).encode()
+    digest = base64.b64encode(hashlib.md5(body).digest()).decode()
+    headers = roa_sign("POST", "/api/v1/models", body, {"content-md5": digest})
+    other = json.dumps({"ModelName": "m55"}).encode()  # what a man in the middle would send instead
+    answer = app.handle(Request("POST", "/api/v1/models", other, headers=headers))
+    assert (answer.status, answer.body["Code"]) == (400, "InvalidContentSha256") and "Content-MD5" in answer.body["Message"]
+    assert app.registry.store.list("") == []
+    answer = app.handle(Request("POST", "/api/v1/models", body, headers=headers))
+    assert answer.status == 200, answer.body
+    plain = roa_sign("POST", "/api/v1/models", other, {})  # as the SDKs sign: no Content-MD5, nothing to compare
+    assert app.handle(Request("POST", "/api/v1/models", other, headers=plain)).status == 200
 
 
 # --- raw requests, signed as the SDK signs them --------------------------------------------------

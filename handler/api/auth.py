@@ -3,8 +3,10 @@ verified, access keys with policies (workspaces, actions) read from ACCESS_KEYS,
 
 What each scheme protects: ACS3 covers the method, the path, the query, every header the client
 lists in SignedHeaders and the body (its SHA-256, checked against the body). ROA covers the method,
-the path, the query, `accept`, `content-type`, `date` and every `x-acs-*` header, but not the body:
-only HTTPS protects it, which is why a key may require ACS3.
+the path, the query, `accept`, `content-md5`, `content-type`, `date` and every `x-acs-*` header, but not
+the body unless a `Content-MD5` is sent (it is then checked against the body); the SDKs send none, so
+only HTTPS protects it, which is why a key may require ACS3. Its query is signed unencoded, so a
+name or value holding `&` or `=` is refused rather than read one of two ways.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from ..errors import (
     AccessKeyNotFound,
     ContentHashMismatch,
     InvalidAuthorization,
+    InvalidParameter,
     KeysNotConfigured,
     MissingAuthorization,
     NonceUsed,
@@ -230,7 +233,7 @@ class Verifier:
             assert roa is not None
             if key.require_acs3:
                 raise InvalidAuthorization("this access key signs with ACS3-HMAC-SHA256 only")
-            moment = self._roa(key, roa, method, path, pairs, headers)
+            moment = self._roa(key, roa, method, path, pairs, headers, body)
         nonce = headers.get("x-acs-signature-nonce", "")
         if writes and not nonce:
             raise InvalidAuthorization("a signed request that changes something needs x-acs-signature-nonce")
@@ -254,13 +257,21 @@ class Verifier:
         return self._fresh(parse_utc(headers["x-acs-date"].strip(), fractions=False))
 
     def _roa(self, key: AccessKey, found: re.Match[str], method: str, path: str, pairs: Sequence[tuple[str, str]],
-             headers: dict[str, str]) -> float:
+             headers: dict[str, str], body: bytes) -> float:
         if "date" not in headers or "x-acs-signature-nonce" not in headers:
             raise InvalidAuthorization("an ROA signature needs the date and x-acs-signature-nonce headers")
+        for name, value in pairs:  # the resource joins pairs with & and = unencoded: a=1&b=2 either way
+            if any(mark in name + value for mark in "&="):
+                raise InvalidParameter(f"query parameter {name[:64]!r}: a name or value holding '&' or '=' signs like "
+                                       "two parameters under an ROA signature; sign the request with ACS3-HMAC-SHA256")
         expected = base64.b64encode(hmac.new(key.secret.encode(), roa_string_to_sign(method, path, pairs, headers).encode(),
                                              hashlib.sha1).digest()).decode()
         if not hmac.compare_digest(expected, found.group(2)):
             raise SignatureMismatch("the signature does not match this request")
+        md5 = headers.get("content-md5")
+        if md5 is not None and not hmac.compare_digest(md5.strip().encode("utf-8", "surrogateescape"),
+                                                       base64.b64encode(hashlib.md5(body).digest())):
+            raise ContentHashMismatch("Content-MD5 is not the MD5 of the body (base64 of its 16 bytes)")
         try:
             when = email.utils.parsedate_to_datetime(headers["date"])
         except (TypeError, ValueError):
