@@ -159,7 +159,7 @@ def test_an_roa_query_value_holding_an_ampersand_or_equals_is_refused(server) ->
     roa = client(srv, "admin", "admin-secret-for-tests", algorithm="v2")
     roa.create_model(models.CreateModelRequest(model_name="a", domain="b"))
     for name in ("a&Domain=b", "k=v"):
-        message = sdk_raises("InvalidParameter", 400, lambda: roa.list_models(models.ListModelsRequest(model_name=name)))
+        message = sdk_raises("InvalidParameter", 400, lambda name=name: roa.list_models(models.ListModelsRequest(model_name=name)))
         assert "ModelName" in message and "ACS3" in message
     assert roa.list_models(models.ListModelsRequest(model_name="a", domain="b")).body.total_count == 1
     acs3 = client(srv, "admin", "admin-secret-for-tests")  # ACS3 encodes each pair: the same value is unambiguous
