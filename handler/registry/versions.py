@@ -62,6 +62,18 @@ class Versions:
         changes.publish(self.store, workspace, Subject(model_id, name).record_file(workspace), seq or 0)
         return name, created
 
+    def registered(self, workspace_id: str, model_name: str, token: str) -> tuple[str | None, str | None]:
+        """Where a registration stands, from the newest state for one catch-up read and no write: the
+        model of that name (ModelId, or None) and its version the registration `token` made (or None)."""
+        def plan(draft: Draft) -> tuple[str | None, str | None]:
+            holder = draft.named(model_name)
+            if holder is None:
+                return None, None
+            return holder, next((v.name for v in draft.versions(holder) if v.token == token), None)
+
+        found, _ = self.registry.workspace(workspace_id).commit(plan)  # changes nothing: the commit only reads
+        return found
+
     def list_versions(self, model_id: str, query: listing.VersionQuery) -> tuple[list[dict[str, Any]], int]:
         workspace = self._read(model_id)
         if workspace.model(model_id)[0] is None:
