@@ -107,3 +107,40 @@ def test_batch_items_run_side_by_side(use_app, monkeypatch) -> None:
     assert len(answers) == 40 and all("VersionName" in a for a in answers)
     assert 1 < most[0] <= events.WORKERS
     assert sorted(len(names) for names in versions(app).values()) == [8] * 5
+
+
+def test_concurrent_lookups_share_one_catch_up_read_per_round() -> None:
+    """While one round of lookups is reading, the lookups that arrive wait and are answered by one next round."""
+    import threading
+
+    from handler.catalog.draft import Draft
+    from handler.catalog.state import State
+    from handler.registry.versions import _Lookups
+
+    rounds: list[int] = []
+    first_round = threading.Event()
+    release = threading.Event()
+
+    class Reading:
+        """A workspace whose commits block until released: a slow catch-up read."""
+
+        def commit(self, plan: Any) -> tuple[Any, None]:
+            answer = plan(Draft(State()))
+            rounds.append(len(answer))
+            first_round.set()
+            release.wait(10)
+            return answer, None
+
+    lookups = _Lookups(Reading())  # type: ignore[arg-type]
+    answers: list[Any] = []
+    threads = [threading.Thread(target=lambda i=i: answers.append(lookups.find(f"m{i}", "token"))) for i in range(6)]
+    threads[0].start()
+    assert first_round.wait(10)
+    for thread in threads[1:]:
+        thread.start()
+    while len(lookups._queue) < 5:
+        threading.Event().wait(0.01)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert rounds == [1, 5] and answers == [(None, None)] * 6

@@ -35,8 +35,8 @@ from ..stores.base import InvalidKey, NotFound, Store, Unavailable, check_key, d
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 1000  # events in one batch (a JSON array): about 11 s of new registrations at 10 ms per storage request
-WORKERS = 8  # registrations of one invocation in flight at once
+MAX_BATCH = 1000  # events in one batch (a JSON array); what the time left cannot finish is delivered again
+WORKERS = 16  # registrations of one invocation in flight at once
 FIRST_ESTIMATE = 1.0  # seconds an item is assumed to need until one has finished
 now = time.monotonic  # the clock items are timed with, the one stores.base.deadline() counts on
 REGISTRATIONS = "registrations/"
