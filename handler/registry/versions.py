@@ -143,7 +143,7 @@ class Versions:
         if workspace.model(model_id)[0] is None:
             raise ModelNotFound(f"model {model_id} does not exist")
         entries, total = listing.version_page(workspace, model_id, query)
-        return [entry.record() for entry in entries], total
+        return [entry.record() for entry in listing.within_budget(entries, lambda entry: len(entry.raw))], total
 
     def get(self, model_id: str, name: str) -> dict[str, Any]:
         """The version's record; ModelNotFound or VersionNotFound if either is absent."""
