@@ -79,11 +79,17 @@ class Registry:
         return self.answer(workspace, entry)
 
     def list_models(self, workspace_id: str, query: listing.Query) -> tuple[list[dict[str, Any]], int]:
-        """One page of a workspace's models matching query, and how many match in all."""
+        """One page of a workspace's models matching query (fewer than its PageSize when their records would
+        pass listing.PAGE_BYTES: Query.cut_short), and how many match in all."""
         workspace = self.workspace(workspace_id)
         workspace.read()
         entries, total = listing.page(workspace, query)
-        return [self.answer(workspace, entry) for entry in entries], total
+
+        def size(entry: Entry) -> int:
+            latest = workspace.latest(entry.id)
+            return len(entry.raw) + (len(latest.raw) if latest is not None else 0)
+
+        return [self.answer(workspace, entry) for entry in listing.within_budget(entries, size)], total
 
     @staticmethod
     def answer(workspace: Workspace, entry: Entry) -> dict[str, Any]:
