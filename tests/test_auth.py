@@ -2,10 +2,14 @@
 forged, replayed or out-of-policy request is refused with the SDK's code and writes nothing."""
 from __future__ import annotations
 
+import base64
+import contextlib
+import email.utils
 import hashlib
 import hmac
 import http.client
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -147,6 +151,45 @@ def test_the_older_roa_signature_is_accepted_unless_the_key_requires_acs3(server
     sdk_raises("InvalidAuthorization", 400, lambda: client(srv, "strict", "strict-secret-for-tests", "v2").list_models(
         models.ListModelsRequest()))
     assert client(srv, "strict", "strict-secret-for-tests").list_models(models.ListModelsRequest()).body.total_count == 1
+
+
+def test_an_roa_query_value_holding_an_ampersand_or_equals_is_refused(server) -> None:
+    """ROA signs `?ModelName=a&Domain=b` unencoded: one value `a&Domain=b` would sign the same."""
+    srv, app = server
+    roa = client(srv, "admin", "admin-secret-for-tests", algorithm="v2")
+    roa.create_model(models.CreateModelRequest(model_name="a", domain="b"))
+    for name in ("a&Domain=b", "k=v"):
+        message = sdk_raises("InvalidParameter", 400, lambda name=name: roa.list_models(models.ListModelsRequest(model_name=name)))
+        assert "ModelName" in message and "ACS3" in message
+    assert roa.list_models(models.ListModelsRequest(model_name="a", domain="b")).body.total_count == 1
+    acs3 = client(srv, "admin", "admin-secret-for-tests")  # ACS3 encodes each pair: the same value is unambiguous
+    assert acs3.list_models(models.ListModelsRequest(model_name="a&Domain=b")).body.total_count == 0
+
+
+def roa_sign(method: str, path: str, body: bytes, extra: dict[str, str]) -> dict[str, str]:
+    """The headers the SDK's ROA (v2) client sends, plus `extra`, signed by the SDK's own ROA code."""
+    headers = {"host": "127.0.0.1", "accept": "application/json", "date": email.utils.formatdate(usegmt=True),
+               "x-acs-signature-nonce": uuid.uuid4().hex, "x-acs-signature-method": "HMAC-SHA1",
+               "x-acs-signature-version": "1.0", "x-acs-version": "2021-02-04", "x-acs-action": "CreateModel",
+               "content-type": "application/json; charset=utf-8", **extra}
+    text = SdkUtil.get_string_to_sign(SimpleNamespace(method=method, pathname=path, headers=headers, query={}))
+    headers["authorization"] = f"acs admin:{SdkUtil.get_roasignature(text, 'admin-secret-for-tests')}"
+    return headers
+
+
+def test_an_roa_content_md5_is_checked_against_the_body(tmp_path: Path) -> None:
+    app = signed_app(tmp_path)
+    body = json.dumps({"ModelName": "md5"}).encode()
+    digest = base64.b64encode(hashlib.md5(body).digest()).decode()
+    headers = roa_sign("POST", "/api/v1/models", body, {"content-md5": digest})
+    other = json.dumps({"ModelName": "m55"}).encode()  # what a man in the middle would send instead
+    answer = app.handle(Request("POST", "/api/v1/models", other, headers=headers))
+    assert (answer.status, answer.body["Code"]) == (400, "InvalidContentSha256") and "Content-MD5" in answer.body["Message"]
+    assert app.registry.store.list("") == []
+    answer = app.handle(Request("POST", "/api/v1/models", body, headers=headers))
+    assert answer.status == 200, answer.body
+    plain = roa_sign("POST", "/api/v1/models", other, {})  # as the SDKs sign: no Content-MD5, nothing to compare
+    assert app.handle(Request("POST", "/api/v1/models", other, headers=plain)).status == 200
 
 
 # --- raw requests, signed as the SDK signs them --------------------------------------------------
@@ -341,25 +384,78 @@ def test_a_key_rotated_or_revoked_in_the_document_counts_within_a_minute(monkeyp
         return document[0]
 
     ring = auth.KeyRing(load)
+
+    def read_later(key_id: str) -> auth.AccessKey | None:
+        """What a request after the reload its predecessor started sees."""
+        with contextlib.suppress(errors.KeysNotConfigured):
+            ring.get(key_id)  # answered with the keys held, and starts a read in the background
+        ring.settle()
+        return ring.get(key_id)
+
     assert ring.get("admin") is not None
     document[0] = json.dumps({"AccessKeys": [{"AccessKeyId": "new", "AccessKeySecret": "a-new-secret-long-enough"}]}).encode()
     clock[0] += 30
     assert ring.get("admin") is not None and ring.get("new") is None  # cached for up to a minute
+    ring.settle()
     clock[0] += 31
-    assert ring.get("admin") is None and ring.get("new") is not None  # rotated
+    assert read_later("admin") is None and ring.get("new") is not None  # rotated
     document[0] = Unavailable("storage unreachable")
     clock[0] += 61
-    assert ring.get("new") is not None  # a storage hiccup keeps the keys it had, and does not open anything
+    assert read_later("new") is not None  # a storage hiccup keeps the keys it had, and does not open anything
     document[0] = errors.KeysNotConfigured("the access keys document does not exist yet")
     clock[0] += 6  # after a hiccup the document is read again within seconds
     with pytest.raises(errors.KeysNotConfigured):
-        ring.get("new")  # the document removed: everything is refused
+        read_later("new")  # the document removed: everything is refused
     document[0] = json.dumps({"AccessKeys": [{"AccessKeyId": "blank", "AccessKeySecret": ""}]}).encode()
-    clock[0] += 61
+    clock[0] += 6  # an unusable document is read again within seconds, not a minute
     with pytest.raises(errors.KeysNotConfigured):
-        ring.get("blank")  # a key anyone could sign for is never accepted
+        read_later("blank")  # a key anyone could sign for is never accepted
+    document[0] = json.dumps(KEYS).encode()
+    clock[0] += 6
+    assert read_later("admin") is not None  # fixed: accepted again seconds later
     key = auth.parse_keys(json.dumps({"AccessKeys": [{"AccessKeyId": "k", "AccessKeySecret": "s3cr3t-s3cr3t-s3cr3t"}]}).encode())["k"]
     assert "s3cr3t" not in repr(key) and "s3cr3t" not in str(key)
+
+
+def test_a_slow_keys_read_holds_up_no_signed_request(monkeypatch, caplog) -> None:
+    """Reloading reads in the background: requests are answered with the keys held meanwhile."""
+    clock = [1000.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: clock[0])
+    release = threading.Event()
+    reads = [0]
+    document = [json.dumps(KEYS).encode()]
+
+    def load() -> bytes:
+        reads[0] += 1
+        if reads[0] > 1:
+            release.wait(30)  # a slow storage read
+        return document[0]
+
+    ring = auth.KeyRing(load)
+    assert ring.get("admin") is not None  # the first read is waited for: nothing to answer with before it
+    document[0] = json.dumps({"AccessKeys": [{"AccessKeyId": "new", "AccessKeySecret": "a-new-secret-long-enough"}]}).encode()
+    clock[0] += 61
+    answers: list[auth.AccessKey | None] = []
+    readers = [threading.Thread(target=lambda: answers.append(ring.get("admin"))) for _ in range(10)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join(5)
+    assert len(answers) == 10 and all(answer is not None for answer in answers)  # none waited for the read
+    assert reads[0] == 2  # one read in the background, not one per request
+    release.set()
+    ring.settle(5)
+    assert ring.get("admin") is None and ring.get("new") is not None
+    document[0] = b"{not json"
+    clock[0] += 61
+    ring.get("new")
+    ring.settle(5)
+    for _ in range(3):  # unusable: read again every few seconds, logged once
+        clock[0] += auth.RETRY_UNUSABLE
+        with pytest.raises(errors.KeysNotConfigured):
+            ring.get("new")
+        ring.settle(5)
+    assert reads[0] == 6 and caplog.text.count("access keys document is unusable") == 1
 
 
 def test_events_need_no_signature_and_are_attributed_to_the_fc_account(tmp_path: Path) -> None:

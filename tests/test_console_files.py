@@ -152,6 +152,8 @@ def test_the_console_is_small_and_fetches_nothing_from_elsewhere() -> None:
 @pytest.mark.parametrize("headers", [
     {"Origin": "http://127.0.0.2:9200"},  # a page elsewhere posting (even with no-cors and no Content-Type)
     {"Origin": "null"},  # a sandboxed page or a file
+    {"Origin": "https://127.0.0.1:{port}"},  # the same name and port over another scheme is another origin
+    {"Origin": "ftp://127.0.0.1:{port}"},
     {"Sec-Fetch-Site": "cross-site"},
     {"Host": "attacker.example:9000"},  # DNS rebinding: a site's name pointed at 127.0.0.1
     {"Host": "attacker.example@127.0.0.1:9000"},
@@ -167,7 +169,7 @@ def test_the_unsigned_local_server_refuses_other_origins_and_host_names(headers:
         with local_api() as server:
             host, port = server.server_address[:2]
             connection = http.client.HTTPConnection(host, port, timeout=10)
-            sent = {"Host": f"{host}:{port}", **headers}
+            sent = {"Host": f"{host}:{port}", **{name: value.replace("{port}", str(port)) for name, value in headers.items()}}
             connection.request("POST", "/api/v1/models", body=b'{"ModelName": "csrf"}', headers=sent)
             answer = connection.getresponse()
             assert answer.status == 403 and json.loads(answer.read())["Code"] == "Forbidden.CrossOrigin"

@@ -3,6 +3,7 @@ slow and idle clients, bounded batches and reads, bounded echoes, diagnosable fa
 exact numbers, one rule for names, HTTP details and a CLI that answers in one line."""
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -167,18 +168,67 @@ def test_a_slow_body_is_cut_off_at_the_request_deadline(server, monkeypatch) -> 
     assert status_of(raw) == 400 and store.list("") == []
 
 
-def test_connections_over_the_bound_are_answered_503_at_once(use_app) -> None:
+def test_trickling_clients_at_the_bound_lose_their_connections_to_normal_requests(use_app) -> None:
+    """Slow clients holding every connection (a byte now and then) deny service to no one: each new
+    connection takes the place of the one that has waited longest for its client."""
     use_app(MemoryStore())
+    server = local.LocalServer(("127.0.0.1", 0), fc.get_app, 1 << 20, max_connections=8)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    slow: list[socket.socket] = []
+    normal: list[http.client.HTTPConnection] = []
+    try:
+        for _ in range(8):
+            sock = socket.create_connection(server.server_address[:2], timeout=5)
+            sock.sendall(b"POST /api/v1/models HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")  # and no more
+            slow.append(sock)
+            time.sleep(0.02)
+        for count in range(1, 9):  # normal clients that keep their connections open, one after another
+            client = http.client.HTTPConnection(*server.server_address[:2], timeout=5)
+            client.request("GET", "/api/v1/models")
+            answer = client.getresponse()
+            assert answer.status == 200 and json.loads(answer.read())["TotalCount"] == 0
+            normal.append(client)
+            # The trickler that had waited longest lost its connection to each, without its request served.
+            slow[count - 1].settimeout(5)
+            rest = slow[count - 1].recv(65536)
+            assert rest == b"" or status_of(rest) == 400
+        normal[0].request("GET", "/api/v1/models")  # the normal clients' connections are still theirs
+        assert normal[0].getresponse().status == 200
+    finally:
+        for sock in slow:
+            sock.close()
+        for client in normal:
+            client.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_connections_over_the_bound_are_answered_503_at_once_when_every_one_is_being_served(use_app) -> None:
+    app = use_app(MemoryStore())
+    release, inside = threading.Event(), threading.Semaphore(0)
+
+    def slow_operation(request: Any) -> None:
+        inside.release()
+        release.wait(10)
+
+    app.hooks.append(slow_operation)
     server = local.LocalServer(("127.0.0.1", 0), fc.get_app, 1 << 20, max_connections=3)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    idle = [socket.create_connection(server.server_address[:2], timeout=5) for _ in range(3)]
+    busy = [threading.Thread(target=raw_exchange, args=(server, b"GET /api/v1/models HTTP/1.1\r\nHost: x\r\n\r\n"))
+            for _ in range(3)]
     try:
-        time.sleep(0.2)
+        for thread in busy:
+            thread.start()
+        for _ in busy:
+            assert inside.acquire(timeout=5)  # three requests whole and being served: nothing to take a place from
+        started = time.monotonic()
         raw = raw_exchange(server, b"GET /api/v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
         assert status_of(raw) == 503 and body_of(raw)["Code"] == "ServiceUnavailable"
+        assert time.monotonic() - started < 2
     finally:
-        for sock in idle:
-            sock.close()
+        release.set()
+        for thread in busy:
+            thread.join(10)
         server.shutdown()
         server.server_close()
 

@@ -63,6 +63,16 @@ def test_list_pages_past_a_thousand_keys(any_store: Store) -> None:
     assert any_store.list("many/") == keys
 
 
+def test_list_orders_by_bytes_across_directories_and_skips_what_comes_before_start_after(any_store: Store) -> None:
+    keys = ["m/a.json", "m/a/v/1.json", "m/a-b.json", "m/a0.json", "m/b/x"]  # '-' < '.' < '/' < '0'
+    for key in keys:
+        any_store.create(key, b"")
+    assert any_store.list("m/") == sorted(keys)
+    assert any_store.list("m/", start_after="m/a/" + "z" * 200) == ["m/a0.json", "m/b/x"]  # past a directory
+    assert any_store.list("m/", start_after="m/a.json", limit=1) == ["m/a/v/1.json"]
+    assert any_store.list("", start_after="m/a0.json") == ["m/b/x"]
+
+
 @pytest.mark.parametrize("key", [
     "../escape", "a/../../b", "/abs", "a//b", "a/", "", ".hidden", "a/./b", "a\x00b", "a/%2F..", "a b", "k/" + "x" * 1000,
     "a\\b", "names/é",

@@ -14,7 +14,7 @@ from ..registry import upkeep
 from ..registry.models import Registry
 from ..registry.versions import Versions
 from ..rules.validation import validate
-from ..stores.base import InvalidKey, Misconfigured, StoreError, Unavailable
+from ..stores.base import InvalidKey, Misconfigured, StorageFull, StoreError, Unavailable
 from .auth import Verifier
 from .body import parse_body, raw_body
 from .call import Call
@@ -40,9 +40,9 @@ class App:
         self.max_body_bytes = max_body_bytes
         self.hooks = list(hooks)
 
-    def sweep(self, **older: float) -> dict[str, Any]:
+    def sweep(self, **options: Any) -> dict[str, Any]:
         """The registry's upkeep (registry/upkeep.py) and the nonces too old to guard anything."""
-        return {**upkeep.sweep(self.registry, **older), "Nonces": self.verifier.sweep() if self.verifier is not None else 0}
+        return {**upkeep.sweep(self.registry, **options), "Nonces": self.verifier.sweep() if self.verifier is not None else 0}
 
     def handle(self, request: Request, caller: Caller = LOCAL_CALLER, route: Route | None = None) -> Response:
         """Answer a request; `route` skips routing (events run operations that no HTTP path has)."""
@@ -133,6 +133,9 @@ class App:
 def _store_error(error: StoreError) -> ApiError:
     if isinstance(error, InvalidKey):
         return InvalidParameter("an identifier in the request is not valid")
+    if isinstance(error, StorageFull):  # an operator's problem, said plainly: retrying alone will not help
+        log.error("storage full: %s", error.cause)
+        return ServiceUnavailable("model storage is full (no space left for a write); free space, then retry")
     if isinstance(error, Unavailable):
         log.error("storage unavailable: %s", error.cause)
         return ServiceUnavailable("model storage is unavailable; retry later")

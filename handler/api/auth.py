@@ -3,8 +3,10 @@ verified, access keys with policies (workspaces, actions) read from ACCESS_KEYS,
 
 What each scheme protects: ACS3 covers the method, the path, the query, every header the client
 lists in SignedHeaders and the body (its SHA-256, checked against the body). ROA covers the method,
-the path, the query, `accept`, `content-type`, `date` and every `x-acs-*` header, but not the body:
-only HTTPS protects it, which is why a key may require ACS3.
+the path, the query, `accept`, `content-md5`, `content-type`, `date` and every `x-acs-*` header, but not
+the body unless a `Content-MD5` is sent (it is then checked against the body); the SDKs send none, so
+only HTTPS protects it, which is why a key may require ACS3. Its query is signed unencoded, so a
+name or value holding `&` or `=` is refused rather than read one of two ways.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from ..errors import (
     AccessKeyNotFound,
     ContentHashMismatch,
     InvalidAuthorization,
+    InvalidParameter,
     KeysNotConfigured,
     MissingAuthorization,
     NonceUsed,
@@ -41,6 +44,7 @@ log = logging.getLogger(__name__)
 MIN_SECRET = 16  # characters of a secret, at least
 RELOAD_EVERY = 60.0  # seconds an instance trusts its copy of the access keys
 RETRY_AFTER = 5.0  # seconds before reading the document again when storage did not answer
+RETRY_UNUSABLE = 5.0  # seconds before reading an unusable (or missing) document again
 _ACS3 = re.compile(r"ACS3-HMAC-SHA256 Credential=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]{64})")
 _ROA = re.compile(r"acs ([^:\s]+):([A-Za-z0-9+/=]{20,})")
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -95,41 +99,77 @@ def _texts(value: object) -> bool:
 
 
 class KeyRing:
-    """The access keys, read from where ACCESS_KEYS says, kept for RELOAD_EVERY seconds: a key rotated
-    or revoked in the document counts within a minute, without a redeploy."""
+    """The access keys, read from where ACCESS_KEYS says, trusted for RELOAD_EVERY seconds: a key rotated
+    or revoked in the document counts within a minute (and one read), without a redeploy.
+
+    Only the first read is waited for. Later ones run in the background while the keys read before
+    keep answering, so a slow read never holds up signed requests; an unusable document (refusing
+    everything) is read again after RETRY_UNUSABLE seconds, unreachable storage after RETRY_AFTER."""
 
     def __init__(self, load: Callable[[], bytes]) -> None:
         self._load = load
         self._keys: dict[str, AccessKey] | None = None
-        self._failure = ""  # why there are no keys, kept as long as keys would be: one read and one log line a minute
-        self._loaded_at = float("-inf")
-        self._lock = threading.Lock()
+        self._failure = ""  # why there are no keys (the document is unusable)
+        self._problem = ""  # the problem last logged
+        self._known = False  # a read has ended with keys or with a refusal
+        self._next_read = float("-inf")  # time.monotonic() from which the document is read again
+        self._reader: threading.Thread | None = None
+        self._lock = threading.Lock()  # guards the fields above
+        self._first = threading.Lock()  # one first read at a time; the others wait for it
 
     def get(self, key_id: str) -> AccessKey | None:
         with self._lock:
-            if time.monotonic() - self._loaded_at > RELOAD_EVERY:
-                self._reload()
+            known = self._known
+            if known and time.monotonic() >= self._next_read and self._reader is None:
+                self._reader = threading.Thread(target=self._refresh, name="access-keys", daemon=True)
+                self._reader.start()
+        if not known:
+            with self._first:
+                if not self._known:
+                    self._read()  # nothing to answer with yet: this request waits (unreachable storage: its 503)
+        with self._lock:
             if self._keys is None:
                 raise KeysNotConfigured(self._failure)
             return self._keys.get(key_id)
 
-    def _reload(self) -> None:
+    def settle(self, timeout: float | None = None) -> None:
+        """Wait for a background read under way (tests, and before an instance stops)."""
+        reader = self._reader
+        if reader is not None:
+            reader.join(timeout)
+
+    def _refresh(self) -> None:
         try:
-            self._keys, self._failure = parse_keys(self._load()), ""
+            self._read()
+        except Unavailable:  # keep the keys read before, and try again in a few seconds
+            self._schedule(RETRY_AFTER)
+        except Exception as e:  # noqa: BLE001 - a background thread: log by kind, keep the keys, retry soon
+            log.error("reading the access keys failed unexpectedly (%s)", type(e).__name__)
+            self._schedule(RETRY_AFTER)
+        finally:
+            with self._lock:
+                self._reader = None
+
+    def _read(self) -> None:
+        problem = ""  # why the document refuses everything, as logged
+        try:
+            keys, failure = parse_keys(self._load()), ""
         except (ValueError, KeyError, TypeError, RecursionError) as e:
             why = f" ({e})" if isinstance(e, BadKeysDocument) else " (not JSON of the documented shape)"
-            log.warning("the access keys document is unusable%s: every request is refused", why)
-            self._keys, self._failure = None, "the access keys document is not {\"AccessKeys\": [...]} as documented"
+            keys, failure = None, "the access keys document is not {\"AccessKeys\": [...]} as documented"
+            problem = f"the access keys document is unusable{why}"
         except KeysNotConfigured as e:
-            log.warning("%s: every request is refused", e.message)
-            self._keys, self._failure = None, e.message
-        except Unavailable:
-            if self._keys is None:
-                raise  # a 503: the next request tries again
-            # Storage is briefly unreachable: keep the keys read before, and try again in a few seconds.
-            self._loaded_at = time.monotonic() - RELOAD_EVERY + RETRY_AFTER
-            return
-        self._loaded_at = time.monotonic()
+            keys, failure, problem = None, e.message, e.message
+        with self._lock:
+            repeated = problem == self._problem
+            self._keys, self._failure, self._problem, self._known = keys, failure, problem, True
+            self._next_read = time.monotonic() + (RELOAD_EVERY if keys is not None else RETRY_UNUSABLE)
+        if problem and not repeated:  # read every few seconds while unusable: logged once, not each time
+            log.warning("%s: every request is refused", problem)
+
+    def _schedule(self, seconds: float) -> None:
+        with self._lock:
+            self._next_read = time.monotonic() + seconds
 
 
 def canonical_uri(path: str) -> str:
@@ -193,7 +233,7 @@ class Verifier:
             assert roa is not None
             if key.require_acs3:
                 raise InvalidAuthorization("this access key signs with ACS3-HMAC-SHA256 only")
-            moment = self._roa(key, roa, method, path, pairs, headers)
+            moment = self._roa(key, roa, method, path, pairs, headers, body)
         nonce = headers.get("x-acs-signature-nonce", "")
         if writes and not nonce:
             raise InvalidAuthorization("a signed request that changes something needs x-acs-signature-nonce")
@@ -217,13 +257,21 @@ class Verifier:
         return self._fresh(parse_utc(headers["x-acs-date"].strip(), fractions=False))
 
     def _roa(self, key: AccessKey, found: re.Match[str], method: str, path: str, pairs: Sequence[tuple[str, str]],
-             headers: dict[str, str]) -> float:
+             headers: dict[str, str], body: bytes) -> float:
         if "date" not in headers or "x-acs-signature-nonce" not in headers:
             raise InvalidAuthorization("an ROA signature needs the date and x-acs-signature-nonce headers")
+        for name, value in pairs:  # the resource joins pairs with & and = unencoded: a=1&b=2 either way
+            if any(mark in name + value for mark in "&="):
+                raise InvalidParameter(f"query parameter {name[:64]!r}: a name or value holding '&' or '=' signs like "
+                                       "two parameters under an ROA signature; sign the request with ACS3-HMAC-SHA256")
         expected = base64.b64encode(hmac.new(key.secret.encode(), roa_string_to_sign(method, path, pairs, headers).encode(),
                                              hashlib.sha1).digest()).decode()
         if not hmac.compare_digest(expected, found.group(2)):
             raise SignatureMismatch("the signature does not match this request")
+        md5 = headers.get("content-md5")
+        if md5 is not None and not hmac.compare_digest(md5.strip().encode("utf-8", "surrogateescape"),
+                                                       base64.b64encode(hashlib.md5(body).digest())):
+            raise ContentHashMismatch("Content-MD5 is not the MD5 of the body (base64 of its 16 bytes)")
         try:
             when = email.utils.parsedate_to_datetime(headers["date"])
         except (TypeError, ValueError):

@@ -24,8 +24,9 @@ def create_model(call: Call) -> dict[str, Any]:
 
 def list_models(call: Call) -> dict[str, Any]:
     params = call.query()
-    models, total = call.registry.list_models(call.workspace_id(params.get("WorkspaceId")), Query.parse(params))
-    return {"Models": models, "TotalCount": total}
+    query = Query.parse(params)
+    models, total = call.registry.list_models(call.workspace_id(params.get("WorkspaceId")), query)
+    return {"Models": models, "TotalCount": total, **({"Truncated": True} if query.cut_short(len(models), total) else {})}
 
 
 def get_model(call: Call) -> dict[str, Any]:

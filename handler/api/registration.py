@@ -26,9 +26,18 @@ def register_model_version(call: Call) -> dict[str, Any]:
     except InvalidParameter as e:
         raise InvalidParameter(f"Version: {e.message}") from None
     normal = records.normalized_request(fields, call.workspace_id(fields.get("WorkspaceId")))
-    model_id, _ = call.registry.create(normal, call.caller.owner_id, adopt=True)
     token = records.fingerprint({"ModelName": normal["ModelName"], "Version": version})
-    name, _ = call.versions.create(model_id, version, call.caller.owner_id, token=token)
+    # Looked up first: a redelivered registration is answered for one read, writing nothing; a new
+    # version of a model that exists skips the model's create (its record write and removal).
+    model_id, name = call.versions.registered(normal["WorkspaceId"], normal["ModelName"], token)
+    if name is None and model_id is not None:
+        try:
+            name, _ = call.versions.create(model_id, version, call.caller.owner_id, token=token)
+        except errors.ModelNotFound:  # deleted since the lookup: register it anew, as if it had not been there
+            model_id = None
+    if model_id is None:
+        model_id, _ = call.registry.create(normal, call.caller.owner_id, adopt=True)
+        name, _ = call.versions.create(model_id, version, call.caller.owner_id, token=token)
     call.facts.update(ModelId=model_id, VersionName=name)
     return {"ModelId": model_id, "VersionName": name}
 

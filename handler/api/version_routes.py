@@ -20,8 +20,9 @@ def create_model_version(call: Call) -> dict[str, Any]:
 
 
 def list_model_versions(call: Call) -> dict[str, Any]:
-    versions, total = call.versions.list_versions(call.params["ModelId"], VersionQuery.parse(call.query()))
-    return {"Versions": versions, "TotalCount": total}
+    query = VersionQuery.parse(call.query())
+    versions, total = call.versions.list_versions(call.params["ModelId"], query)
+    return {"Versions": versions, "TotalCount": total, **({"Truncated": True} if query.cut_short(len(versions), total) else {})}
 
 
 def get_model_version(call: Call) -> dict[str, Any]:

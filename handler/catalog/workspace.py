@@ -7,6 +7,7 @@ answers from memory after one GET. docs/catalog.md has the invariants and crash 
 """
 from __future__ import annotations
 
+import bisect
 import collections
 import concurrent.futures
 import contextlib
@@ -190,6 +191,16 @@ class Workspace:
             if matches is None:
                 matches = self._keep(state.seq, ("models", selection), state.models.select(selection))
             return [state.models.entry(slot) for slot in matches.slots(start, stop)], matches.count
+
+    def models_after(self, model_id: str, limit: int) -> list[Entry]:
+        """Up to `limit` models whose ModelIds follow `model_id`, in ModelId order (the sweep's pass)."""
+        with self._state_lock:
+            state = self._state or State()
+            ordered: list[str] | None = self._cached(state.seq, "models by id")
+            if ordered is None:
+                ordered = self._keep(state.seq, "models by id", sorted(state.models.ids))
+            start = bisect.bisect_right(ordered, model_id)
+            return [state.models[found] for found in ordered[start:start + limit]]
 
     def derived(self, key: Any, compute: Callable[[list[Entry]], list[Entry]], model_id: str) -> list[Entry]:
         """compute(every version of model_id), computed once per state and key: the filtered and sorted views
@@ -509,6 +520,11 @@ class Workspace:
             self._checkpoints = known[-KEPT_CHECKPOINTS:]
         except StoreError as e:
             log.warning("checkpoint of a workspace at %d failed: %s", seq, type(e).__name__)
+
+    def versions_of(self, model_id: str) -> list[Entry]:
+        """A model's versions as this instance knows them (none: absent, deleted, or its model is)."""
+        with self._state_lock:
+            return list((self._state or State()).versions.get(model_id, {}).values())
 
 
 def checkpoint_interval(state: State) -> int:

@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     sweep = commands.add_parser("sweep", help="remove what interrupted writes left and nothing points to")
     sweep.add_argument("--older-than", type=float, default=None, metavar="SECONDS",
                        help="only what is older than this (default 600, at least 60: far longer than any request)")
+    sweep.add_argument("--seconds", type=float, default=None, metavar="SECONDS",
+                       help="stop starting work after this long; the next sweep continues where this one stopped")
+    sweep.add_argument("--limit", type=int, default=None, metavar="N",
+                       help="look at no more than N record files and workspaces (the next sweep continues)")
     sweep.add_argument("--store", help="as for serve")
     args = parser.parse_args(argv)
 
@@ -84,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{change['Seq']:>8} {change['By']} {change['Change']} {change['At']} {change.get('VersionName', '')}".rstrip())
         return 0
     if args.command == "sweep":
-        older = {} if args.older_than is None else {"older_than": args.older_than}
+        options = {name: value for name, value in (("older_than", args.older_than), ("seconds", args.seconds),
+                                                   ("limit", args.limit)) if value is not None}
         try:
-            print(json.dumps(app.sweep(**older)))
+            print(json.dumps(app.sweep(**options)))
         except ValueError as e:
             parser.error(str(e))
         return 0
@@ -125,14 +130,14 @@ def _serve(args: argparse.Namespace, app: App) -> int:
             app.verifier.keys.get("")  # read the document now: a problem is logged at startup, not only answered as 403s
     else:
         mode = "no signatures checked: " + ("loopback only" if loopback else "open to anyone who reaches it (--insecure)")
-    print(f"PAI model registry listening on {server.url} (store: {_store_location()}; {mode}); console: {server.url}/console/",
-          file=sys.stderr, flush=True)
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # SIGTERM stops the server as Ctrl-C does
 
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, stop)  # before the line that tells a supervisor the server is up
     try:
+        print(f"PAI model registry listening on {server.url} (store: {_store_location()}; {mode}); "
+              f"console: {server.url}/console/", file=sys.stderr, flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         pass

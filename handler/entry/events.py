@@ -13,10 +13,14 @@ never succeed is answered and logged, not raised.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
+import contextvars
 import json
 import logging
-from collections.abc import Callable
-from typing import Any
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from ..api.app import App
@@ -27,11 +31,14 @@ from ..api.routing import MODELS_PATH
 from ..errors import ApiError, InternalError, InvalidParameter, InvalidRegistration, ServiceUnavailable
 from ..registry.records import record_json
 from ..rules.jsontext import compact
-from ..stores.base import InvalidKey, NotFound, Store, Unavailable, check_key
+from ..stores.base import InvalidKey, NotFound, Store, Unavailable, check_key, deadline
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 1000  # events in one batch (a JSON array)
+MAX_BATCH = 1000  # events in one batch (a JSON array); what the time left cannot finish is delivered again
+WORKERS = 16  # registrations of one invocation in flight at once
+FIRST_ESTIMATE = 1.0  # seconds an item is assumed to need until one has finished
+now = time.monotonic  # the clock items are timed with, the one stores.base.deadline() counts on
 REGISTRATIONS = "registrations/"
 RESULTS = "registration-results/"
 JSON_HEADERS = {"content-type": "application/json"}
@@ -139,22 +146,69 @@ def handle_event(app: App, raw: bytes | str, caller: Caller) -> str:
         if event.get("version") == "v1" and _has(event, rawPath=str, requestContext=dict):
             return gateway_response(app.handle(http_v1_request(event), caller))
         if _is_oss_event(event):
-            return _finish([_register_object(app, record, caller) for record in event["events"]])
+            return _finish(_each(event["events"], lambda record: _register_object(app, record, caller)))
         if _has(event, triggerTime=str, triggerName=str):  # FC's timer trigger: the registry's upkeep
             summary = app.sweep()
-            log.info(compact({"Operation": "Sweep", "Checked": summary["Checked"], "Removed": len(summary["Removed"]),
-                                 "TemporaryFiles": summary["TemporaryFiles"], "Nonces": summary["Nonces"]}))
+            log.info(compact({"Operation": "Sweep", **summary, "Removed": len(summary["Removed"])}))
             return json.dumps(summary)
     if isinstance(event, list):
         if len(event) > MAX_BATCH:  # answered, not raised: delivering it again could only fail again
             error = InvalidParameter(f"a batch holds at most {MAX_BATCH} events; this one holds {len(event)}")
             log.warning(compact({**error.body(new_request_id()), "Operation": "Batch", "Status": error.status}))
             return json.dumps(error.body(new_request_id()))
-        return _finish([_handle_message(app, item, None, caller) for item in event])
+        return _finish(_each(event, lambda item: _handle_message(app, item, None, caller)))
     return _finish([_handle_message(app, event, raw, caller)], single=True)
 
 
-def _handle_message(app: App, message: Any, text: bytes | str | None, caller: Caller) -> tuple[Response, dict[str, Any]]:
+Outcome = tuple[Response, dict[str, Any]]
+T = TypeVar("T")
+
+
+def _each(items: Sequence[T], work: Callable[[T], Outcome], workers: int | None = None) -> list[Outcome]:
+    """work(item) for each item, `workers` (WORKERS) at a time, each in a copy of the caller's context
+    (its time budget). An item is started only while the invocation's time left (stores.base.deadline())
+    covers the longest an item has taken so far; the others are answered 503, not started, so that the
+    source delivers the event again (where the items done before are repeats, one read each)."""
+    results: list[Outcome | None] = [None] * len(items)
+    ends = deadline()
+    pending = iter(range(len(items)))
+    longest = [FIRST_ESTIMATE]
+    lock = threading.Lock()
+
+    def run() -> None:
+        while True:
+            with lock:
+                if ends is not None and ends - now() < longest[0]:
+                    return
+                index = next(pending, None)
+            if index is None:
+                return
+            started = now()
+            results[index] = contextvars.copy_context().run(work, items[index])
+            with lock:
+                longest[0] = max(longest[0], now() - started)
+
+    count = min(workers or WORKERS, len(items))
+    if count <= 1:
+        run()
+    else:
+        with concurrent.futures.ThreadPoolExecutor(count, thread_name_prefix="batch") as pool:
+            for running in [pool.submit(run) for _ in range(count)]:
+                running.result()
+    skipped = [i for i, result in enumerate(results) if result is None]
+    if skipped:
+        log.warning(compact({"Operation": "Batch", "Items": len(items), "NotStarted": len(skipped),
+                             "Why": "too little of the invocation's time left"}))
+    return [result if result is not None else _not_started() for result in results]
+
+
+def _not_started() -> Outcome:
+    body = ServiceUnavailable("not started: the invocation had too little time left for it; the event is delivered "
+                              "again").body(new_request_id())
+    return Response(503, body), body
+
+
+def _handle_message(app: App, message: Any, text: bytes | str | None, caller: Caller) -> Outcome:
     """Register the request one message carries; `text` is the message as it arrived, if known."""
     if isinstance(message, str):  # a batch item sent as escaped JSON
         text, message = message, _envelope(message)
@@ -176,7 +230,7 @@ def _carries_version(body: bytes) -> bool:
     return isinstance(value, dict) and "Version" in value
 
 
-def _finish(results: list[tuple[Response, dict[str, Any]]], single: bool = False) -> str:
+def _finish(results: list[Outcome], single: bool = False) -> str:
     """Every item has been tried; now raise if any may succeed on redelivery."""
     failed = [r.body["RequestId"] for r, _ in results if r.retryable]
     if failed:

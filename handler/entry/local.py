@@ -3,7 +3,8 @@ of the function would, and answers with the App's Response.
 
 It frames requests strictly (one Content-Length or chunked, every header line well formed, a body
 exactly as long as declared), bounds what a client may hold (a read timeout, a deadline for a whole
-request, a number of open connections), and answers what it refuses with the API's JSON errors.
+request, a number of open connections, of which the one waiting longest for its client gives way to a
+new one), and answers what it refuses with the API's JSON errors.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ from ..errors import ApiError, CrossOrigin, MethodNotAllowed, PayloadTooLarge, S
 OPENAPI_PATH = "/openapi.json"
 READ_TIMEOUT = 10.0  # seconds a connection may stay silent (between requests too)
 REQUEST_DEADLINE = 30.0  # seconds to send a whole request, headers and body
-MAX_CONNECTIONS = 64  # open at once; more are answered 503 and closed
+MAX_CONNECTIONS = 64  # open at once; beyond, the one waiting longest for its client is closed (else 503)
+EVICT_WAIT = 2.0  # seconds a new connection waits for the slot of the connection closed for it
 _LINE = 65537  # longest chunk-size or trailer line read
 _TRAILERS = 100  # trailer lines of a chunked body
 _ECHO = 200  # characters of anything a client sent that a message may repeat
@@ -88,11 +90,14 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         super().setup()
         self._reader = _DeadlineSocket(self.connection, float(self.timeout or READ_TIMEOUT))
         self.rfile = io.BufferedReader(self._reader)
+        self.waiting_since: float | None = time.monotonic()  # waiting for the client since; None while serving
+        self.server.opened(self)
 
     def handle_one_request(self) -> None:
         # One deadline for the whole request, the wait for its first byte included (which the read
         # timeout bounds anyway): headers and trailers sent a byte at a time are cut off with the body.
-        self._reader.deadline = time.monotonic() + REQUEST_DEADLINE
+        self.waiting_since = time.monotonic()
+        self._reader.deadline = self.waiting_since + REQUEST_DEADLINE
         super().handle_one_request()
 
     def parse_request(self) -> bool:
@@ -119,6 +124,7 @@ class _GatewayHandler(BaseHTTPRequestHandler):
         except _Refused as e:
             self.close_connection = True
             return self._send_error(e.error)
+        self.waiting_since = None  # the request is whole: from now on the server is the one working
         if url.path == OPENAPI_PATH:  # answered here, as API Gateway would, not by the function
             return self._serve_document()
         request = Request(self.command.upper(), url.path, body, headers={k.lower(): v for k, v in self.headers.items()},
@@ -245,7 +251,7 @@ def same_origin_only(loopback: bool) -> Hook:
         host = request.headers.get("host", "").strip()
         origin = request.headers.get("origin")
         if request.headers.get("sec-fetch-site", "").strip().lower() in ("cross-site", "same-site") or (
-                origin is not None and urlsplit(origin).netloc.lower() != host.lower()):
+                origin is not None and not _is_own_origin(origin, host)):
             raise CrossOrigin(f"a page of another origin ({(origin or 'another site')[:100]}) may not call this registry: "
                               "without access keys it answers only its own pages and other programs")
         if loopback and host and not _is_loopback_name(host):
@@ -253,6 +259,13 @@ def same_origin_only(loopback: bool) -> Hook:
                               "requests addressed to this machine (127.0.0.1, localhost, [::1])")
 
     return check
+
+
+def _is_own_origin(origin: str, host: str) -> bool:
+    """Whether a page's Origin is this server's own: http (the local server speaks only plain HTTP) and the
+    Host the request was sent to. An https:// page of the same name and port is another origin."""
+    found = urlsplit(origin.strip())
+    return found.scheme.lower() == "http" and found.netloc.lower() == host.lower() and origin.strip() == f"{found.scheme}://{found.netloc}"
 
 
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
@@ -286,7 +299,12 @@ def _header_problem(headers: Any) -> str | None:
 
 
 class LocalServer(ThreadingHTTPServer):
-    """Serves the API on host:port until shut down, one thread per connection, at most MAX_CONNECTIONS."""
+    """Serves the API on host:port until shut down, one thread per connection, at most MAX_CONNECTIONS.
+
+    At the bound, a new connection takes the place of the one that has waited longest for its client
+    (idle between requests, or sending a request slowly): clients that trickle bytes to hold
+    connections lose them to everyone else, oldest first. Only when every connection is being served
+    (its request whole) is a new one answered 503."""
 
     daemon_threads = True
     request_queue_size = 128
@@ -298,9 +316,11 @@ class LocalServer(ThreadingHTTPServer):
         self.current_app = current_app  # asked on each request: tests install another App between requests
         self.max_body_bytes = max_body_bytes
         self._slots = threading.BoundedSemaphore(max_connections)
+        self._open: dict[socket.socket, _GatewayHandler] = {}  # connections past setup, by their socket
+        self._open_lock = threading.Lock()
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
+        if not self._slots.acquire(blocking=False) and not (self._evict_idlest() and self._slots.acquire(timeout=EVICT_WAIT)):
             _refuse_busy(request)
             return
         super().process_request(request, client_address)
@@ -309,7 +329,28 @@ class LocalServer(ThreadingHTTPServer):
         try:
             super().process_request_thread(request, client_address)
         finally:
+            with self._open_lock:
+                self._open.pop(request, None)
             self._slots.release()
+
+    def opened(self, handler: _GatewayHandler) -> None:
+        with self._open_lock:
+            self._open[handler.connection] = handler
+
+    def _evict_idlest(self) -> bool:
+        """Close the connection that has waited longest for its client; False if every one is being served."""
+        with self._open_lock:
+            waiting = [(h.waiting_since, sock) for sock, h in self._open.items() if h.waiting_since is not None]
+            if not waiting:
+                return False
+            _, idlest = min(waiting, key=lambda pair: pair[0])
+            del self._open[idlest]
+        try:
+            idlest.shutdown(socket.SHUT_RDWR)  # its thread's read ends at once; the thread closes it and frees the slot
+        except OSError:
+            pass
+        log.info("local server: at its connection bound, closed the connection that waited longest for its client")
+        return True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A failed connection in one line, without a traceback: a client gone, or a bug (with its place)."""

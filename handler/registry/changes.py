@@ -112,14 +112,15 @@ def remove_labels(store: Store, workspace: Workspace, subject: Subject, keys: It
            lambda draft, record: subject.with_labels(record, [lb for lb in record["Labels"] if lb["Key"] not in gone]))
 
 
-def publish(store: Store, workspace: Workspace, target: RecordFile, seq: int) -> None:
+def publish(store: Store, workspace: Workspace, target: RecordFile, seq: int) -> bool:
     """Make a record file (a model's, or a version's) show its entry as of commit `seq` or later
-    (removed once deleted).
+    (removed once deleted); whether it wrote the file.
 
     Another instance's commit may write the file between our commit and our write, and ours
     would then undo it; so after writing, catch up, and write again while a newer commit changed
     that entry."""
     key = target.key
+    wrote = False
     if not seq:
         workspace.read()
     for _ in range(_RECORD_ROUNDS):
@@ -128,14 +129,16 @@ def publish(store: Store, workspace: Workspace, target: RecordFile, seq: int) ->
             # No commit can follow a model's delete; a writer of an earlier one that is still
             # writing the record finds this delete when it catches up, and removes the record.
             store.delete(key)
-            return
+            return wrote
         if not seq and not _differs(store, key, entry.raw):
-            return  # nothing was committed and the record is current: a retry writes only to repair
+            return wrote  # nothing was committed and the record is current: a retry writes only to repair
         store.put(key, entry.raw)
+        wrote = True
         workspace.read()
         if workspace.changed_at(target.changed) <= known:
-            return
+            return wrote
     log.warning("the record of a model kept changing under its writer; its next change rewrites it")
+    return wrote
 
 
 def _differs(store: Store, key: str, data: bytes) -> bool:

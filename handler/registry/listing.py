@@ -27,6 +27,7 @@ OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
 }
 _NUMBER = re.compile(r"-?[0-9]{1,20}(?:\.[0-9]{1,20})?(?:[eE][+-]?[0-9]{1,3})?")
 _INTEGER = re.compile(r"-?[0-9]{1,20}")
+PAGE_BYTES = 2 << 20  # records one list answer holds at most (models with their LatestVersion, or versions)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ class Ordering:
     def page(self, ordered: list[Entry]) -> list[Entry]:
         start = (self.page_number - 1) * self.page_size
         return ordered[start:start + self.page_size]
+
+    def cut_short(self, returned: int, total: int) -> bool:
+        """Whether a page of `returned` items ended before its PageSize with items left (the byte budget)."""
+        return returned < min(self.page_size, max(0, total - (self.page_number - 1) * self.page_size))
 
 
 @dataclass(frozen=True)
@@ -200,3 +205,16 @@ def version_page(workspace: Workspace, model_id: str, query: VersionQuery) -> tu
 
     ordered = workspace.derived(("versions", query.exact, query.label, query.sort_by, query.descending), order, model_id)
     return query.page(ordered), len(ordered)
+
+
+def within_budget(entries: list[Entry], size: Callable[[Entry], int], budget: int = PAGE_BYTES) -> list[Entry]:
+    """The leading entries of a page whose records add up to at most `budget` bytes (the first whatever its
+    size): what one answer parses and serialises stays bounded, however large each record is."""
+    kept: list[Entry] = []
+    spent = 0
+    for entry in entries:
+        spent += size(entry)
+        if kept and spent > budget:
+            break
+        kept.append(entry)
+    return kept

@@ -15,12 +15,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..catalog.draft import Draft
-from ..catalog.keys import record_key, version_record_key, versions_prefix
+from ..catalog.keys import CATALOG, record_key, version_record_key, versions_prefix
 from ..catalog.legacy import legacy_models
 from ..catalog.state import MAX_WORKSPACE_BYTES, Entry
 from ..catalog.workspace import Workspace
 from ..errors import ApiError, ModelNameConflict, ModelNotFound
-from ..stores.base import NotFound, Store, StoreError, check_key
+from ..stores.base import NotFound, StorageFull, Store, StoreError, check_key
 from . import changes, listing, records
 from .changes import Subject
 
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 _WORKSPACES_KEPT = 256  # workspaces whose state an instance keeps in memory (least recently used dropped)
 _HOMES_KEPT = 200_000
+SEARCH_INTERVAL = 60.0  # seconds: how often an instance may look through every workspace for a model without a record
+_PAST_A_WORKSPACE = "z" * 200  # sorts after every key segment (at most 200 characters, 'z' the greatest of them)
 _helpers = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="registry")  # overlapped reads
 
 
@@ -40,6 +42,8 @@ class Registry:
         self._workspaces: OrderedDict[str, Workspace] = OrderedDict()
         self._homes: dict[str, str] = {}  # ModelId -> WorkspaceId: fixed for a model's life
         self._lock = threading.Lock()
+        self._search_after = 0.0  # time.monotonic() before which no search through every workspace starts again
+        self._unrecorded: set[str] = set()  # ModelIds found without their record file, not yet written again
 
     def workspace(self, workspace_id: str) -> Workspace:
         with self._lock:
@@ -72,14 +76,21 @@ class Registry:
         entry, _ = workspace.model(model_id)
         if entry is None:
             raise ModelNotFound(f"model {model_id} does not exist")
+        self.restore(model_id, workspace)
         return self.answer(workspace, entry)
 
     def list_models(self, workspace_id: str, query: listing.Query) -> tuple[list[dict[str, Any]], int]:
-        """One page of a workspace's models matching query, and how many match in all."""
+        """One page of a workspace's models matching query (fewer than its PageSize when their records would
+        pass listing.PAGE_BYTES: Query.cut_short), and how many match in all."""
         workspace = self.workspace(workspace_id)
         workspace.read()
         entries, total = listing.page(workspace, query)
-        return [self.answer(workspace, entry) for entry in entries], total
+
+        def size(entry: Entry) -> int:
+            latest = workspace.latest(entry.id)
+            return len(entry.raw) + (len(latest.raw) if latest is not None else 0)
+
+        return [self.answer(workspace, entry) for entry in listing.within_budget(entries, size)], total
 
     @staticmethod
     def answer(workspace: Workspace, entry: Entry) -> dict[str, Any]:
@@ -169,14 +180,22 @@ class Registry:
 
         record = Subject(model_id).record_file(workspace)
         try:
-            gone, seq = workspace.commit(plan)
+            try:
+                gone, seq = workspace.commit(plan)
+            except StorageFull:
+                # The disk is full and the commit needs a log entry: the model's version records are derived
+                # files (the sweep writes them again, should the delete still not commit), and removing them
+                # frees room for it. Tried once; still full, the caller is told so (503, "storage is full").
+                log.warning("storage full: removing the version records of a model being deleted, to commit its delete")
+                self.store.delete_many(self.store.list(versions_prefix(model_id)))
+                gone, seq = workspace.commit(plan)
         except ModelNotFound:
-            # A delete cut short: finish it (the model's record, and its versions' records).
-            changes.publish(self.store, workspace, record, 0)
+            # A delete cut short: finish it (its versions' records, then the model's, which leads to its workspace).
             self.store.delete_many(self.store.list(versions_prefix(model_id)))
+            changes.publish(self.store, workspace, record, 0)
             raise
-        changes.publish(self.store, workspace, record, seq or 0)
         self.store.delete_many([version_record_key(model_id, name) for name in gone])
+        changes.publish(self.store, workspace, record, seq or 0)
 
     # --- where models live ---
 
@@ -186,16 +205,58 @@ class Registry:
             return list(self._workspaces.values())
 
     def home(self, model_id: str) -> Workspace | None:
-        """The workspace of a model, from memory or from its record; None if it has no record."""
+        """The workspace of a model, from memory or from its record, else looked for (_find); None if not found."""
         workspace_id = self._homes.get(model_id)
         if workspace_id is None:
             try:
-                record = json.loads(self.store.get(check_key(record_key(model_id))))
+                workspace_id = _workspace_in(self.store.get(check_key(record_key(model_id))))
             except NotFound:
-                return None
-            workspace_id = record["WorkspaceId"]
+                return self._find(model_id)
+            if workspace_id is None:
+                log.warning("a model's record file names no workspace (damaged); looking for the model")
+                return self._find(model_id)
             self._remember(model_id, workspace_id)
         return self.workspace(workspace_id)
+
+    def _find(self, model_id: str) -> Workspace | None:
+        """The workspace of a model whose record file is missing or damaged (by hand; the sweep writes it
+        again): those in memory, else (at most once per SEARCH_INTERVAL, so that unknown ModelIds cost
+        little) every workspace of the store. A Get of it writes the record again (restore)."""
+        found = next((w for w in self.held() if w.model(model_id)[0] is not None), None)
+        if found is None and records.created_at(model_id) is not None and time.monotonic() >= self._search_after:
+            self._search_after = time.monotonic() + SEARCH_INTERVAL
+            workspace_id = self.next_workspace(None)
+            while found is None and workspace_id is not None:
+                workspace = self.workspace(workspace_id)
+                workspace.read()
+                found = workspace if workspace.model(model_id)[0] is not None else None
+                workspace_id = self.next_workspace(workspace_id)
+        if found is not None:
+            self._remember(model_id, found.id)
+            with self._lock:
+                if len(self._unrecorded) >= _HOMES_KEPT:
+                    self._unrecorded.clear()
+                self._unrecorded.add(model_id)
+        return found
+
+    def restore(self, model_id: str, workspace: Workspace) -> None:
+        """Write again the record file of a model found without one, so that other instances find it with one
+        GET; best effort (the answer comes from the catalog, and the sweep writes it too)."""
+        with self._lock:
+            if model_id not in self._unrecorded:
+                return
+            self._unrecorded.discard(model_id)
+        try:
+            changes.publish(self.store, workspace, Subject(model_id).record_file(workspace), 0)
+        except StoreError as e:
+            log.warning("could not write a missing model record again: %s", type(e).__name__)
+
+    def next_workspace(self, after: str | None) -> str | None:
+        """The workspace whose catalog follows workspace `after`'s in key order (None: the first); one LIST
+        of one key, however long the workspaces' logs are."""
+        start = "" if after is None else f"{CATALOG}{after}/{_PAST_A_WORKSPACE}"
+        found = self.store.list(CATALOG, start_after=start, limit=1)
+        return found[0].split("/")[1] if found else None
 
     def workspace_of(self, model_id: str) -> Workspace:
         workspace = self.home(model_id)
@@ -214,6 +275,15 @@ class Registry:
             self.store.delete(key)
         except StoreError as e:
             log.warning("could not remove an uncommitted record: %s", type(e).__name__)
+
+
+def _workspace_in(record: bytes) -> str | None:
+    """The WorkspaceId a record file names, or None if it names none (a file damaged by hand)."""
+    try:
+        workspace_id = json.loads(record).get("WorkspaceId")
+    except (ValueError, AttributeError):
+        return None
+    return workspace_id if isinstance(workspace_id, str) and workspace_id else None
 
 
 def _name_taken(name: str, workspace_id: str, holder: str, detail: str = "") -> ModelNameConflict:

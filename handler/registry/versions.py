@@ -2,6 +2,7 @@
 label them, with the guarantees models have. A version's record is `models/<ModelId>/versions/<VersionName>.json`."""
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -14,6 +15,66 @@ from . import changes, listing, records
 from .changes import Subject
 from .models import Registry
 
+_LOOKUP_GROUPS = 256  # workspaces whose lookup groups are kept (idle ones are dropped beyond)
+Found = tuple[str | None, str | None]  # (ModelId of the name, VersionName of the token's version)
+
+
+class _Lookup:
+    """One caller's question, and its answer once a round has given it."""
+
+    def __init__(self, model_name: str, token: str) -> None:
+        self.model_name, self.token = model_name, token
+        self.answer: Found | BaseException | None = None
+
+
+class _Lookups:
+    """Registration lookups in one workspace, answered in rounds: the first caller to find no round
+    running leads one for everything queued, a commit that changes nothing (one catch-up read), while
+    the others wait for its answer. A workspace's commits take turns; its lookups need not."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self._changed = threading.Condition()
+        self._queue: list[_Lookup] = []
+        self._leading = False
+
+    @property
+    def busy(self) -> bool:
+        return self._leading or bool(self._queue)
+
+    def find(self, model_name: str, token: str) -> Found:
+        mine = _Lookup(model_name, token)
+        with self._changed:
+            self._queue.append(mine)
+            while mine.answer is None and self._leading:
+                self._changed.wait()
+            lead = mine.answer is None
+            if lead:
+                self._leading = True
+                asked, self._queue = self._queue, []
+        if lead:
+            try:
+                found: list[Found] | BaseException = self.workspace.commit(
+                    lambda draft: [_find(draft, q.model_name, q.token) for q in asked])[0]
+            except BaseException as e:  # noqa: BLE001 - every caller of the round gets the failure
+                found = e
+            with self._changed:
+                for i, question in enumerate(asked):
+                    question.answer = found if isinstance(found, BaseException) else found[i]
+                self._leading = False
+                self._changed.notify_all()
+        if isinstance(mine.answer, BaseException):
+            raise mine.answer
+        assert mine.answer is not None
+        return mine.answer
+
+
+def _find(draft: Draft, model_name: str, token: str) -> Found:
+    holder = draft.named(model_name)
+    if holder is None:
+        return None, None
+    return holder, next((v.name for v in draft.versions(holder) if v.token == token), None)
+
 
 class Versions:
     """The seven version operations; a model's versions live in its workspace's catalog."""
@@ -21,6 +82,8 @@ class Versions:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.store = registry.store
+        self._lookups: dict[str, _Lookups] = {}  # by WorkspaceId: registration lookups answered together
+        self._lock = threading.Lock()
 
     def create(self, model_id: str, fields: dict[str, Any], owner_id: str | None = None,
                token: str | None = None) -> tuple[str, bool]:
@@ -62,12 +125,25 @@ class Versions:
         changes.publish(self.store, workspace, Subject(model_id, name).record_file(workspace), seq or 0)
         return name, created
 
+    def registered(self, workspace_id: str, model_name: str, token: str) -> tuple[str | None, str | None]:
+        """Where a registration stands, from the newest state for one catch-up read and no write: the
+        model of that name (ModelId, or None) and its version the registration `token` made (or None).
+        Concurrent lookups in a workspace share that read (a batch's items, a redelivered batch)."""
+        workspace = self.registry.workspace(workspace_id)
+        with self._lock:
+            group = self._lookups.get(workspace_id)
+            if group is None or group.workspace is not workspace:
+                if len(self._lookups) >= _LOOKUP_GROUPS:
+                    self._lookups = {k: g for k, g in self._lookups.items() if g.busy}
+                group = self._lookups[workspace_id] = _Lookups(workspace)
+        return group.find(model_name, token)
+
     def list_versions(self, model_id: str, query: listing.VersionQuery) -> tuple[list[dict[str, Any]], int]:
         workspace = self._read(model_id)
         if workspace.model(model_id)[0] is None:
             raise ModelNotFound(f"model {model_id} does not exist")
         entries, total = listing.version_page(workspace, model_id, query)
-        return [entry.record() for entry in entries], total
+        return [entry.record() for entry in listing.within_budget(entries, lambda entry: len(entry.raw))], total
 
     def get(self, model_id: str, name: str) -> dict[str, Any]:
         """The version's record; ModelNotFound or VersionNotFound if either is absent."""

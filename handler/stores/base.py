@@ -55,6 +55,10 @@ class Unavailable(StoreError):
         self.cause = cause or message
 
 
+class StorageFull(Unavailable):
+    """The storage has no room for a write (a full disk, a quota); nothing of that write was kept."""
+
+
 class InvalidKey(StoreError):
     """The key is not one this project would ever build (a bug or an injection attempt)."""
 

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from ..logs import cause
-from .base import AlreadyExists, InvalidKey, NotFound, Store, Unavailable, check_key, check_prefix
+from .base import AlreadyExists, InvalidKey, NotFound, StorageFull, Store, Unavailable, check_key, check_prefix
 
 _READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
 TEMPORARY_AGE = 60.0  # seconds after which a temporary file can only be a leftover (a write takes far less)
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class FileStore(Store):
@@ -27,14 +30,23 @@ class FileStore(Store):
         self._root = str(self.root)
         self._inside: set[str] = set()  # directories seen to resolve inside root
         self._cleaned: set[str] = set()  # directories whose old temporary files this process removed
-        self.clean(TEMPORARY_AGE)
+        self._count_lock = threading.Lock()
+        # Temporary files removed (on opening, on a directory's first write) that no `clean` has counted yet.
+        self._unreported = self._clean_all(TEMPORARY_AGE)
 
     def verify(self, key: str) -> None:
         self._path(key)
 
     def clean(self, older_than: float) -> int:
         """Remove temporary files (`.tmp-*`) older than `older_than` seconds: what a process stopped in the
-        middle of a write left. Younger ones may belong to a write in progress in another process."""
+        middle of a write left. Younger ones may belong to a write in progress in another process. How many
+        this store removed since the last call: these, and those it removed on opening and on first writes."""
+        removed = self._clean_all(older_than)
+        with self._count_lock:
+            removed, self._unreported = removed + self._unreported, 0
+        return removed
+
+    def _clean_all(self, older_than: float) -> int:
         removed = 0
         for directory, _, files in os.walk(self._root):
             removed += self._clean_directory(directory, files, older_than)
@@ -68,15 +80,21 @@ class FileStore(Store):
         self._make_directories(directory)
         if directory not in self._cleaned:  # the first write into a directory tidies it
             with contextlib.suppress(OSError):
-                self._clean_directory(directory, os.listdir(directory), TEMPORARY_AGE)
+                removed = self._clean_directory(directory, os.listdir(directory), TEMPORARY_AGE)
+                with self._count_lock:
+                    self._unreported += removed
         fd, temp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fdatasync(fd)  # the bytes are on disk before any name points at them
-        finally:
-            os.close(fd)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fdatasync(fd)  # the bytes are on disk before any name points at them
+            finally:
+                os.close(fd)
+        except BaseException:
+            _remove(temp)  # a failed write (a full disk) leaves no temporary file behind
+            raise
         return temp
 
     @staticmethod
@@ -110,13 +128,13 @@ class FileStore(Store):
             try:
                 os.link(temp, path)
             finally:
-                os.unlink(temp)
+                _remove(temp)
             self._sync(os.path.dirname(path))
         except FileExistsError:
             if self.get(key) != data:
                 raise AlreadyExists(key) from None
         except OSError as e:
-            raise Unavailable("file store error", cause(e)) from None
+            raise _error(e) from None
 
     def get(self, key: str, limit: int | None = None) -> bytes:
         path = self._path(key)
@@ -141,10 +159,14 @@ class FileStore(Store):
         path = self._path(key)
         try:
             temp = self._write_temp(path, data)
-            os.replace(temp, path)
+            try:
+                os.replace(temp, path)
+            except BaseException:
+                _remove(temp)
+                raise
             self._sync(os.path.dirname(path))
         except OSError as e:
-            raise Unavailable("file store error", cause(e)) from None
+            raise _error(e) from None
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -156,10 +178,42 @@ class FileStore(Store):
             raise Unavailable("file store error", cause(e)) from None
 
     def list(self, prefix: str, start_after: str = "", limit: int | None = None) -> list[str]:
+        """Walks the directories in key order, skipping those wholly before start_after and stopping at limit:
+        a listing from the middle of a long log reads only what it returns."""
         check_prefix(prefix)
-        base = self.root / prefix
         keys: list[str] = []
-        for directory, _, files in os.walk(base):
-            relative = Path(directory).relative_to(self.root).as_posix()
-            keys.extend(name if relative == "." else f"{relative}/{name}" for name in files if not name.startswith("."))
-        return sorted(k for k in keys if k > start_after)[:limit]
+        _list_into(self._root, keys, prefix, start_after, limit)
+        return keys
+
+
+def _list_into(root: str, keys: list[str], directory: str, start_after: str, limit: int | None) -> None:
+    try:
+        entries = list(os.scandir(os.path.join(root, directory) if directory else root))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    # A key sorts by its bytes: a directory's keys follow its name and a '/', so `a.json` < `a/x` < `a0`.
+    named = sorted(e.name + "/" if e.is_dir() else e.name for e in entries
+                   if not e.name.startswith(".") and not (e.is_dir() and e.is_symlink()))  # never followed out
+    for name in named:
+        if limit is not None and len(keys) >= limit:
+            return
+        key = directory + name
+        if name.endswith("/"):
+            if key < start_after and not start_after.startswith(key):
+                continue  # every key below it comes before start_after
+            _list_into(root, keys, key, start_after, limit)
+        elif key > start_after:
+            keys.append(key)
+
+
+def _remove(temp: str) -> None:
+    """Remove a temporary file of this process's own write (already gone is fine)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp)
+
+
+def _error(error: OSError) -> Unavailable:
+    """The store's error for a failed write: StorageFull when the disk (or a quota) has no room."""
+    if error.errno in _FULL:
+        return StorageFull("the disk of the file store is full", cause(error))
+    return Unavailable("file store error", cause(error))
