@@ -160,4 +160,7 @@ def test_history_of_an_unknown_model_says_so_and_exits_1(tmp_path: Path) -> None
     assert (result.returncode, result.stdout) == (1, b"")
     assert result.stderr.decode().strip() == ("cannot read the history of model-0mwzucaay85n5ozwwrlzptxp6: "
                                               "model model-0mwzucaay85n5ozwwrlzptxp6 has no committed change in this store")
+    not_an_id = run("history", "../models", "--store", f"file://{tmp_path}")
+    assert (not_an_id.returncode, not_an_id.stderr.decode().strip()) == (1, "cannot read the history of ../models: "
+                                                                            "'../models' is not a ModelId")
     assert run("history", "x", "--since", "-1", "--store", f"file://{tmp_path}").returncode == 2  # a usage mistake

@@ -9,6 +9,7 @@ from ..catalog.keys import CATALOG, MODELS, checkpoint_key, hint_key, log_key, l
 from ..catalog.state import CREATED_PER_COMMIT
 from ..catalog.workspace import KEPT_CHECKPOINTS, hinted_seq
 from ..errors import ModelNotFound
+from ..stores.base import InvalidKey
 from . import changes, records
 from .changes import Subject
 from .models import Registry
@@ -102,7 +103,10 @@ def history(registry: Registry, model_id: str, since: int = 0) -> list[dict[str,
     It reads the model's record, lists its workspace's log after `since` and reads each of those commits (a
     deleted model: every workspace's log). ModelNotFound when the store holds no trace of the model."""
     store = registry.store
-    home = registry.home(model_id)
+    try:
+        home = registry.home(model_id)
+    except InvalidKey:
+        raise ModelNotFound(f"{model_id[:80]!r} is not a ModelId") from None
     homes = [home.id] if home is not None else sorted({key.split("/")[1] for key in store.list(CATALOG) if "/log/" in key})
     found: list[dict[str, Any]] = []
     for workspace_id in homes:
