@@ -452,7 +452,8 @@ def test_signed_session_with_a_key_kept_in_the_tab_and_never_sent(browser: Brows
 
         history = subprocess.run([sys.executable, "-m", "handler", "history", model_id, "--store", f"file://{registry.store}"],
                                  cwd=ROOT, capture_output=True, text=True, timeout=60)
-        assert re.search(rf"{ADMIN['AccessKeyId']} CreateModel\b", history.stdout), history.stdout
+        assert [line.split()[1:3] for line in history.stdout.splitlines()[1:]] == [
+            [ADMIN["AccessKeyId"], "CreateModel"], [ADMIN["AccessKeyId"], "DeleteModelLabels"]], history.stdout
 
         # A key whose policy allows reading only: the console shows the API's refusal, and nothing is written.
         page.get_by_role("button", name="Change key").click()

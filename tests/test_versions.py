@@ -115,6 +115,22 @@ def test_version_errors_reach_the_sdk_with_their_codes(sdk: Client, any_store: S
     assert len(any_store.list(f"models/{model_id}/versions/")) == 1
 
 
+def test_a_refused_uri_is_told_what_is_accepted(sdk: Client) -> None:
+    model_id = create_model(sdk)
+    accepted = ["oss://abc/m/1", "oss://" + "b" * 63 + "/m", "oss://my-bucket.oss-cn-hangzhou.aliyuncs.com/m/1",
+                "https://example.com/m.onnx"]
+    for uri in accepted:
+        sdk.create_model_version(model_id, models.CreateModelVersionRequest(uri=uri))
+    for uri in ["oss://ab/m", "oss://" + "b" * 64 + "/m", "oss://My-Bucket/m", "oss://-bucket/m", "oss://bucket-/m",
+                "oss://bucket", "ftp://host/m", "oss://bucket/a b"]:
+        message = raises("InvalidParameter", 400, lambda u=uri: sdk.create_model_version(
+            model_id, models.CreateModelVersionRequest(uri=u)))
+        assert "Uri must be an http(s):// URL or oss://BUCKET/OBJECT" in message, message
+        assert "3 to 63 lowercase letters, digits and hyphens" in message and "optional" in message, message
+    listed = sdk.list_model_versions(model_id, models.ListModelVersionsRequest()).body.versions
+    assert sorted(v.uri for v in listed) == sorted(accepted)  # the refused ones wrote nothing
+
+
 def test_deleting_a_model_deletes_its_versions_and_their_records(sdk: Client, any_store: Store) -> None:
     model_id = create_model(sdk)
     for _ in range(3):

@@ -42,6 +42,25 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _seq(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a commit's sequence number (0 or more)")
+    return int(text)
+
+
+def _print_history(changes: list[dict[str, Any]], as_json: bool) -> None:
+    """A header and a line per change, in columns; or JSON Lines."""
+    if as_json:
+        for change in changes:
+            print(json.dumps(change, ensure_ascii=False))
+        return
+    rows = [("SEQ", "BY", "OPERATION", "AT", "VERSION")] + [
+        (str(c["Seq"]), c["By"], c["Operation"], c["At"], c.get("VersionName", "")) for c in changes]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print(f"{row[0]:>{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]:<{widths[3]}}  {row[4]}".rstrip())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m handler", description="PAI-compatible model registry")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     invoke.add_argument("--store", help="as for serve")
     history = commands.add_parser("history", help="print who changed a model (and its versions), and when")
     history.add_argument("model_id", metavar="MODEL_ID")
+    history.add_argument("--since", type=_seq, default=0, metavar="SEQ",
+                         help="only the changes of commits after SEQ (the first column), reading only those")
+    history.add_argument("--json", action="store_true", help="one JSON object per change and line, without the header")
     history.add_argument("--store", help="as for serve")
     sweep = commands.add_parser("sweep", help="remove what interrupted writes left and nothing points to")
     sweep.add_argument("--older-than", type=float, default=None, metavar="SECONDS",
@@ -80,12 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args, app)
     if args.command == "history":
         try:
-            changes = upkeep.history(app.registry, args.model_id)
+            changes = upkeep.history(app.registry, args.model_id, args.since)
         except Exception as e:  # noqa: BLE001 - one line for the operator, whatever it was
             print(f"cannot read the history of {args.model_id[:80]}: {getattr(e, 'message', type(e).__name__)}", file=sys.stderr)
             return 1
-        for change in changes:
-            print(f"{change['Seq']:>8} {change['By']} {change['Change']} {change['At']} {change.get('VersionName', '')}".rstrip())
+        _print_history(changes, args.json)
         return 0
     if args.command == "sweep":
         options = {name: value for name, value in (("older_than", args.older_than), ("seconds", args.seconds),
