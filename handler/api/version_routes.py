@@ -5,6 +5,7 @@ from typing import Any
 
 from .. import errors
 from ..registry.listing import VersionQuery
+from ..registry.records import canonical_approval
 from .call import Call
 from .model_routes import FOUND, GROWS, MODEL_PATH, WRITES, label_keys
 from .routing import Route
@@ -20,7 +21,10 @@ def create_model_version(call: Call) -> dict[str, Any]:
 
 
 def list_model_versions(call: Call) -> dict[str, Any]:
-    versions, total = call.versions.list_versions(call.params["ModelId"], VersionQuery.parse(call.query()))
+    query = call.query()
+    if "ApprovalStatus" in query:
+        query["ApprovalStatus"] = canonical_approval(query["ApprovalStatus"])
+    versions, total = call.versions.list_versions(call.params["ModelId"], VersionQuery.parse(query))
     return {"Versions": versions, "TotalCount": total}
 
 
@@ -59,7 +63,8 @@ ROUTES = (
     Route("GET", VERSION_PATH, "GetModelVersion", get_model_version, "Get a version", "get-model-version-response.json",
           errors=NO_VERSION),
     Route("PUT", VERSION_PATH, "UpdateModelVersion", update_model_version, "Update a version's fields (approve, reject)",
-          "empty-response.json", body="update-model-version-request.json", errors=(*NO_VERSION, *GROWS), writes=True),
+          "empty-response.json", body="update-model-version-request.json", errors=(*NO_VERSION, errors.ApprovalFinal, *GROWS),
+          writes=True),
     Route("DELETE", VERSION_PATH, "DeleteModelVersion", delete_model_version, "Delete a version", "empty-response.json",
           errors=(*NO_VERSION, *WRITES), writes=True),
     Route("POST", VERSION_PATH + "/labels", "CreateModelVersionLabels", create_model_version_labels,
