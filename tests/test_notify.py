@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ from handler.stores.file import FileStore
 from handler.stores.memory import MemoryStore
 from testing.receiver import SECRET, Receiver
 
+ROOT = Path(__file__).resolve().parent.parent
 URI = "oss://registry-bucket.oss-cn-hangzhou.aliyuncs.com/models/m/1"
 
 
@@ -294,3 +299,90 @@ def test_a_secret_is_never_logged_nor_stored(tmp_path: Path, receiver: Receiver,
     assert caplog.records and all(SECRET not in r.getMessage() for r in caplog.records)
     assert SECRET not in repr(RuleBook(lambda: doc.read_bytes()).rules()) + repr(parse_rules(write_rules(doc, *hooks).read_bytes()))
     assert all(SECRET.encode() not in store.get(key) for key in store.list(""))
+
+
+def _serve(store: Path, doc: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "MODEL_STORE": f"file://{store}", "NOTIFICATIONS": f"file://{doc}"}
+    env.pop("ACCESS_KEYS", None)
+    server = subprocess.Popen([sys.executable, "-m", "handler", "serve", "--port", str(port)], env=env, cwd=ROOT,
+                              stderr=subprocess.PIPE)
+    assert server.stderr is not None
+    server.stderr.readline()  # the startup line: listening
+    return server
+
+
+def _post(port: int, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def test_a_receiver_down_across_a_server_restart_gets_every_event_once_back(tmp_path: Path) -> None:
+    receiver = Receiver()
+    doc = write_rules(tmp_path / "rules.json", rule("hook", receiver.url))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = _serve(tmp_path / "store", doc, port)
+    try:
+        first = _post(port, "/api/v1/models", {"ModelName": "before"})["ModelId"]
+        receiver.wait_for(1)
+        receiver.stop()  # down: the answers below never wait for it
+        second = _post(port, "/api/v1/models", {"ModelName": "while-down"})["ModelId"]
+        _post(port, f"/api/v1/models/{second}/versions", {"Uri": URI})
+    finally:
+        server.terminate()
+        server.wait(10)
+    receiver.start()  # up again, on the same port, and the server too
+    server = _serve(tmp_path / "store", doc, port)
+    try:
+        events = receiver.wait_for(3)
+    finally:
+        server.terminate()
+        server.wait(10)
+        receiver.stop()
+    assert [(e["type"].rpartition(".")[2], e["data"]["ModelId"]) for e in events] == [
+        ("ModelCreated", first), ("ModelCreated", second), ("ModelVersionCreated", second)]
+    status = subprocess.run([sys.executable, "-m", "handler", "deliveries", "--json"], capture_output=True, cwd=ROOT, timeout=60,
+                            env={**os.environ, "MODEL_STORE": f"file://{tmp_path / 'store'}", "NOTIFICATIONS": f"file://{doc}"})
+    (row,) = [json.loads(line) for line in status.stdout.splitlines()]
+    assert (row["Rule"], row["Cursor"], row["Lag"], row["DeadLetters"]) == ("hook", 3, 0, 0), status.stderr
+
+
+def test_redeliver_from_a_commit_sends_its_events_again_with_the_same_ids(tmp_path: Path, receiver: Receiver) -> None:
+    store = FileStore(tmp_path / "store")
+    doc = write_rules(tmp_path / "rules.json", rule("hook", receiver.url))
+    deliverer = deliverer_of(store, doc)
+    deliverer.run()
+    for name in ("a", "b", "c"):
+        create(Registry(store), name)
+    deliverer.run()
+    env = {**os.environ, "MODEL_STORE": f"file://{tmp_path / 'store'}", "NOTIFICATIONS": f"file://{doc}"}
+    done = subprocess.run([sys.executable, "-m", "handler", "redeliver", "hook", "--from", "2"], capture_output=True, cwd=ROOT,
+                          env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert deliverer.run() == 2
+    ids = [e["id"] for e in receiver.events]
+    assert ids == ["default/1/0", "default/2/0", "default/3/0", "default/2/0", "default/3/0"]
+    unknown = subprocess.run([sys.executable, "-m", "handler", "redeliver", "nope"], capture_output=True, cwd=ROOT, env=env, timeout=60)
+    assert unknown.returncode == 1 and b"no rule 'nope'" in unknown.stderr
+
+
+def test_on_fc_a_commit_to_the_log_invokes_delivery_for_its_workspace(tmp_path: Path, receiver: Receiver, use_app: Any,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from handler.entry import fc
+    from tests.conftest import invoke
+
+    store = MemoryStore()
+    app = use_app(store)
+    doc = write_rules(tmp_path / "rules.json", rule("hook", receiver.url))
+    monkeypatch.setenv("NOTIFICATIONS", f"file://{doc}")
+    assert invoke({"triggerTime": "2026-01-01T00:00:00Z", "triggerName": "deliveries", "payload": "deliveries"}) == {
+        "Delivered": 0, "Rules": 1}
+    model_id = create(app.registry, "m")
+    checkpoint = {"oss": {"bucket": {"name": "b"}, "object": {"key": "catalog/default/checkpoints/x.json"}}}
+    commit = {"oss": {"bucket": {"name": "b"}, "object": {"key": "catalog/default/log/00000000000000000001.json"}}}
+    monkeypatch.setattr(store, "locate", lambda bucket, key: key)
+    assert invoke({"events": [checkpoint, commit]}) == {"Delivered": 1, "Rules": 1}
+    assert [e["data"]["ModelId"] for e in receiver.events] == [model_id]
+    assert fc.get_deliverer() is fc.get_deliverer()
