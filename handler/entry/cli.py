@@ -137,6 +137,7 @@ def _serve(args: argparse.Namespace, app: App) -> int:
     except OSError as e:
         print(f"cannot listen on {args.host} port {args.port}: {e.strerror or e}", file=sys.stderr)
         return 1
+    deliverer = build_deliverer(Settings.from_env(), app.registry.store, fc.credentials)
     if app.verifier is None:
         app.hooks.append(same_origin_only(loopback))  # unsigned: only this server's own pages and other programs
     if app.verifier is not None:
@@ -145,16 +146,17 @@ def _serve(args: argparse.Namespace, app: App) -> int:
             app.verifier.keys.get("")  # read the document now: a problem is logged at startup, not only answered as 403s
     else:
         mode = "no signatures checked: " + ("loopback only" if loopback else "open to anyone who reaches it (--insecure)")
-    print(f"PAI model registry listening on {server.url} (store: {_store_location()}; {mode}); console: {server.url}/console/",
-          file=sys.stderr, flush=True)
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # SIGTERM stops the server as Ctrl-C does
 
-    signal.signal(signal.SIGTERM, stop)
-    deliverer = build_deliverer(Settings.from_env(), app.registry.store, fc.credentials)
-    loop = Loop(deliverer).start() if deliverer is not None else None  # change events out, never waited for by an answer
+    signal.signal(signal.SIGTERM, stop)  # before the startup line: whoever reads it may stop the server at once
+    loop = None
     try:
+        print(f"PAI model registry listening on {server.url} (store: {_store_location()}; {mode}); console: {server.url}/console/",
+              file=sys.stderr, flush=True)
+        if deliverer is not None:
+            loop = Loop(deliverer).start()  # change events out, never waited for by an answer
         server.serve_forever()
     except KeyboardInterrupt:
         pass
