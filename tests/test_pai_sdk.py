@@ -99,3 +99,18 @@ def test_registered_models_and_their_versions_list_through_pai(session: tuple[An
     assert (model.model_version, model.uri) == ("0.2.0", "oss://bench-bucket.oss-cn-hangzhou.aliyuncs.com/m3/1")
     assert [v.model_version for v in model.list_versions()] == ["0.1.0", "0.2.0"]
     assert sorted(m.model_name for m in RegisteredModel.list(model_name="m1", session=pai_session)) == ["m1", "m10", "m11", "m12"]
+
+
+def test_pais_own_approval_spellings_are_accepted_and_stored_as_pai_spells_them(session: tuple[Any, str]) -> None:
+
+    pai_session, url = session
+    model_id = post(url + "/api/v1/models", {"ModelName": "approved-by-pai"})["ModelId"]
+    api = pai_session.model_api
+    pending = api.create_version(model_id, uri="oss://b-bucket.oss-cn-hangzhou.aliyuncs.com/m/1", approval_status="PENDING")
+    approved = api.create_version(model_id, uri="oss://b-bucket.oss-cn-hangzhou.aliyuncs.com/m/2", approval_status="APPROVED")
+    assert api.get_version(model_id, pending)["ApprovalStatus"] == "Pending"
+    assert api.get_version(model_id, approved)["ApprovalStatus"] == "Approved"
+    api.update_version(model_id, pending, approval_status="REJECTED")
+    assert api.get_version(model_id, pending)["ApprovalStatus"] == "Rejected"
+    listed = api.list_versions(model_id, approval_status="APPROVED")
+    assert [v["VersionName"] for v in listed.items] == [approved]

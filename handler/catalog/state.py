@@ -20,6 +20,8 @@ MAX_WORKSPACE_BYTES = 64 << 20  # a workspace's records together (10,000 typical
 #   {"Put": {"Model": record, "Fingerprint": fp}}            {"Delete": ModelId}  (its versions too)
 #   {"PutVersion": {"ModelId": m, "Version": record, "Fingerprint": fp, "Token": t?, "Created": seq?}}
 #   {"DeleteVersion": {"ModelId": m, "VersionName": v}}
+# and beside the kind, optionally: "By", "At" (who made it, when) and "Was" (what it replaced, for change events:
+# {"Existed", "ModelName"?, "ApprovalStatus"?}); applying a change reads none of them.
 Change = dict[str, Any]
 CHANGE_KINDS = ("Put", "Delete", "PutVersion", "DeleteVersion")
 
