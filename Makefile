@@ -37,7 +37,7 @@ FC_VENDOR := vendor/cpython-310-linux-x86_64
 vendor: requirements.txt
 	rm -rf vendor
 	$(PYTHON) -m pip install -q --no-compile --target $(FC_VENDOR) --python-version 3.10 --platform manylinux2014_x86_64 \
-		--implementation cp --only-binary=:all: --no-deps $$(grep -vE '^(#|$$|oss2|crcmod)' requirements.txt)
+		--implementation cp --only-binary=:all: --no-deps $$(sed '/^# Outside FC only/,$$d' requirements.txt | grep -vE '^(#|$$|oss2|crcmod)')
 	@# oss2 and crcmod ship only as source: built by python3.10 where there is one (else crcmod's C part is
 	@# built for this Python, and FC's python3.10 uses its pure-Python fallback: oss2 runs with CRC off here).
 	@if $(FC_PYTHON) --version >/dev/null 2>&1; then py=$(FC_PYTHON); else py=$(PYTHON); fi; \

@@ -24,6 +24,7 @@ class Settings:
     max_workspace_bytes: int
     access_keys: str | None  # URL of the access keys document: file://PATH or oss://BUCKET/KEY
     require_signatures: bool  # refuse every API request when no keys are configured (on FC)
+    notifications: str | None = None  # URL of the rules of change events out: file://PATH or oss://BUCKET/KEY
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -37,6 +38,7 @@ class Settings:
             max_workspace_bytes=_positive_int(env, "MAX_WORKSPACE_BYTES", DEFAULT_MAX_WORKSPACE_BYTES),
             access_keys=env.get("ACCESS_KEYS") or None,
             require_signatures=bool(env.get("ACCESS_KEYS")) or bool(env.get("FC_FUNCTION_NAME")),
+            notifications=env.get("NOTIFICATIONS") or None,
         )
 
 

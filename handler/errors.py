@@ -12,6 +12,7 @@
     ├── ModelNameConflict     409 ModelAlreadyExists      the name is taken in the workspace
     ├── VersionNameConflict   409 ModelVersionAlreadyExists  the version name is taken
     ├── QuotaExceeded         409 QuotaExceeded           the workspace's models would outgrow their memory bound
+    ├── ApprovalFinal         409 ApprovalStatusFinal     an Approved or Rejected version's status cannot change
     ├── PayloadTooLarge       413 RequestTooLarge         body over the configured limit
     ├── UriTooLong            414 URITooLong              request line too long (local server)
     ├── UnsupportedMediaType  415 UnsupportedMediaType    a declared non-JSON Content-Type
@@ -119,6 +120,11 @@ class VersionNameConflict(ApiError):
 class QuotaExceeded(ApiError):
     status, code = 409, "QuotaExceeded"
     meaning = "The workspace's models would take more memory than MAX_WORKSPACE_BYTES (what bounds an instance's memory)."
+
+
+class ApprovalFinal(ApiError):
+    status, code = 409, "ApprovalStatusFinal"
+    meaning = "The version is Approved or Rejected, which is final (PAI's rule): its ApprovalStatus cannot change."
 
 
 class PayloadTooLarge(ApiError):
@@ -230,7 +236,7 @@ class KeysNotConfigured(ApiError):
 
 CATALOGUE: tuple[type[ApiError], ...] = (
     InvalidBody, InvalidParameter, InvalidRegistration, MalformedRequest, PathNotFound, ModelNotFound, VersionNotFound,
-    MethodNotAllowed, ModelNameConflict, VersionNameConflict, QuotaExceeded, PayloadTooLarge, UriTooLong,
+    MethodNotAllowed, ModelNameConflict, VersionNameConflict, QuotaExceeded, ApprovalFinal, PayloadTooLarge, UriTooLong,
     UnsupportedMediaType, HeadersTooLarge, InternalError, NotImplementedMethod, ServiceUnavailable, StoreMisconfigured,
     CatalogFormatTooNew, CatalogDamaged,
     VersionNotSupported, MissingAuthorization, InvalidAuthorization, AccessKeyNotFound, SignatureMismatch,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -19,6 +20,11 @@ from handler.stores.base import Store
 from handler.stores.file import FileStore
 from handler.stores.memory import MemoryStore
 from testing.fake_oss import FakeOss
+
+# The default credential chain (the fallback of an OSS store without credentials) never leaves this machine in a
+# test nor reads its owner's files: no ECS metadata request, no CLI profile, a profile file only where a test names one.
+os.environ.update(ALIBABA_CLOUD_ECS_METADATA_DISABLED="true", ALIBABA_CLOUD_CLI_PROFILE_DISABLED="true",
+                  ALIBABA_CLOUD_CREDENTIALS_FILE=os.devnull)
 
 EVENTS = Path(__file__).parent / "events"
 

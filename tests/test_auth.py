@@ -110,12 +110,12 @@ def test_every_change_is_attributed_to_its_key(server, tmp_path: Path, capsys) -
     assert all(change["At"].endswith("Z") for entry in entries for change in entry["Changes"])
     fc.set_app(app)
     assert main(["history", model_id]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    lines = capsys.readouterr().out.strip().splitlines()[1:]  # after the header
     assert [line.split()[1:3] for line in lines] == [["admin", "CreateModel"], ["admin", "UpdateModel"]]
     version = admin.create_model_version(model_id, models.CreateModelVersionRequest(uri="oss://bucket.e/m/2")).body.version_name
     admin.delete_model(model_id, models.DeleteModelRequest())
     assert main(["history", model_id]) == 0  # a deleted model's history too: who deleted it
-    lines = capsys.readouterr().out.strip().splitlines()
+    lines = capsys.readouterr().out.strip().splitlines()[1:]  # after the header
     assert [line.split()[1:3] for line in lines][2:] == [["admin", "CreateModelVersion"], ["admin", "DeleteModel"]]
     assert lines[2].endswith(version)
 

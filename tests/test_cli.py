@@ -1,4 +1,4 @@
-"""The command line as a user runs it: `python -m handler serve` and `python -m handler invoke`."""
+"""The command line as a user runs it: `python -m handler serve`, `invoke` and `history`."""
 from __future__ import annotations
 
 import json
@@ -9,9 +9,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
-from tests.conftest import EVENTS
+from handler.api.app import App
+from handler.catalog.keys import log_key
+from handler.entry import fc
+from handler.registry import upkeep
+from handler.registry.models import Registry
+from handler.stores.base import Store
+from handler.stores.file import FileStore
+from tests.conftest import EVENTS, local_api
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,3 +77,90 @@ def test_serve_answers_curl_and_writes_the_record_under_the_default_store(tmp_pa
         server.terminate()
         server.wait(timeout=10)
         server.stderr.close()
+
+
+def changes_through_the_sdk(store: Store) -> str:
+    """A model changed by every kind of operation through PAI's SDK over the local server; its ModelId."""
+    from alibabacloud_aiworkspace20210204 import models
+    from alibabacloud_aiworkspace20210204.client import Client
+    from alibabacloud_tea_openapi import models as open_api
+
+    app = App(Registry(store), default_workspace="default")
+    fc.set_app(app)
+    try:
+        with local_api() as server:
+            host, port = server.server_address[:2]
+            sdk = Client(open_api.Config(access_key_id="ak", access_key_secret="sk", endpoint=f"{host}:{port}", protocol="http"))
+            model_id = str(sdk.create_model(models.CreateModelRequest(model_name="history")).body.model_id)
+            sdk.update_model(model_id, models.UpdateModelRequest(domain="cv"))
+            sdk.create_model_labels(model_id, models.CreateModelLabelsRequest(labels=[models.Label(key="k", value="v")]))
+            sdk.delete_model_labels(model_id, models.DeleteModelLabelsRequest(label_keys="k"))
+            version = sdk.create_model_version(model_id, models.CreateModelVersionRequest(uri="oss://bucket/m/1")).body.version_name
+            sdk.create_model_version_labels(model_id, version, models.CreateModelVersionLabelsRequest(
+                labels=[models.Label(key="stage", value="dev")]))
+            sdk.create_model_version_labels(model_id, version, models.CreateModelVersionLabelsRequest(
+                labels=[models.Label(key="stage", value="prod")]))  # a label's value replaced is a label change too
+            sdk.delete_model_version_labels(model_id, version, models.DeleteModelVersionLabelsRequest(label_keys="stage"))
+            sdk.update_model_version(model_id, version, models.UpdateModelVersionRequest(approval_status="Approved"))
+            sdk.delete_model_version(model_id, version, models.DeleteModelVersionRequest())
+    finally:
+        app.registry.settle()
+        fc.set_app(None)
+    return model_id
+
+
+HISTORY = ["CreateModel", "UpdateModel", "CreateModelLabels", "DeleteModelLabels", "CreateModelVersion",
+           "CreateModelVersionLabels", "CreateModelVersionLabels", "DeleteModelVersionLabels", "UpdateModelVersion",
+           "DeleteModelVersion"]
+
+
+def test_history_names_every_change_under_a_header_and_as_json_lines(tmp_path: Path) -> None:
+    model_id = changes_through_the_sdk(FileStore(str(tmp_path)))
+    result = run("history", model_id, "--store", f"file://{tmp_path}")
+    assert result.returncode == 0, result.stderr
+    header, *lines = result.stdout.decode().splitlines()
+    assert header.split() == ["SEQ", "BY", "OPERATION", "AT", "VERSION"]
+    assert [line.split()[2] for line in lines] == HISTORY
+    assert lines[4].endswith(" 0.1.0") and lines[0].split()[3].endswith("Z")
+
+    as_json = run("history", model_id, "--json", "--store", f"file://{tmp_path}")
+    changes = [json.loads(line) for line in as_json.stdout.decode().splitlines()]
+    assert [c["Operation"] for c in changes] == HISTORY
+    assert [sorted(c) for c in changes[3:5]] == [["At", "By", "Operation", "Seq"], ["At", "By", "Operation", "Seq", "VersionName"]]
+    assert [c["Seq"] for c in changes] == sorted(c["Seq"] for c in changes)
+
+    since = changes[3]["Seq"]  # the model's last label change: what follows starts with the version's create
+    later = run("history", model_id, "--json", "--since", str(since), "--store", f"file://{tmp_path}")
+    assert [json.loads(line)["Operation"] for line in later.stdout.decode().splitlines()] == HISTORY[4:]
+
+
+def test_history_reads_only_the_commits_after_since(tmp_path: Path) -> None:
+    read: list[str] = []
+
+    class Counting(FileStore):
+        def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+            read.extend(keys)
+            return super().get_many(keys)
+
+    store = Counting(str(tmp_path))
+    model_id = changes_through_the_sdk(store)
+    registry = Registry(store)
+    read.clear()
+    everything = upkeep.history(registry, model_id)
+    assert len(read) == len({c["Seq"] for c in everything})  # one read per commit: the model's are all there is
+    read.clear()
+    since = everything[-3]["Seq"]
+    assert [c["Operation"] for c in upkeep.history(registry, model_id, since)] == HISTORY[-2:]
+    assert read == [log_key("default", seq) for seq in (since + 1, since + 2)]
+
+
+def test_history_of_an_unknown_model_says_so_and_exits_1(tmp_path: Path) -> None:
+    changes_through_the_sdk(FileStore(str(tmp_path)))  # a store with a log, of another model
+    result = run("history", "model-0mwzucaay85n5ozwwrlzptxp6", "--store", f"file://{tmp_path}")
+    assert (result.returncode, result.stdout) == (1, b"")
+    assert result.stderr.decode().strip() == ("cannot read the history of model-0mwzucaay85n5ozwwrlzptxp6: "
+                                              "model model-0mwzucaay85n5ozwwrlzptxp6 has no committed change in this store")
+    not_an_id = run("history", "../models", "--store", f"file://{tmp_path}")
+    assert (not_an_id.returncode, not_an_id.stderr.decode().strip()) == (1, "cannot read the history of ../models: "
+                                                                            "'../models' is not a ModelId")
+    assert run("history", "x", "--since", "-1", "--store", f"file://{tmp_path}").returncode == 2  # a usage mistake

@@ -247,10 +247,12 @@ def test_register_inspect_edit_label_version_approve_and_delete_a_model(served: 
     row.get_by_role("button", name="Approve version 0.1.0").click()
     expect(row.locator("td[data-title=Approval]")).to_have_text("Approved")
     expect(row.get_by_role("button", name="Details of version 0.1.0")).to_be_focused()
-    expect(row.get_by_role("button", name="Approve version 0.1.0")).to_be_disabled()
     assert served.call("GET", f"/api/v1/models/{model_id}/versions/0.1.0")[1]["ApprovalStatus"] == "Approved"
-    row.get_by_role("button", name="Reject version 0.1.0").click()
-    expect(row.locator("td[data-title=Approval]")).to_have_text("Rejected")
+    # Approved is final: the page offers neither Approve nor Reject any more, and the API refuses a change.
+    expect(row.get_by_role("button", name="Approve version 0.1.0")).to_have_count(0)
+    expect(row.get_by_role("button", name="Reject version 0.1.0")).to_have_count(0)
+    status, answer = served.call("PUT", f"/api/v1/models/{model_id}/versions/0.1.0", {"ApprovalStatus": "Rejected"})
+    assert (status, answer["Code"]) == (409, "ApprovalStatusFinal")
 
     accept_next_dialog(page)
     row.get_by_role("button", name="Delete version 0.1.0").click()
@@ -452,7 +454,8 @@ def test_signed_session_with_a_key_kept_in_the_tab_and_never_sent(browser: Brows
 
         history = subprocess.run([sys.executable, "-m", "handler", "history", model_id, "--store", f"file://{registry.store}"],
                                  cwd=ROOT, capture_output=True, text=True, timeout=60)
-        assert re.search(rf"{ADMIN['AccessKeyId']} CreateModel\b", history.stdout), history.stdout
+        assert [line.split()[1:3] for line in history.stdout.splitlines()[1:]] == [
+            [ADMIN["AccessKeyId"], "CreateModel"], [ADMIN["AccessKeyId"], "DeleteModelLabels"]], history.stdout
 
         # A key whose policy allows reading only: the console shows the API's refusal, and nothing is written.
         page.get_by_role("button", name="Change key").click()

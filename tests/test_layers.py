@@ -7,7 +7,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 # handler's rooms from the top down; a module may import its own room and the rooms below it.
-LAYERS = (("__main__",), ("entry",), ("api",), ("registry",), ("catalog",), ("stores",), ("rules",), ("errors", "config", "logs"))
+LAYERS = (("__main__",), ("entry",), ("api",), ("notify",), ("registry",), ("catalog",), ("stores",), ("rules",),
+          ("errors", "config", "logs"))
 
 
 def modules(root: str) -> dict[str, Path]:

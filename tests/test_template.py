@@ -22,8 +22,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from handler.catalog.keys import CATALOG
 from handler.config import Settings
 from handler.entry.events import REGISTRATIONS, RESULTS
+from handler.notify.delivery import DEAD_LETTERS, DELIVERIES
 from handler.stores.base import check_prefix
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -331,18 +333,31 @@ def test_every_variable_the_template_sets_is_read_by_the_code() -> None:
         assert settings.store_url == variables["MODEL_STORE"]
 
 
-def test_oss_trigger_watches_registrations_and_never_the_results() -> None:
-    triggers = [(name, ev["Properties"]) for name, fn in functions().items()
-                for ev in fn["Events"].values() if ev["Type"] == "OSS"]
-    assert triggers, "no OSS trigger"
-    for name, trigger in triggers:
+WATCHED = {"registrations": REGISTRATIONS, "commits": CATALOG}  # OSS trigger: the prefix below the store's it watches
+WRITTEN_BY_TRIGGERS = (RESULTS, DELIVERIES, DEAD_LETTERS)  # what those invocations write: never under a watched prefix
+
+
+def test_oss_triggers_watch_registrations_and_the_log_and_never_what_they_write() -> None:
+    triggers = [(name, trigger, ev["Properties"]) for name, fn in functions().items()
+                for trigger, ev in fn["Events"].items() if ev["Type"] == "OSS"]
+    assert sorted(t for _, t, _ in triggers) == sorted(WATCHED)
+    for name, which, trigger in triggers:
         store = urlsplit(functions()[name]["Properties"]["EnvironmentVariables"]["MODEL_STORE"])
         root = check_prefix(store.path.strip("/") + "/")  # the store prefix OssStore uses
         assert trigger["BucketName"] == store.netloc == bucket_name()
         key = trigger["Filter"]["Key"]
-        assert (key["Prefix"], key["Suffix"]) == (root + REGISTRATIONS, ".json")
-        assert not (root + RESULTS).startswith(key["Prefix"]), "results would re-trigger the function"
+        assert (key["Prefix"], key["Suffix"]) == (root + WATCHED[which], ".json")
+        for written in WRITTEN_BY_TRIGGERS:
+            assert not (root + written).startswith(key["Prefix"]), f"{written} would re-trigger the function"
         assert trigger["Events"] and all(e.startswith("oss:ObjectCreated:") for e in trigger["Events"])
+
+
+def test_a_one_minute_timer_delivers_change_events_with_the_rules_document_beside_the_keys() -> None:
+    (fn,) = [fn for fn in functions().values() if any(ev["Type"] == "Timer" for ev in fn["Events"].values())]
+    timers = {ev["Properties"]["Payload"]: ev["Properties"] for ev in fn["Events"].values() if ev["Type"] == "Timer"}
+    assert timers["deliveries"]["CronExpression"] == "@every 1m" and timers["deliveries"]["Enable"] is True
+    settings = Settings.from_env({k: str(v) for k, v in fn["Properties"]["EnvironmentVariables"].items()})
+    assert settings.notifications and settings.notifications.startswith(f"oss://{bucket_name()}/")
 
 
 # --- 4. sizing, routing, permissions -----------------------------------------------------------------
@@ -605,22 +620,27 @@ def test_s_yaml_http_trigger_and_custom_domain_reach_every_route() -> None:
         assert fnmatch.fnmatchcase(concrete, route["path"]) and not concrete.startswith("/2016-08-15/"), (path, route)
 
 
-def test_s_yaml_oss_trigger_watches_registrations_and_never_the_results() -> None:
+def test_s_yaml_oss_triggers_watch_registrations_and_the_log_and_never_what_they_write() -> None:
     fn = s_function()
-    (trigger,) = s_triggers("oss")
+    triggers = s_triggers("oss")
+    assert sorted(t["triggerName"] for t in triggers) == sorted(WATCHED)
     store = urlsplit(fn["environmentVariables"]["MODEL_STORE"])
     root = check_prefix(store.path.strip("/") + "/")
-    assert trigger["sourceArn"] == f"acs:oss:{fn['region']}:{S_ACCOUNT}:{store.netloc}"
-    key = trigger["triggerConfig"]["filter"]["key"]
-    assert (key["prefix"], key["suffix"]) == (root + REGISTRATIONS, ".json")
-    assert not (root + RESULTS).startswith(key["prefix"]), "results would re-trigger the function"
-    events = trigger["triggerConfig"]["events"]
-    assert events and all(e.startswith("oss:ObjectCreated:") for e in events)
+    for trigger in triggers:
+        assert trigger["sourceArn"] == f"acs:oss:{fn['region']}:{S_ACCOUNT}:{store.netloc}"
+        key = trigger["triggerConfig"]["filter"]["key"]
+        assert (key["prefix"], key["suffix"]) == (root + WATCHED[trigger["triggerName"]], ".json")
+        for written in WRITTEN_BY_TRIGGERS:
+            assert not (root + written).startswith(key["prefix"]), f"{written} would re-trigger the function"
+        events = trigger["triggerConfig"]["events"]
+        assert events and all(e.startswith("oss:ObjectCreated:") for e in events)
 
 
-def test_s_yaml_timer_sweeps_daily_and_async_retries_are_bounded() -> None:
-    (timer,) = s_triggers("timer")
-    assert timer["triggerConfig"]["cronExpression"] == "@every 24h" and timer["triggerConfig"]["enable"] is True
+def test_s_yaml_timers_sweep_daily_and_deliver_every_minute_and_async_retries_are_bounded() -> None:
+    timers = {t["triggerConfig"]["payload"]: t["triggerConfig"] for t in s_triggers("timer")}
+    assert timers["sweep"]["cronExpression"] == "@every 24h" and timers["sweep"]["enable"] is True
+    assert timers["deliveries"]["cronExpression"] == "@every 1m" and timers["deliveries"]["enable"] is True
+    assert s_function()["environmentVariables"]["NOTIFICATIONS"].startswith("oss://")
     assert s_function()["asyncInvokeConfig"]["maxAsyncRetryAttempts"] == 3
 
 

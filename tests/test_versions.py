@@ -115,6 +115,22 @@ def test_version_errors_reach_the_sdk_with_their_codes(sdk: Client, any_store: S
     assert len(any_store.list(f"models/{model_id}/versions/")) == 1
 
 
+def test_a_refused_uri_is_told_what_is_accepted(sdk: Client) -> None:
+    model_id = create_model(sdk)
+    accepted = ["oss://abc/m/1", "oss://" + "b" * 63 + "/m", "oss://my-bucket.oss-cn-hangzhou.aliyuncs.com/m/1",
+                "https://example.com/m.onnx"]
+    for uri in accepted:
+        sdk.create_model_version(model_id, models.CreateModelVersionRequest(uri=uri))
+    for uri in ["oss://ab/m", "oss://" + "b" * 64 + "/m", "oss://My-Bucket/m", "oss://-bucket/m", "oss://bucket-/m",
+                "oss://bucket", "ftp://host/m", "oss://bucket/a b"]:
+        message = raises("InvalidParameter", 400, lambda u=uri: sdk.create_model_version(
+            model_id, models.CreateModelVersionRequest(uri=u)))
+        assert "Uri must be an http(s):// URL or oss://BUCKET/OBJECT" in message, message
+        assert "3 to 63 lowercase letters, digits and hyphens" in message and "optional" in message, message
+    listed = sdk.list_model_versions(model_id, models.ListModelVersionsRequest()).body.versions
+    assert sorted(v.uri for v in listed) == sorted(accepted)  # the refused ones wrote nothing
+
+
 def test_deleting_a_model_deletes_its_versions_and_their_records(sdk: Client, any_store: Store) -> None:
     model_id = create_model(sdk)
     for _ in range(3):
@@ -338,3 +354,30 @@ def test_what_the_state_remembers_of_deleted_things_stays_bounded(monkeypatch) -
         current.apply(seq, [{"PutVersion": {"ModelId": "model-1", "Version": version, "Fingerprint": "f"}},
                             {"DeleteVersion": {"ModelId": "model-1", "VersionName": f"1.{seq}.0"}}])
     assert len(current.changed) < 60 and current.changed_at("model-1") == 1
+
+
+@pytest.mark.parametrize("decided", ["Approved", "Rejected"])
+def test_approved_and_rejected_are_final_and_a_change_away_writes_nothing(sdk: Client, any_store: Store, decided: str) -> None:
+    model_id = create_model(sdk)
+    name = sdk.create_model_version(model_id, models.CreateModelVersionRequest(uri=URI)).body.version_name
+    assert sdk.get_model_version(model_id, name, models.GetModelVersionRequest()).body.approval_status == "Pending"
+    sdk.update_model_version(model_id, name, models.UpdateModelVersionRequest(approval_status=decided))
+    record = any_store.get(version_record_key(model_id, name))
+    log_before = any_store.list("catalog/")
+    for other in {"Pending", "Approved", "Rejected"} - {decided}:
+        message = raises("ApprovalStatusFinal", 409, lambda other=other: sdk.update_model_version(
+            model_id, name, models.UpdateModelVersionRequest(approval_status=other, version_description="changed")))
+        assert decided in message and "final" in message
+    assert any_store.get(version_record_key(model_id, name)) == record  # nothing written: not even the description
+    assert any_store.list("catalog/") == log_before
+    # The same status again, and the version's other fields, may still change.
+    sdk.update_model_version(model_id, name, models.UpdateModelVersionRequest(approval_status=decided, version_description="d"))
+    got = sdk.get_model_version(model_id, name, models.GetModelVersionRequest()).body
+    assert (got.approval_status, got.version_description) == (decided, "d")
+
+
+def test_a_version_created_decided_is_final_too(sdk: Client) -> None:
+    model_id = create_model(sdk)
+    name = sdk.create_model_version(model_id, models.CreateModelVersionRequest(uri=URI, approval_status="Approved")).body.version_name
+    raises("ApprovalStatusFinal", 409, lambda: sdk.update_model_version(
+        model_id, name, models.UpdateModelVersionRequest(approval_status="Pending")))

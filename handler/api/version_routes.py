@@ -5,6 +5,7 @@ from typing import Any
 
 from .. import errors
 from ..registry.listing import VersionQuery
+from ..registry.records import canonical_approval
 from .call import Call
 from .model_routes import FOUND, GROWS, MODEL_PATH, WRITES, label_keys
 from .routing import Route
@@ -20,7 +21,10 @@ def create_model_version(call: Call) -> dict[str, Any]:
 
 
 def list_model_versions(call: Call) -> dict[str, Any]:
-    query = VersionQuery.parse(call.query())
+    params = call.query()
+    if "ApprovalStatus" in params:
+        params["ApprovalStatus"] = canonical_approval(params["ApprovalStatus"])
+    query = VersionQuery.parse(params)
     versions, total = call.versions.list_versions(call.params["ModelId"], query)
     return {"Versions": versions, "TotalCount": total, **({"Truncated": True} if query.cut_short(len(versions), total) else {})}
 
@@ -60,7 +64,8 @@ ROUTES = (
     Route("GET", VERSION_PATH, "GetModelVersion", get_model_version, "Get a version", "get-model-version-response.json",
           errors=NO_VERSION),
     Route("PUT", VERSION_PATH, "UpdateModelVersion", update_model_version, "Update a version's fields (approve, reject)",
-          "empty-response.json", body="update-model-version-request.json", errors=(*NO_VERSION, *GROWS), writes=True),
+          "empty-response.json", body="update-model-version-request.json", errors=(*NO_VERSION, errors.ApprovalFinal, *GROWS),
+          writes=True),
     Route("DELETE", VERSION_PATH, "DeleteModelVersion", delete_model_version, "Delete a version", "empty-response.json",
           errors=(*NO_VERSION, *WRITES), writes=True),
     Route("POST", VERSION_PATH + "/labels", "CreateModelVersionLabels", create_model_version_labels,

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import QuotaExceeded
+from .entry import VERSION_FACTS
 from .state import CREATED_PER_COMMIT, MAX_WORKSPACE_BYTES, MODEL_MEMORY, VERSION_MEMORY, Change, Entry, State
 
 
@@ -53,7 +54,7 @@ class Draft:
         if old is not None and self.named(old.name) == old.id:
             self._names[old.name] = None
         self._models[entry.id], self._names[entry.name] = entry, entry.id
-        self.changes.append({"Put": {"Model": record, "Fingerprint": fingerprint}, **self.by})
+        self.changes.append({"Put": {"Model": record, "Fingerprint": fingerprint}, **self.by, "Was": {"Existed": old is not None}})
 
     def delete(self, model_id: str) -> list[str]:
         """Delete a model and its versions; the names of the versions it had."""
@@ -68,7 +69,7 @@ class Draft:
             self.bytes -= len(version.raw) + VERSION_MEMORY if version else 0
             self._versions[(model_id, name)] = None
         self._models[model_id] = None
-        self.changes.append({"Delete": model_id, **self.by})
+        self.changes.append({"Delete": model_id, **self.by, "Was": {"Existed": old is not None, "ModelName": old.name if old else ""}})
         return gone
 
     def put_version(self, model_id: str, record: dict[str, Any], fingerprint: str, token: str | None = None) -> None:
@@ -82,10 +83,19 @@ class Draft:
         put: dict[str, Any] = {"ModelId": model_id, "Version": record, "Fingerprint": fingerprint, "Created": created}
         if token is not None:
             put["Token"] = token
-        self.changes.append({"PutVersion": put, **self.by})
+        self.changes.append({"PutVersion": put, **self.by, "Was": self._was(model_id, old)})
 
     def delete_version(self, model_id: str, name: str) -> None:
         old = self.version(model_id, name)
         self.bytes -= len(old.raw) + VERSION_MEMORY if old else 0
         self._versions[(model_id, name)] = None
-        self.changes.append({"DeleteVersion": {"ModelId": model_id, "VersionName": name}, **self.by})
+        self.changes.append({"DeleteVersion": {"ModelId": model_id, "VersionName": name}, **self.by, "Was": self._was(model_id, old)})
+
+    def _was(self, model_id: str, old: Entry | None) -> dict[str, Any]:
+        """What a version change replaced, for the change events the log feeds (docs/events.md): whether the
+        version existed, its ApprovalStatus then, and its model's name."""
+        model = self.model(model_id)
+        was: dict[str, Any] = {"Existed": old is not None, "ModelName": model.name if model else ""}
+        if old is not None:
+            was["ApprovalStatus"] = old.fact("ApprovalStatus", VERSION_FACTS)
+        return was

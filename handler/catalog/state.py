@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,8 @@ VERSION_MEMORY = 448  # what a version takes beyond its record's bytes
 #   {"Put": {"Model": record, "Fingerprint": fp}}            {"Delete": ModelId}  (its versions too)
 #   {"PutVersion": {"ModelId": m, "Version": record, "Fingerprint": fp, "Token": t?, "Created": seq?}}
 #   {"DeleteVersion": {"ModelId": m, "VersionName": v}}
+# and beside the kind, optionally: "By", "At" (who made it, when) and "Was" (what it replaced, for change events:
+# {"Existed", "ModelName"?, "ApprovalStatus"?}); applying a change reads none of them.
 Change = dict[str, Any]
 CHANGE_KINDS = ("Put", "Delete", "PutVersion", "DeleteVersion")
 
@@ -34,7 +36,7 @@ class CheckpointDamaged(Exception):
     """A checkpoint that does not parse, or whose count or checksum does not match: it is skipped, never trusted."""
 
 
-def check_format(value: dict[str, Any], what: str, newest: int) -> None:
+def check_format(value: Mapping[str, Any], what: str, newest: int) -> None:
     """Refuse (before anything of it is applied) an entry or checkpoint of a format newer than this code reads."""
     found = value.get("Format", 0)
     if not isinstance(found, int) or found > newest:
@@ -42,7 +44,7 @@ def check_format(value: dict[str, Any], what: str, newest: int) -> None:
                                   f"reads ({newest}): upgrade it")
 
 
-def check_entry(entry: dict[str, Any], seq: int) -> None:
+def check_entry(entry: Mapping[str, Any], seq: int) -> None:
     """A log entry this code can apply whole: its format, its seq, and every change of a kind it knows."""
     check_format(entry, "commit", FORMAT)
     if entry.get("Seq") != seq or not isinstance(entry.get("Changes"), list):

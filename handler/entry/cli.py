@@ -1,4 +1,5 @@
-"""Command line: `serve` runs the local API, `invoke` runs one event, `history` prints a model's changes, `sweep` removes leftovers."""
+"""Command line: `serve` runs the local API, `invoke` runs one event, `history` prints a model's changes, `sweep` removes leftovers,
+`deliveries` and `redeliver` show and replay change events out."""
 from __future__ import annotations
 
 import argparse
@@ -13,9 +14,13 @@ from typing import Any
 
 from ..api.app import App
 from ..config import DEFAULT_LOCAL_STORE as DEFAULT_STORE
+from ..config import Settings
 from ..errors import ApiError
+from ..notify.delivery import Deliverer, Loop
+from ..notify.delivery import workspaces as all_workspaces
 from ..registry import upkeep
 from . import events, fc
+from .compose import build_deliverer
 from .local import LocalServer, same_origin_only
 
 
@@ -42,6 +47,25 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _seq(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a commit's sequence number (0 or more)")
+    return int(text)
+
+
+def _print_history(changes: list[dict[str, Any]], as_json: bool) -> None:
+    """A header and a line per change, in columns; or JSON Lines."""
+    if as_json:
+        for change in changes:
+            print(json.dumps(change, ensure_ascii=False))
+        return
+    rows = [("SEQ", "BY", "OPERATION", "AT", "VERSION")] + [
+        (str(c["Seq"]), c["By"], c["Operation"], c["At"], c.get("VersionName", "")) for c in changes]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print(f"{row[0]:>{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]:<{widths[3]}}  {row[4]}".rstrip())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m handler", description="PAI-compatible model registry")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -56,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     invoke.add_argument("--store", help="as for serve")
     history = commands.add_parser("history", help="print who changed a model (and its versions), and when")
     history.add_argument("model_id", metavar="MODEL_ID")
+    history.add_argument("--since", type=_seq, default=0, metavar="SEQ",
+                         help="only the changes of commits after SEQ (the first column), reading only those")
+    history.add_argument("--json", action="store_true", help="one JSON object per change and line, without the header")
     history.add_argument("--store", help="as for serve")
     sweep = commands.add_parser("sweep", help="remove what interrupted writes left and nothing points to")
     sweep.add_argument("--older-than", type=float, default=None, metavar="SECONDS",
@@ -65,6 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--limit", type=int, default=None, metavar="N",
                        help="look at no more than N record files and workspaces (the next sweep continues)")
     sweep.add_argument("--store", help="as for serve")
+    deliveries = commands.add_parser("deliveries", help="print each notification rule's cursor, lag and dead letters")
+    deliveries.add_argument("--json", action="store_true", help="one JSON object per rule and workspace")
+    deliveries.add_argument("--store", help="as for serve")
+    redeliver = commands.add_parser("redeliver", help="send a rule's events again: its dead letters, or every event from a commit on")
+    redeliver.add_argument("rule", metavar="RULE")
+    redeliver.add_argument("--from", dest="from_seq", type=int, metavar="SEQ",
+                           help="move the rule's cursor back: every event from commit SEQ on is sent again, in order")
+    redeliver.add_argument("--workspace", help="only this workspace (default: every workspace the rule covers)")
+    redeliver.add_argument("--store", help="as for serve")
     args = parser.parse_args(argv)
 
     handler = logging.StreamHandler(sys.stderr)
@@ -78,14 +114,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     if args.command == "serve":
         return _serve(args, app)
+    if args.command in ("deliveries", "redeliver"):
+        deliverer = build_deliverer(Settings.from_env(), app.registry.store, fc.credentials)
+        if deliverer is None:
+            print("NOTIFICATIONS is not set: there are no rules", file=sys.stderr)
+            return 2
+        return _deliveries(args, deliverer) if args.command == "deliveries" else _redeliver(args, deliverer)
     if args.command == "history":
         try:
-            changes = upkeep.history(app.registry, args.model_id)
+            changes = upkeep.history(app.registry, args.model_id, args.since)
         except Exception as e:  # noqa: BLE001 - one line for the operator, whatever it was
             print(f"cannot read the history of {args.model_id[:80]}: {getattr(e, 'message', type(e).__name__)}", file=sys.stderr)
             return 1
-        for change in changes:
-            print(f"{change['Seq']:>8} {change['By']} {change['Change']} {change['At']} {change.get('VersionName', '')}".rstrip())
+        _print_history(changes, args.json)
         return 0
     if args.command == "sweep":
         options = {name: value for name, value in (("older_than", args.older_than), ("seconds", args.seconds),
@@ -122,6 +163,7 @@ def _serve(args: argparse.Namespace, app: App) -> int:
     except OSError as e:
         print(f"cannot listen on {args.host} port {args.port}: {e.strerror or e}", file=sys.stderr)
         return 1
+    deliverer = build_deliverer(Settings.from_env(), app.registry.store, fc.credentials)
     if app.verifier is None:
         app.hooks.append(same_origin_only(loopback))  # unsigned: only this server's own pages and other programs
     if app.verifier is not None:
@@ -134,14 +176,19 @@ def _serve(args: argparse.Namespace, app: App) -> int:
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # SIGTERM stops the server as Ctrl-C does
 
-    signal.signal(signal.SIGTERM, stop)  # before the line that tells a supervisor the server is up
+    signal.signal(signal.SIGTERM, stop)  # before the startup line: whoever reads it may stop the server at once
+    loop = None
     try:
-        print(f"PAI model registry listening on {server.url} (store: {_store_location()}; {mode}); "
-              f"console: {server.url}/console/", file=sys.stderr, flush=True)
+        print(f"PAI model registry listening on {server.url} (store: {_store_location()}; {mode}); console: {server.url}/console/",
+              file=sys.stderr, flush=True)
+        if deliverer is not None:
+            loop = Loop(deliverer).start()  # change events out, never waited for by an answer
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        if loop is not None:
+            loop.stop()
         server.server_close()
         app.registry.settle()  # a checkpoint being written is finished, not cut short
     return 0
@@ -152,4 +199,44 @@ def _store_location() -> str:
     url = os.environ.get("MODEL_STORE") or DEFAULT_STORE
     scheme, _, rest = url.partition("://")
     return f"file://{os.path.abspath(rest)}" if scheme == "file" else url
+
+
+
+def _deliveries(args: argparse.Namespace, deliverer: Deliverer) -> int:
+    rows = deliverer.status()
+    if deliverer.book.problem:
+        print(f"the notifications document is unusable: {deliverer.book.problem}", file=sys.stderr)
+        return 1
+    if not args.json:
+        print("RULE WORKSPACE CURSOR HEAD LAG DEAD-LETTERS FAILING")
+    for row in rows:
+        if args.json:
+            print(json.dumps(row))
+            continue
+        failing = row.get("Failing")
+        note = (f"commit {failing['Seq']} event {failing['Index']}: {failing['Attempts']} attempts, next in "
+                f"{row['NextAttempt']:.0f} s: {failing['Error']}") if failing else "-"
+        print(f"{row['Rule']} {row['WorkspaceId']} {row['Cursor']} {row['Head']} {row['Lag']} {row['DeadLetters']} {note}")
+    return 0
+
+
+def _redeliver(args: argparse.Namespace, deliverer: Deliverer) -> int:
+    rules = {rule.name: rule for rule in deliverer.book.rules()}
+    rule = rules.get(args.rule)
+    if rule is None:
+        why = f" ({deliverer.book.problem})" if deliverer.book.problem else ""
+        print(f"no rule {args.rule[:64]!r} in the notifications document{why}", file=sys.stderr)
+        return 1
+    if args.from_seq is not None and args.from_seq < 1:
+        print("--from is a commit's seq, 1 or more", file=sys.stderr)
+        return 2
+    workspaces = [args.workspace] if args.workspace else [w for w in all_workspaces(deliverer.store) if rule.covers(w)]
+    for workspace_id in workspaces:
+        if args.from_seq is not None:
+            deliverer.redeliver(rule.name, workspace_id, args.from_seq)
+            print(f"{rule.name} {workspace_id}: every event from commit {args.from_seq} on will be sent again")
+        else:
+            sent, failed = deliverer.resend_dead_letters(rule, workspace_id)
+            print(f"{rule.name} {workspace_id}: {sent} dead letters delivered, {failed} still failing")
+    return 0
 

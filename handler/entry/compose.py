@@ -8,10 +8,12 @@ from ..api.auth import KeyRing, Verifier
 from ..api.routes import ROUTES
 from ..config import Settings
 from ..errors import KeysNotConfigured
+from ..notify.delivery import Deliverer
+from ..notify.rules import RuleBook, document_loader
 from ..registry.models import Registry
 from ..rules.validation import validator
 from ..stores import open_store
-from ..stores.base import NotFound
+from ..stores.base import NotFound, Store
 from ..stores.credentials import CredentialSource
 
 
@@ -59,3 +61,17 @@ def keys_loader(settings: Settings, credentials: CredentialSource) -> Callable[[
                 raise KeysNotConfigured("the access keys document does not exist yet") from None
         return from_oss
     raise ValueError("ACCESS_KEYS must look like file://PATH or oss://BUCKET/KEY")
+
+
+def build_deliverer(settings: Settings, store: Store, credentials: CredentialSource | None = None) -> Deliverer | None:
+    """The delivery of change events over `store`, if NOTIFICATIONS names rules; its document read from a file, or
+    from OSS with the function's own credentials (as the access keys are)."""
+    if not settings.notifications:
+        return None
+    credentials = credentials or CredentialSource()
+
+    def bucket(name: str) -> Store:
+        return open_store(f"oss://{name}/", oss_endpoint=settings.oss_endpoint, oss_region=settings.oss_region,
+                          credentials=credentials, pool_size=2)
+
+    return Deliverer(store, RuleBook(document_loader(settings.notifications, bucket)), credentials=credentials)

@@ -5,7 +5,9 @@
     batch (a JSON array)           ->  one result per item
     OSS trigger                    ->  each object under registrations/ read and registered; the
                                        outcome written under registration-results/
-    timer trigger                  ->  the sweep of leftovers (registry/upkeep.py)
+    timer trigger                  ->  the sweep of leftovers (registry/upkeep.py); the `deliveries` timer
+                                       (payload "deliveries"): change events out, for every workspace
+    OSS trigger on catalog/        ->  change events out for the workspaces whose log grew (notify/)
 Sources that FC retries (everything but HTTP) raise when a registration failed transiently, so the
 event is delivered again (safe: a repeated registration finds its model); a registration that can
 never succeed is answered and logged, not raised.
@@ -28,7 +30,9 @@ from ..api.http import Caller, Request, Response, new_request_id, where
 from ..api.registration import REGISTRATION
 from ..api.routes import CREATE_MODEL
 from ..api.routing import MODELS_PATH
+from ..catalog.keys import CATALOG
 from ..errors import ApiError, InternalError, InvalidParameter, InvalidRegistration, ServiceUnavailable
+from ..notify.delivery import Deliverer
 from ..registry.records import record_json
 from ..rules.jsontext import compact
 from ..stores.base import InvalidKey, NotFound, Store, Unavailable, check_key, deadline
@@ -137,10 +141,19 @@ def _envelope(raw: bytes | str) -> Any:
         return None
 
 
-def handle_event(app: App, raw: bytes | str, caller: Caller) -> str:
+DELIVERY_BUDGET = 25.0  # seconds a delivery invocation spends when FC tells no timeout
+
+
+def handle_event(app: App, raw: bytes | str, caller: Caller, deliveries: Callable[[], Deliverer | None] | None = None) -> str:
     """Answer one FC invocation; returns the text FC hands back to the invoker."""
     event = _envelope(raw)
     if isinstance(event, dict):
+        if _is_oss_event(event):
+            grown = _logs_grown(app.registry.store, event["events"])
+            if grown is not None:
+                return _deliver(deliveries, grown)
+        if _has(event, triggerTime=str, triggerName=str) and event.get("payload") == "deliveries":
+            return _deliver(deliveries, None)
         if _has(event, httpMethod=str, path=str):
             return gateway_response(app.handle(apigw_request(event), caller))
         if event.get("version") == "v1" and _has(event, rawPath=str, requestContext=dict):
@@ -315,3 +328,31 @@ def _why(error: Exception) -> str:
     if isinstance(error, NotFound):
         return "the registration object no longer exists"
     return str(error)
+
+
+def _logs_grown(store: Store, records: list[dict[str, Any]]) -> list[str] | None:
+    """The workspaces whose log an OSS event's objects extend, if every object is under catalog/ (the trigger on the
+    log), else None (registrations)."""
+    grown: list[str] = []
+    for record in records:
+        bucket, raw_key = _text(_dig(record, "oss", "bucket", "name")), _text(_dig(record, "oss", "object", "key"))
+        key = store.locate(bucket, unquote(raw_key)) or ""
+        if not key.startswith(CATALOG):
+            return None
+        parts = key.split("/")
+        if len(parts) == 4 and parts[2] == "log" and parts[1] not in grown:
+            grown.append(parts[1])
+    return grown
+
+
+def _deliver(deliveries: Callable[[], Deliverer | None] | None, only: list[str] | None) -> str:
+    """Deliver change events (of these workspaces, or all) within the invocation's budget; retries due before it ends
+    are made here, later ones by the next invocation (the one-minute timer at the latest)."""
+    deliverer = deliveries() if deliveries is not None else None
+    if deliverer is None:
+        return json.dumps({"Delivered": 0, "Rules": 0})
+    ends = deadline()
+    left = ends - time.monotonic() if ends is not None else DELIVERY_BUDGET
+    count = deliverer.run_until(time.time() + left, only)
+    log.info(compact({"Operation": "Deliver", "Delivered": count, "Workspaces": only if only is not None else "*"}))
+    return json.dumps({"Delivered": count, "Rules": len(deliverer.book.rules())})

@@ -12,16 +12,18 @@ from ..api.app import App
 from ..api.http import Caller, Request, Response
 from ..config import Settings
 from ..errors import MalformedRequest
+from ..notify.delivery import Deliverer
 from ..stores.base import time_budget
 from ..stores.credentials import CredentialSource
 from . import events
-from .compose import build_app
+from .compose import build_app, build_deliverer
 
 ANSWER_MARGIN = 2.0  # seconds of FC's timeout kept for answering after storage gave up
 
 credentials = CredentialSource()
 _app: App | None = None
 _lock = threading.Lock()
+_deliverers: dict[int, Deliverer | None] = {}  # by the id of the App whose store it delivers from
 
 
 def get_app() -> App:
@@ -32,6 +34,16 @@ def get_app() -> App:
             if _app is None:
                 _app = build_app(Settings.from_env(), credentials)
     return _app
+
+
+def get_deliverer() -> Deliverer | None:
+    """The instance's delivery of change events (None without NOTIFICATIONS), over the App's store."""
+    app = get_app()
+    with _lock:
+        if id(app) not in _deliverers:
+            _deliverers.clear()
+            _deliverers[id(app)] = build_deliverer(Settings.from_env(), app.registry.store, credentials)
+        return _deliverers[id(app)]
 
 
 def set_app(app: App | None) -> None:
@@ -61,7 +73,7 @@ def initializer(context: Any) -> None:
 
 def handler(event: bytes | str, context: Any) -> str:
     with time_budget(time_left(context)):  # one budget for the invocation, a whole batch included
-        return events.handle_event(get_app(), event, caller_of(context))
+        return events.handle_event(get_app(), event, caller_of(context), get_deliverer)
 
 
 def _raw_path(environ: dict[str, Any]) -> str:

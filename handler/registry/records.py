@@ -7,7 +7,7 @@ import secrets
 import time
 from typing import Any
 
-from ..errors import InvalidParameter
+from ..errors import ApprovalFinal, InvalidParameter
 from ..rules.jsontext import compact
 from ..rules.times import iso_time
 from ..rules.validation import load_schemas
@@ -130,10 +130,19 @@ VERSION_FIELDS = (
 VERSION_UPDATABLE = tuple(load_schemas()["update-model-version-request.json"]["properties"])  # UpdateModelVersion's
 
 
+APPROVAL_SPELLINGS = {"PENDING": "Pending", "APPROVED": "Approved", "REJECTED": "Rejected"}  # the `pai` SDK's
+FINAL_APPROVALS = ("Approved", "Rejected")  # PAI's rule: a decided version's status never changes
+
+
+def canonical_approval(status: str) -> str:
+    """An ApprovalStatus as stored: the `pai` SDK's PENDING, APPROVED, REJECTED as PAI's Pending, Approved, Rejected."""
+    return APPROVAL_SPELLINGS.get(status, status)
+
+
 def normalized_version(request: dict[str, Any]) -> dict[str, Any]:
     """What a CreateModelVersion request asks for once defaults are applied (VersionName aside)."""
     normal = {name: request[name] for name in VERSION_FIELDS if name in request and name != "VersionName"}
-    normal.setdefault("ApprovalStatus", "Pending")
+    normal["ApprovalStatus"] = canonical_approval(normal.get("ApprovalStatus", "Pending"))
     normal.setdefault("SourceType", "Custom")
     normal["Labels"] = merged_labels({"Labels": request.get("Labels", [])})
     return normal
@@ -151,7 +160,14 @@ def build_version(normal: dict[str, Any], name: str, now: float, owner_id: str |
 
 
 def updated_version(record: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
-    return {**record, **{name: fields[name] for name in VERSION_UPDATABLE if name in fields}}
+    """The record with an UpdateModelVersion request's fields; ApprovalFinal if it would change a decided status."""
+    new = {**record, **{name: fields[name] for name in VERSION_UPDATABLE if name in fields}}
+    old_status = record.get("ApprovalStatus", "Pending")
+    new["ApprovalStatus"] = canonical_approval(new.get("ApprovalStatus", old_status))
+    if old_status in FINAL_APPROVALS and new["ApprovalStatus"] != old_status:
+        raise ApprovalFinal(f"version {record.get('VersionName')} is {old_status}, which is final: its ApprovalStatus "
+                            f"cannot become {new['ApprovalStatus']}")
+    return new
 
 
 def next_version_name(names: list[str]) -> str:

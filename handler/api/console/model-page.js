@@ -216,10 +216,13 @@ function versionRow(model, version, status) {
     h("td", { "data-title": "Metrics" }, version.Metrics && Object.keys(version.Metrics).length ? metrics(version.Metrics) : h("span", { class: "muted" }, "—")),
     h("td", { "data-title": "Created" }, when(version.GmtCreateTime)),
     h("td", { "data-title": "Actions", class: "row-actions" },
-      h("button", { type: "button", disabled: approval === "Approved", "aria-label": `Approve version ${name}`,
-        onclick: (e) => act("Approve", "PUT", { ApprovalStatus: "Approved" }, `Version ${name} approved.`, e.currentTarget) }, "Approve"),
-      h("button", { type: "button", disabled: approval === "Rejected", "aria-label": `Reject version ${name}`,
-        onclick: (e) => act("Reject", "PUT", { ApprovalStatus: "Rejected" }, `Version ${name} rejected.`, e.currentTarget) }, "Reject"),
+      // Approved and Rejected are final (PAI's rule): only a pending version can be decided.
+      approval === "Pending" ? [
+        h("button", { type: "button", "aria-label": `Approve version ${name}`,
+          onclick: (e) => act("Approve", "PUT", { ApprovalStatus: "Approved" }, `Version ${name} approved.`, e.currentTarget) }, "Approve"),
+        h("button", { type: "button", "aria-label": `Reject version ${name}`,
+          onclick: (e) => act("Reject", "PUT", { ApprovalStatus: "Rejected" }, `Version ${name} rejected.`, e.currentTarget) }, "Reject"),
+      ] : null,
       h("button", { type: "button", class: "danger", "aria-label": `Delete version ${name}`,
         onclick: (e) => confirm(`Delete version ${name} of ${model.ModelName}? This cannot be undone.`)
           && act("Delete", "DELETE", undefined, `Version ${name} deleted.`, e.currentTarget) }, "Delete"),
