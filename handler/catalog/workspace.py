@@ -99,7 +99,7 @@ def acting_as(actor: str) -> Iterator[None]:
 @contextlib.contextmanager
 def gated(gate: concurrent.futures.Future[Any] | None) -> Iterator[None]:
     """Within: a commit is planned only once `gate` (a write under way, such as a signature's nonce) has
-    succeeded, and fails with its error otherwise; a commit of a cold workspace reads it meanwhile."""
+    succeeded, and fails with its error otherwise; a cold workspace is read meanwhile."""
     token = _gate.set(gate)
     try:
         yield
@@ -212,8 +212,8 @@ class Workspace:
         that holds its changes, or None if it changed nothing). Concurrent commits share one log entry."""
         gate = _gate.get()
         if gate is not None:
-            if not gate.done():
-                self.read()  # while the gate's write is under way: a cold workspace loads, a warm one catches up
+            if self._state is None and not gate.done():
+                self.read()  # a cold workspace loads while the gate's write is under way
             gate.result()  # its error (a nonce used before) refuses the change before anything is planned
         pending: _Pending[T] = _Pending(plan)
         with self._queue_lock:
@@ -277,8 +277,8 @@ class Workspace:
                 if self._state.seq == draft.seq:  # else a reader has applied this very commit already
                     self._state.apply(seq, draft.changes)
                     self._state.txn = txn
-                    if seq % CHECKPOINT_EVERY == 0:
-                        self._start_checkpoint()  # at a seq every writer agrees on: one checkpoint per interval
+                if self._state.seq == seq and seq % CHECKPOINT_EVERY == 0:
+                    self._start_checkpoint()  # at a seq every writer agrees on: one checkpoint per interval
             for pending in batch:
                 pending.finish(seq)
             return
