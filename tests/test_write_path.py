@@ -142,7 +142,8 @@ def test_every_write_path_takes_two_sequential_round_trips_when_nothing_conflict
     request = signed(app, WRITES[operation](*warm(app)))
     answer, round_trips, requests = store.round_trips(app.handle, request)
     ok(answer)
-    assert round_trips == 2, requests
+    # A model's delete removes its versions' records before its own (so that its record leads to what is left).
+    assert round_trips == (3 if operation == "DeleteModel" else 2), requests
     app.registry.settle()
 
 
