@@ -123,9 +123,10 @@ def publish(store: Store, workspace: Workspace, target: RecordFile, seq: int) ->
     (removed once deleted): one write before the answer; whether it wrote the file.
 
     Another instance's commit may write the file between our commit and our write, and ours would
-    then undo it; so once written, the writer catches up (after answering: the file is derived, and
-    this read is needed only when another instance changed the same entry meanwhile) and writes again
-    while a newer commit changed that entry."""
+    then undo it; so once written, the writer catches up and writes again while a newer commit changed
+    that entry. After a commit (`seq`) that read runs after the answer: the file is derived, and the
+    read finds something only when another instance changed the same entry meanwhile. A repair (no
+    `seq`: a retry, the sweep) makes it before returning."""
     if not seq:
         workspace.read()
     entry, known = target.current()  # as of commit seq, or newer
@@ -137,6 +138,9 @@ def publish(store: Store, workspace: Workspace, target: RecordFile, seq: int) ->
     if not seq and not _differs(store, target.key, entry.raw):
         return False  # nothing was committed and the record is current: a retry writes only to repair
     store.put(target.key, entry.raw)
+    if not seq:  # a repair (a retry, the sweep): done when it returns
+        _rewrite_while_changed(store, workspace, target, known)
+        return True
     future = _confirming.submit(contextvars.copy_context().run, _confirm, store, workspace, target, known)
     with _unconfirmed_lock:
         _unconfirmed.add(future)
@@ -151,22 +155,27 @@ def settle() -> None:
     concurrent.futures.wait(waiting)
 
 
-def _confirm(store: Store, workspace: Workspace, target: RecordFile, known: int) -> None:
+def _rewrite_while_changed(store: Store, workspace: Workspace, target: RecordFile, known: int) -> None:
     """Write the record file again while a commit newer than `known` changed its entry."""
+    for _ in range(_RECORD_ROUNDS):
+        workspace.read()
+        if workspace.changed_at(target.changed) <= known:
+            return
+        entry, known = target.current()
+        if entry is None:
+            store.delete(target.key)
+            return
+        store.put(target.key, entry.raw)
+    log.warning("the record of a model kept changing under its writer; its next change rewrites it")
+
+
+def _confirm(store: Store, workspace: Workspace, target: RecordFile, known: int) -> None:
+    """_rewrite_while_changed after the answer: what fails is logged (the file is derived; the next change rewrites it)."""
     try:
-        for _ in range(_RECORD_ROUNDS):
-            workspace.read()
-            if workspace.changed_at(target.changed) <= known:
-                return
-            entry, known = target.current()
-            if entry is None:
-                store.delete(target.key)
-                return
-            store.put(target.key, entry.raw)
-        log.warning("the record of a model kept changing under its writer; its next change rewrites it")
+        _rewrite_while_changed(store, workspace, target, known)
     except StoreError as e:
         log.warning("a record file could not be confirmed current (%s); its next change rewrites it", type(e).__name__)
-    except Exception as e:  # noqa: BLE001 - after the answer: logged, the file is derived and the next change rewrites it
+    except Exception as e:  # noqa: BLE001 - after the answer, on a thread of its own: logged by kind
         log.error("confirming a record file failed: %s", type(e).__name__)
 
 
