@@ -83,6 +83,7 @@ class _Pending(Generic[T]):
 
 _tickets = itertools.count()
 _actor: contextvars.ContextVar[str] = contextvars.ContextVar("actor", default="local")
+_gate: contextvars.ContextVar[concurrent.futures.Future[Any] | None] = contextvars.ContextVar("gate", default=None)
 
 
 @contextlib.contextmanager
@@ -93,6 +94,17 @@ def acting_as(actor: str) -> Iterator[None]:
         yield
     finally:
         _actor.reset(token)
+
+
+@contextlib.contextmanager
+def gated(gate: concurrent.futures.Future[Any] | None) -> Iterator[None]:
+    """Within: a commit is planned only once `gate` (a write under way, such as a signature's nonce) has
+    succeeded, and fails with its error otherwise; a cold workspace is read meanwhile."""
+    token = _gate.set(gate)
+    try:
+        yield
+    finally:
+        _gate.reset(token)
 
 
 class Workspace:
@@ -107,7 +119,8 @@ class Workspace:
         self.max_bytes = max_bytes
         self._state: State | None = None
         self._fresh_since = -1  # ticket taken when the last completed catch-up started
-        self._state_lock = threading.Lock()
+        self._state_lock = threading.Lock()  # held to change the state or read it, never across a storage request
+        self._read_lock = threading.Lock()  # one catch-up at a time
         self._commit_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Pending[Any]] = []
@@ -120,7 +133,9 @@ class Workspace:
     def read(self) -> int:
         """Catch up with every commit acknowledged (by any instance) before this call; the seq now held."""
         arrival = next(_tickets)
-        with self._state_lock:
+        # One catch-up at a time, but the state lock only while applying what it read: answers from memory
+        # (model(), listing) and a commit's apply never wait for a storage round trip.
+        with self._read_lock:
             if self._state is not None and self._fresh_since > arrival:
                 return self._state.seq  # a catch-up that started after we arrived has just finished
             started = next(_tickets)
@@ -129,9 +144,10 @@ class Workspace:
                 loaded = state.seq
                 if not current:
                     self._follow(state, COLD_WINDOW)
-                self._state = state
-                if state.seq - loaded >= REPLAYED:
-                    self._start_checkpoint()  # the next cold instance need not replay as much
+                with self._state_lock:
+                    self._state = state
+                    if state.seq - loaded >= REPLAYED:
+                        self._start_checkpoint()  # the next cold instance need not replay as much
             else:
                 self._follow(self._state, 1)
             self._damaged = False
@@ -194,6 +210,11 @@ class Workspace:
     def commit(self, plan: Plan[T]) -> tuple[T, int | None]:
         """Run plan against the newest state and commit what it changes: (its result, the seq of the commit
         that holds its changes, or None if it changed nothing). Concurrent commits share one log entry."""
+        gate = _gate.get()
+        if gate is not None:
+            if self._state is None and not gate.done():
+                self.read()  # a cold workspace loads while the gate's write is under way
+            gate.result()  # its error (a nonce used before) refuses the change before anything is planned
         pending: _Pending[T] = _Pending(plan)
         with self._queue_lock:
             self._queue.append(pending)
@@ -256,8 +277,8 @@ class Workspace:
                 if self._state.seq == draft.seq:  # else a reader has applied this very commit already
                     self._state.apply(seq, draft.changes)
                     self._state.txn = txn
-                    if seq % CHECKPOINT_EVERY == 0:
-                        self._start_checkpoint()  # at a seq every writer agrees on: one checkpoint per interval
+                if self._state.seq == seq and seq % CHECKPOINT_EVERY == 0:
+                    self._start_checkpoint()  # at a seq every writer agrees on: one checkpoint per interval
             for pending in batch:
                 pending.finish(seq)
             return
@@ -338,24 +359,24 @@ class Workspace:
         one; a cold reader (a wide window) also reads LOOKAHEAD keys past it, and a commit there is a gap.
         Every entry is checked whole (format, seq, chain) before any of it is applied."""
         while True:
-            keys = [log_key(self.id, state.seq + i) for i in range(1, window + 1)]
+            base = state.seq  # the state may move meanwhile: a commit of this instance applies its own entry
+            keys = [log_key(self.id, base + i) for i in range(1, window + 1)]
             found = self._store.get_many(keys)
             for offset, data in enumerate(found):
                 if data is None:
                     after = found[offset + 1:]
                     if window > 1 and len(after) < LOOKAHEAD:
-                        after += self._store.get_many([log_key(self.id, state.seq + window + i)
+                        after += self._store.get_many([log_key(self.id, base + window + i)
                                                        for i in range(1, LOOKAHEAD - len(after) + 1)])
                     if any(data is not None for data in after):
                         self._damaged = True
                         log.error("workspace %s: commit %d is missing while later ones exist; its log needs repair",
-                                  self.id, state.seq + 1)
-                        raise CatalogDamaged(f"the log of workspace {self.id} is missing commit {state.seq + 1}")
+                                  self.id, base + offset + 1)
+                        raise CatalogDamaged(f"the log of workspace {self.id} is missing commit {base + offset + 1}")
                     return
-                self._apply(state, data)
+                self._apply(state, base + offset + 1, data)
 
-    def _apply(self, state: State, data: bytes) -> None:
-        seq = state.seq + 1
+    def _apply(self, state: State, seq: int, data: bytes) -> None:
         try:
             entry = json.loads(data)
         except ValueError:
@@ -363,14 +384,17 @@ class Workspace:
         if not isinstance(entry, dict):
             self._damaged = True
             raise CatalogDamaged(f"commit {seq} of workspace {self.id} is not JSON")
-        check_entry(entry, seq)
-        prev = entry.get("Prev")
-        if isinstance(prev, str) and prev and state.txn and prev != state.txn:
-            self._damaged = True
-            log.error("workspace %s: commit %d does not follow the commit before it; its log needs repair", self.id, seq)
-            raise CatalogDamaged(f"commit {seq} of workspace {self.id} does not follow the commit before it")
-        state.apply(seq, entry["Changes"])
-        state.txn = str(entry.get("Txn", ""))
+        with self._state_lock:
+            if state.seq >= seq:
+                return  # this instance's own commit, applied by its writer since it was read
+            check_entry(entry, seq)
+            prev = entry.get("Prev")
+            if isinstance(prev, str) and prev and state.txn and prev != state.txn:
+                self._damaged = True
+                log.error("workspace %s: commit %d does not follow the commit before it; its log needs repair", self.id, seq)
+                raise CatalogDamaged(f"commit {seq} of workspace {self.id} does not follow the commit before it")
+            state.apply(seq, entry["Changes"])
+            state.txn = str(entry.get("Txn", ""))
 
     def _start_checkpoint(self) -> None:
         """Start writing a checkpoint of the state as it is now, in the background. Called with the state lock
