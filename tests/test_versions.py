@@ -195,6 +195,7 @@ def test_a_crash_at_any_write_of_a_version_change_then_a_retry_ends_correct(
     registry = Registry(store)
     model_id, _ = registry.create(records.normalized_request({"ModelName": "m"}, "ws"))
     Versions(registry).create(model_id, {"Uri": URI, "VersionName": "1.0.0"})
+    registry.settle()  # the create's read after its answer is over: the armed write is the change's own
     store.kind, store.when = kind, when  # armed
     with pytest.raises(Unavailable):
         VERSION_CHANGES[change](Versions(registry), model_id)
@@ -256,6 +257,7 @@ def test_a_delete_model_cut_short_removes_every_version_record_on_retry(any_stor
     model_id, _ = registry.create(records.normalized_request({"ModelName": "m"}, "ws"))
     for _ in range(3):
         Versions(registry).create(model_id, {"Uri": URI})
+    registry.settle()
     store.kind, store.when = "record", "before"  # the model's record removal fails, after the commit
     with pytest.raises(Unavailable):
         registry.delete(model_id)

@@ -2,12 +2,14 @@
 and no storage technology."""
 from __future__ import annotations
 
+import concurrent.futures
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..catalog.workspace import acting_as
+from ..catalog.workspace import acting_as, gated
 from ..errors import ApiError, Forbidden, InternalError, InvalidParameter, KeysNotConfigured, ServiceUnavailable, StoreMisconfigured
 from ..logs import request as logging_request
 from ..registry import upkeep
@@ -25,6 +27,7 @@ from .routing import Route, is_console
 log = logging.getLogger(__name__)
 
 Hook = Callable[[Request], None]  # runs before routing; raises an ApiError to refuse the request
+_spending = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="nonces")  # nonce writes beside the request's work
 
 
 class App:
@@ -78,17 +81,21 @@ class App:
                 if name in params:
                     validate(f"common.json#/$defs/{name}", params[name], root=name)
                     facts[name] = params[name]
-            parsed = None
+            parsed, spent = None, None
             if given is None:  # an HTTP request (events are authorized by the cloud's own permissions)
-                caller, parsed = self._authorize(request, route, params, caller, facts)
+                caller, parsed, spent = self._authorize(request, route, params, caller, facts)
             call = Call(request=request, caller=caller, operation=route.operation, body_schema=route.body,
                         query_schema=route.query, params=params, facts=facts, registry=self.registry,
                         versions=self.versions, default_workspace=self.default_workspace,
                         max_body_bytes=self.max_body_bytes, parsed=parsed)
             if route.query is None:
                 call.no_query()
-            with acting_as(caller.actor):  # every change it commits is attributed to the caller
-                body = route.call(call)
+            try:
+                with acting_as(caller.actor), gated(spent):  # every change it commits is attributed to the caller
+                    body = route.call(call)
+            finally:
+                if spent is not None:
+                    spent.result()  # a replay is answered as one, whatever else the request met
             response = Response(200, {"RequestId": request_id, **body})
         except ApiError as e:
             response = Response.error(e, request_id)
@@ -101,14 +108,14 @@ class App:
         log_access(facts)
         return response
 
-    def _authorize(self, request: Request, route: Route, params: dict[str, str], caller: Caller,
-                   facts: dict[str, Any]) -> tuple[Caller, dict[str, Any] | None]:
-        """Verify the signature and the key's policy: the caller, now attributed to the key, and the body
-        if reading its workspace parsed it."""
+    def _authorize(self, request: Request, route: Route, params: dict[str, str], caller: Caller, facts: dict[str, Any]
+                   ) -> tuple[Caller, dict[str, Any] | None, concurrent.futures.Future[None] | None]:
+        """Verify the signature and the key's policy: the caller, now attributed to the key, the body if
+        reading its workspace parsed it, and a changing request's nonce write, under way."""
         if self.verifier is None:
             if self.require_signatures:
                 raise KeysNotConfigured("no access keys are configured (ACCESS_KEYS): every request is refused")
-            return caller, None
+            return caller, None, None
         body = raw_body(request, self.max_body_bytes)
         principal = self.verifier.verify(request.method, request.path, request.query, dict(request.headers), body, route.writes)
         facts["AccessKeyId"] = principal.key.id
@@ -118,9 +125,11 @@ class App:
         workspace = self._workspace_of(request, route, params, parsed)
         if not principal.key.may(route.operation, workspace):
             raise Forbidden(f"access key {principal.key.id} may not call {route.operation} in workspace {workspace}")
-        if route.writes:
-            self.verifier.spend(principal)  # last: a request refused for its policy leaves no trace
-        return Caller(caller.owner_id, principal.key.id), parsed
+        spent = None
+        if route.writes:  # last: a request refused for its policy leaves no trace
+            # Written beside the request's own work, which commits only once it succeeded (Workspace.commit).
+            spent = _spending.submit(contextvars.copy_context().run, self.verifier.spend, principal)
+        return Caller(caller.owner_id, principal.key.id), parsed, spent
 
     def _workspace_of(self, request: Request, route: Route, params: dict[str, str], body: dict[str, Any] | None) -> str:
         """The workspace a request acts in: its model's, the one it names, or the default."""

@@ -289,8 +289,10 @@ class Verifier:
 
     def spend(self, principal: Principal) -> None:
         """Record a changing request's nonce, once its policy lets it run, with the store's create-only
-        write: the one guard every instance shares, one PUT per changing request. It is filed under the
-        hour of the request's own signed time, which a replay carries unchanged, so old hours can be swept."""
+        write: the one guard every instance shares, one PUT per changing request. The App runs it beside
+        the request's own work, whose commit waits for it (Workspace.commit), so a replay commits nothing.
+        It is filed under the hour of the request's own signed time, which a replay carries unchanged, so
+        old hours can be swept."""
         hour = time.strftime("%Y%m%d%H", time.gmtime(principal.signed_at))
         digest = hashlib.sha256(f"{principal.key.id}\n{principal.nonce}".encode()).hexdigest()
         try:

@@ -89,6 +89,7 @@ class _Pending(Generic[T]):
 
 _tickets = itertools.count()
 _actor: contextvars.ContextVar[str] = contextvars.ContextVar("actor", default="local")
+_gate: contextvars.ContextVar[concurrent.futures.Future[Any] | None] = contextvars.ContextVar("gate", default=None)
 
 
 @contextlib.contextmanager
@@ -99,6 +100,17 @@ def acting_as(actor: str) -> Iterator[None]:
         yield
     finally:
         _actor.reset(token)
+
+
+@contextlib.contextmanager
+def gated(gate: concurrent.futures.Future[Any] | None) -> Iterator[None]:
+    """Within: a commit is planned only once `gate` (a write under way, such as a signature's nonce) has
+    succeeded, and fails with its error otherwise; a cold workspace is read meanwhile."""
+    token = _gate.set(gate)
+    try:
+        yield
+    finally:
+        _gate.reset(token)
 
 
 class Workspace:
@@ -113,7 +125,8 @@ class Workspace:
         self.max_bytes = max_bytes
         self._state: State | None = None
         self._fresh_since = -1  # ticket taken when the last completed catch-up started
-        self._state_lock = threading.Lock()
+        self._state_lock = threading.Lock()  # held to change the state or read it, never across a storage request
+        self._read_lock = threading.Lock()  # one catch-up at a time
         self._commit_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Pending[Any]] = []
@@ -128,7 +141,9 @@ class Workspace:
     def read(self) -> int:
         """Catch up with every commit acknowledged (by any instance) before this call; the seq now held."""
         arrival = next(_tickets)
-        with self._state_lock:
+        # One catch-up at a time, but the state lock only while applying what it read: answers from memory
+        # (model(), listing) and a commit's apply never wait for a storage round trip.
+        with self._read_lock:
             if self._state is not None and self._fresh_since > arrival:
                 return self._state.seq  # a catch-up that started after we arrived has just finished
             started = next(_tickets)
@@ -137,9 +152,10 @@ class Workspace:
                 loaded = state.seq
                 if not current:
                     self._follow(state, COLD_WINDOW)
-                self._state = state
-                if state.seq - loaded >= 2 * checkpoint_interval(state):
-                    self._start_checkpoint()  # the next cold instance need not replay as much
+                with self._state_lock:
+                    self._state = state
+                    if state.seq - loaded >= 2 * checkpoint_interval(state):
+                        self._start_checkpoint()  # the next cold instance need not replay as much
             else:
                 self._follow(self._state, 1)
             self._damaged = False
@@ -230,6 +246,11 @@ class Workspace:
     def commit(self, plan: Plan[T]) -> tuple[T, int | None]:
         """Run plan against the newest state and commit what it changes: (its result, the seq of the commit
         that holds its changes, or None if it changed nothing). Concurrent commits share one log entry."""
+        gate = _gate.get()
+        if gate is not None:
+            if self._state is None and not gate.done():
+                self.read()  # a cold workspace loads while the gate's write is under way
+            gate.result()  # its error (a nonce used before) refuses the change before anything is planned
         pending: _Pending[T] = _Pending(plan)
         with self._queue_lock:
             self._queue.append(pending)
@@ -292,6 +313,7 @@ class Workspace:
                 if self._state.seq == draft.seq:  # else a reader has applied this very commit already
                     self._state.apply(seq, draft.changes)
                     self._state.txn = txn
+                if self._state.seq == seq:  # whoever applied it: the segment and checkpoint at agreed seqs
                     self._landed(seq, entry)
             for pending in batch:
                 pending.finish(seq)
@@ -380,7 +402,8 @@ class Workspace:
     def _landed(self, seq: int, entry: dict[str, Any]) -> None:
         """After this instance's commit `seq` is applied (state lock held): at the seqs every writer agrees on,
         the segment that ends here and, less often, a checkpoint."""
-        self._recent.append((seq, entry))
+        if not self._recent or self._recent[-1][0] < seq:  # else a reader applied it first, and kept it
+            self._recent.append((seq, entry))
         if seq % CHECKPOINT_EVERY == 0:
             recent = list(self._recent)
             if len(recent) == CHECKPOINT_EVERY and recent[0][0] == seq - CHECKPOINT_EVERY + 1:
@@ -405,25 +428,26 @@ class Workspace:
         and after each whole window reads segments, many commits a request, while there are some.
         Every entry is checked whole (format, seq, chain) before any of it is applied."""
         while True:
-            keys = [log_key(self.id, state.seq + i) for i in range(1, window + 1)]
+            base = state.seq  # the state may move meanwhile: a commit of this instance applies its own entry
+            keys = [log_key(self.id, base + i) for i in range(1, window + 1)]
             found = self._store.get_many(keys)
             for offset, data in enumerate(found):
                 if data is None:
                     after = found[offset + 1:]
                     if window > 1 and len(after) < LOOKAHEAD:
-                        after += self._store.get_many([log_key(self.id, state.seq + window + i)
+                        after += self._store.get_many([log_key(self.id, base + window + i)
                                                        for i in range(1, LOOKAHEAD - len(after) + 1)])
                     # Reads side by side are no snapshot: commits may have landed between them. Only a commit
                     # still missing after a later one was seen is a gap (OSS reads a key after its write).
                     if any(data is not None for data in after) and self._store.get_many([keys[offset]])[0] is None:
                         self._damaged = True
                         log.error("workspace %s: commit %d is missing while later ones exist; its log needs repair",
-                                  self.id, state.seq + 1)
-                        raise CatalogDamaged(f"the log of workspace {self.id} is missing commit {state.seq + 1}")
+                                  self.id, base + offset + 1)
+                        raise CatalogDamaged(f"the log of workspace {self.id} is missing commit {base + offset + 1}")
                     if any(data is not None for data in after):
                         break  # it has landed meanwhile: read on from it
                     return
-                self._apply(state, data)
+                self._apply(state, base + offset + 1, data)
             if window > 1:  # a whole window: there may be many more
                 self._follow_segments(state)
 
@@ -455,12 +479,11 @@ class Workspace:
         except (ValueError, KeyError, TypeError, CatalogFormatTooNew) as e:
             log.warning("workspace %s: skipped the segment after %d: %s", self.id, state.seq, type(e).__name__)
             return False
-        for line, _ in ahead:
-            self._apply(state, line)
+        for line, entry in ahead:
+            self._apply(state, entry["Seq"], line)
         return True
 
-    def _apply(self, state: State, data: bytes) -> None:
-        seq = state.seq + 1
+    def _apply(self, state: State, seq: int, data: bytes) -> None:
         try:
             entry = json.loads(data)
         except ValueError:
@@ -468,15 +491,18 @@ class Workspace:
         if not isinstance(entry, dict):
             self._damaged = True
             raise CatalogDamaged(f"commit {seq} of workspace {self.id} is not JSON")
-        check_entry(entry, seq)
-        prev = entry.get("Prev")
-        if isinstance(prev, str) and prev and state.txn and prev != state.txn:
-            self._damaged = True
-            log.error("workspace %s: commit %d does not follow the commit before it; its log needs repair", self.id, seq)
-            raise CatalogDamaged(f"commit {seq} of workspace {self.id} does not follow the commit before it")
-        state.apply(seq, entry["Changes"])
-        state.txn = str(entry.get("Txn", ""))
-        self._recent.append((seq, data))
+        with self._state_lock:
+            if state.seq >= seq:
+                return  # this instance's own commit, applied by its writer since it was read
+            check_entry(entry, seq)
+            prev = entry.get("Prev")
+            if isinstance(prev, str) and prev and state.txn and prev != state.txn:
+                self._damaged = True
+                log.error("workspace %s: commit %d does not follow the commit before it; its log needs repair", self.id, seq)
+                raise CatalogDamaged(f"commit {seq} of workspace {self.id} does not follow the commit before it")
+            state.apply(seq, entry["Changes"])
+            state.txn = str(entry.get("Txn", ""))
+            self._recent.append((seq, data))
 
     def _start_checkpoint(self) -> None:
         """Start writing a checkpoint of the state as it is now, in the background. Called with the state lock

@@ -2,7 +2,10 @@
 and keep its record file current beside the catalog (invariant 5 of docs/catalog.md)."""
 from __future__ import annotations
 
+import concurrent.futures
+import contextvars
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -12,12 +15,15 @@ from ..catalog.keys import record_key, version_record_key
 from ..catalog.state import Entry
 from ..catalog.workspace import Workspace
 from ..errors import ModelNotFound, VersionNotFound
-from ..stores.base import NotFound, Store
+from ..stores.base import NotFound, Store, StoreError
 from . import records
 
 log = logging.getLogger(__name__)
 
 _RECORD_ROUNDS = 32  # record rewrites while other instances keep changing the same model
+_confirming = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="records")  # the read after a record write
+_unconfirmed: set[concurrent.futures.Future[None]] = set()
+_unconfirmed_lock = threading.Lock()
 
 Change = Callable[[Draft, dict[str, Any]], dict[str, Any]]  # (draft, record as it is) -> the record it becomes
 
@@ -114,31 +120,68 @@ def remove_labels(store: Store, workspace: Workspace, subject: Subject, keys: It
 
 def publish(store: Store, workspace: Workspace, target: RecordFile, seq: int) -> bool:
     """Make a record file (a model's, or a version's) show its entry as of commit `seq` or later
-    (removed once deleted); whether it wrote the file.
+    (removed once deleted): one write before the answer; whether it wrote the file.
 
-    Another instance's commit may write the file between our commit and our write, and ours
-    would then undo it; so after writing, catch up, and write again while a newer commit changed
-    that entry."""
-    key = target.key
-    wrote = False
+    Another instance's commit may write the file between our commit and our write, and ours would
+    then undo it; so once written, the writer catches up and writes again while a newer commit changed
+    that entry. After a commit (`seq`) that read runs after the answer: the file is derived, and the
+    read finds something only when another instance changed the same entry meanwhile. A repair (no
+    `seq`: a retry, the sweep) makes it before returning."""
     if not seq:
         workspace.read()
+    entry, known = target.current()  # as of commit seq, or newer
+    if entry is None:
+        # No commit can follow a model's delete; a writer of an earlier one that is still
+        # writing the record finds this delete when it catches up, and removes the record.
+        store.delete(target.key)
+        return False
+    if not seq and not _differs(store, target.key, entry.raw):
+        return False  # nothing was committed and the record is current: a retry writes only to repair
+    store.put(target.key, entry.raw)
+    if not seq:  # a repair (a retry, the sweep): done when it returns
+        _rewrite_while_changed(store, workspace, target, known)
+        return True
+    future = _confirming.submit(contextvars.copy_context().run, _confirm, store, workspace, target, known)
+    with _unconfirmed_lock:
+        _unconfirmed.add(future)
+    future.add_done_callback(_confirmed)
+    return True
+
+
+def settle() -> None:
+    """Wait until every record file written so far is confirmed current (tests, benchmarks, an instance stopping)."""
+    with _unconfirmed_lock:
+        waiting = list(_unconfirmed)
+    concurrent.futures.wait(waiting)
+
+
+def _rewrite_while_changed(store: Store, workspace: Workspace, target: RecordFile, known: int) -> None:
+    """Write the record file again while a commit newer than `known` changed its entry."""
     for _ in range(_RECORD_ROUNDS):
-        entry, known = target.current()  # as of commit seq, or newer
-        if entry is None:
-            # No commit can follow a model's delete; a writer of an earlier one that is still
-            # writing the record finds this delete when it catches up, and removes the record.
-            store.delete(key)
-            return wrote
-        if not seq and not _differs(store, key, entry.raw):
-            return wrote  # nothing was committed and the record is current: a retry writes only to repair
-        store.put(key, entry.raw)
-        wrote = True
         workspace.read()
         if workspace.changed_at(target.changed) <= known:
-            return wrote
+            return
+        entry, known = target.current()
+        if entry is None:
+            store.delete(target.key)
+            return
+        store.put(target.key, entry.raw)
     log.warning("the record of a model kept changing under its writer; its next change rewrites it")
-    return wrote
+
+
+def _confirm(store: Store, workspace: Workspace, target: RecordFile, known: int) -> None:
+    """_rewrite_while_changed after the answer: what fails is logged (the file is derived; the next change rewrites it)."""
+    try:
+        _rewrite_while_changed(store, workspace, target, known)
+    except StoreError as e:
+        log.warning("a record file could not be confirmed current (%s); its next change rewrites it", type(e).__name__)
+    except Exception as e:  # noqa: BLE001 - after the answer, on a thread of its own: logged by kind
+        log.error("confirming a record file failed: %s", type(e).__name__)
+
+
+def _confirmed(future: concurrent.futures.Future[None]) -> None:
+    with _unconfirmed_lock:
+        _unconfirmed.discard(future)
 
 
 def _differs(store: Store, key: str, data: bytes) -> bool:

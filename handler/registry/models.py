@@ -63,7 +63,9 @@ class Registry:
             return found
 
     def settle(self) -> None:
-        """Wait for background work (checkpoints being written): before an instance stops, and in tests."""
+        """Wait for background work (checkpoints being written, record files confirmed): before an instance
+        stops, and in tests."""
+        changes.settle()
         for workspace in self.held():
             workspace.settle()
 
