@@ -44,6 +44,58 @@ class Selection:
 COLLECTION_LABEL = "Collection"
 
 
+class _Coded:
+    """A column of few distinct values: a code per slot (a byte while there are at most 256 values), the values by
+    code, and how many slots use each. Code 0 is the empty value (no word, no labels), which no filter matches."""
+
+    def __init__(self, empty: Any, values: list[Any] | None = None, codes: Iterable[int] = ()) -> None:
+        self.values: list[Any] = values if values is not None else [empty]
+        self.data: bytearray | array[int] = bytearray(codes) if len(self.values) <= 256 else array("i", codes)
+        self.code: dict[Any, int] = {value: n for n, value in enumerate(self.values)}
+        self.counts = [0] * len(self.values)
+        for code, count in collections.Counter(self.data).items():
+            self.counts[code] = count
+        self._free = [n for n in range(1, len(self.values)) if not self.counts[n]]
+
+    def __getitem__(self, slot: int) -> Any:
+        return self.values[self.data[slot]]
+
+    def append(self) -> None:
+        self.data.append(0)
+        self.counts[0] += 1
+
+    def set(self, slot: int, value: Any) -> None:
+        old = self.data[slot]
+        self.counts[old] -= 1
+        if old and not self.counts[old]:  # no slot uses it: its code serves another value
+            del self.code[self.values[old]]
+            self._free.append(old)
+        code = self.code.get(value)
+        if code is None:
+            code = self._free.pop() if self._free else len(self.values)
+            if code == len(self.values):
+                self.values.append(value)
+                self.counts.append(0)
+            else:
+                self.values[code] = value
+            self.code[value] = code
+            if code == 256 and isinstance(self.data, bytearray):
+                self.data = array("i", iter(self.data))  # an iterator: a bytes-like one would be read as raw ints
+        self.data[slot] = code
+        self.counts[code] += 1
+
+    def in_use(self) -> Iterator[Any]:
+        """The values some slot has (the empty one aside)."""
+        return (value for code, value in enumerate(self.values) if code and self.counts[code])
+
+    def mask(self, holds: Callable[[Any], Any]) -> bytes:
+        """1 in each slot whose value `holds` is true of (asked once per value in use)."""
+        flags = bytes(code > 0 and self.counts[code] > 0 and holds(value) is True for code, value in enumerate(self.values))
+        if isinstance(self.data, bytearray):
+            return bytes(self.data.translate(flags.ljust(256, b"\0")))
+        return bytes(map(flags.__getitem__, self.data))
+
+
 class ModelTable:
     """The models of one state: a slot per model, columns indexed by slot, orders of slots per sort field.
 
@@ -61,17 +113,15 @@ class ModelTable:
         self._raw: list[bytes] = []
         self._fingerprint = bytearray()  # 32 bytes a slot (a SHA-256), else in _odd_fingerprints
         self._odd_fingerprints: dict[int, str] = {}
-        self._words: dict[str, list[str | None]] = {name: [] for name in WORDS}
+        self._words: dict[str, _Coded] = {name: _Coded(None) for name in WORDS}
         # OrderNumber and ParameterSize as ints (None where absent); times as doubles (NaN where absent)
         self._numbers: dict[str, Any] = {name: array("d") if name in TIMES else [] for name in NUMBERS}
-        self._labels: list[tuple[tuple[str, str], ...]] = []
+        self._labels = _Coded(())  # each slot's labels: a sorted tuple of (Key, Value) pairs
         self.changed = array("q")  # the seq of each slot's last change
         self._orders: dict[str, array[int]] = {name: array("i") for name in SORTS}
         self._free: list[int] = []
         self._strings: dict[str, str] = {}  # shared copies of words, label keys and values
         self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
-        self._label_sets: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}  # models share them
-        self._distinct: dict[str, collections.Counter[Any]] = {}  # per WORDS column and "Labels": values in use, built on first need
         self.bytes = 0
 
     # --- reading ---------------------------------------------------------------------------------
@@ -130,7 +180,6 @@ class ModelTable:
         slot = self.ids.get(entry.id)
         if slot is not None:
             self._unorder(slot)
-            self._count(slot, -1)
             self.bytes -= len(self._raw[slot])
             old_name = self._name[slot]
             if self.names.get(old_name) == entry.id:
@@ -146,18 +195,16 @@ class ModelTable:
         self._set_fingerprint(slot, entry.fingerprint)
         for name in WORDS:
             value = entry.facts[_FACT_AT[name]]
-            self._words[name][slot] = self._share(value) if isinstance(value, str) else None
+            self._words[name].set(slot, self._share(value) if isinstance(value, str) else None)
         for name in NUMBERS:
             value = entry.facts[_FACT_AT[name]]
             number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
             self._numbers[name][slot] = (math.nan if number is None else number) if name in TIMES else number
-        labels = tuple(sorted(self._pair(k, v) for k, v in entry.labels))
-        self._labels[slot] = self._label_sets.setdefault(labels, labels)
+        self._labels.set(slot, tuple(sorted(self._pair(k, v) for k, v in entry.labels)))
         self.changed[slot] = seq
         self.names[entry.name] = entry.id
         self.bytes += len(entry.raw)
         self._order(slot)
-        self._count(slot, 1)
 
     def remove(self, model_id: str) -> bool:
         """Remove the model; whether it was there."""
@@ -165,35 +212,16 @@ class ModelTable:
         if slot is None:
             return False
         self._unorder(slot)
-        self._count(slot, -1)
         self.bytes -= len(self._raw[slot])
         if self.names.get(self._name[slot]) == model_id:
             del self.names[self._name[slot]]
-        self._id[slot], self._raw[slot], self._labels[slot], self._lower[slot] = None, b"", (), ""  # no filter holds
+        self._id[slot], self._raw[slot], self._lower[slot] = None, b"", ""  # no filter holds
+        self._labels.set(slot, ())
         for words in self._words.values():
-            words[slot] = None
+            words.set(slot, None)
         self._odd_fingerprints.pop(slot, None)
         self._free.append(slot)
         return True
-
-    def _count(self, slot: int, by: int) -> None:
-        """Keep the counts of values in use (once built) as a slot comes or goes."""
-        for column, counts in self._distinct.items():
-            value = self._labels[slot] if column == "Labels" else self._words[column][slot]
-            if value is not None:
-                counts[value] += by
-                if counts[value] <= 0:
-                    del counts[value]
-
-    def _values(self, column: str) -> collections.Counter[Any]:
-        """The values of a WORDS column, or the label sets, in use (with how many models use each)."""
-        counts = self._distinct.get(column)
-        if counts is None:
-            counts = collections.Counter(self._labels if column == "Labels" else self._words[column])
-            counts.pop(None, None)
-            counts.pop((), None)
-            self._distinct[column] = counts
-        return counts
 
     def _take_slot(self) -> int:
         if self._free:
@@ -205,10 +233,10 @@ class ModelTable:
         self._raw.append(b"")
         self._fingerprint.extend(bytes(32))
         for words in self._words.values():
-            words.append(None)
+            words.append()
         for name, numbers in self._numbers.items():
             numbers.append(math.nan if name in TIMES else None)
-        self._labels.append(())
+        self._labels.append()
         self.changed.append(0)
         return slot
 
@@ -317,19 +345,12 @@ class ModelTable:
         return bytes(map(operator.contains, column, itertools.repeat(needle)))
 
     def _with_labels(self, holds: Callable[[tuple[tuple[str, str], ...]], bool]) -> bytes:
-        """Where `holds` is true of the labels: asked once per set of labels in use (models share them), and the
-        slots found by the identity of their set."""
-        chosen = {id(labels) for labels in self._values("Labels") if holds(labels)}
-        if not chosen:
-            return bytes(len(self._labels))
-        return bytes(map(chosen.__contains__, map(id, self._labels)))
+        """Where `holds` is true of the labels: asked once per set of labels in use (models share them)."""
+        return self._labels.mask(holds)
 
     def _with_words(self, column: str, holds: Callable[[str], Any]) -> bytes:
         """Where `holds` is true of a WORDS column's value: asked once per value in use."""
-        chosen = {value for value in self._values(column) if holds(value) is True}
-        if not chosen:
-            return bytes(len(self._id))
-        return bytes(map(chosen.__contains__, self._words[column]))
+        return self._words[column].mask(holds)
 
     def _range(self, field: str, operator_name: str, value: float) -> Iterable[int]:
         """Slots whose `field` compares with value as the operator says, from the field's kept order."""
@@ -354,14 +375,14 @@ class ModelTable:
         collections.deque(map(position.__setitem__, live, range(len(live))), maxlen=0)
         labels_of = list(map(self._labels.__getitem__, live))
         sets = sorted(set(labels_of))
-        set_at = {id(labels): n for n, labels in enumerate(sets)}
+        set_at = {labels: n for n, labels in enumerate(sets)}
         digests = self._fingerprint
         columns: dict[str, Any] = {
             "ModelId": list(map(self._id.__getitem__, live)), "ModelName": list(map(self._name.__getitem__, live)),
             "Fingerprint": b"".join([digests[s * 32:s * 32 + 32] for s in live]).hex(),
             "OddFingerprints": {str(position[s]): fingerprint for s, fingerprint in self._odd_fingerprints.items()},
             "Labels": {"Sets": [[list(p) for p in labels] for labels in sets],
-                       "Of": _pack(array("i", map(set_at.__getitem__, map(id, labels_of))))},
+                       "Of": _pack(array("i", map(set_at.__getitem__, labels_of)))},
             "Orders": {field: _pack(array("i", map(position.__getitem__, order)))
                        for field, order in self._orders.items() if field != "GmtCreateTime"},
         }
@@ -402,18 +423,22 @@ class ModelTable:
         table._odd_fingerprints = {int(position): fingerprint for position, fingerprint in odd.items()}
         for name in WORDS:
             values = [table._share(v) for v in columns[name]["Values"]]
-            of = _unpack(columns[name]["Of"], "i")
-            if len(of) != count:
-                raise ValueError("columns of different lengths")
-            table._words[name] = list(map([*values, None].__getitem__, of))  # -1: the None after the values
+            of = _unpack(columns[name]["Of"], "i")  # -1: none
+            if len(of) != count or len(set(values)) != len(values) or min(of, default=0) < -1 or max(of, default=-1) >= len(values):
+                raise ValueError("a column that does not hold together")
+            table._words[name] = _Coded(None, [None, *values], map((1).__add__, of))
         table._numbers = numbers
-        sets = []
+        sets: list[tuple[tuple[str, str], ...]] = [()]  # code 0: no labels, whether or not the checkpoint lists it
+        at = []
         for labels in columns["Labels"]["Sets"]:
             shared = tuple(table._pair(k, v) for k, v in labels)
-            sets.append(table._label_sets.setdefault(shared, shared))
-        table._labels = list(map(sets.__getitem__, _unpack(columns["Labels"]["Of"], "i")))
-        if len(table._labels) != count:
-            raise ValueError("columns of different lengths")
+            at.append(len(sets) if shared else 0)
+            if shared:
+                sets.append(shared)
+        of = _unpack(columns["Labels"]["Of"], "i")
+        if len(of) != count or len(set(sets)) != len(sets) or min(of, default=0) < 0 or max(of, default=-1) >= len(at):
+            raise ValueError("a column that does not hold together")
+        table._labels = _Coded((), sets, map(at.__getitem__, of))
         table.changed = array("q", itertools.repeat(seq, count))
         table._orders = {"GmtCreateTime": array("i", range(count))}
         for field, order in columns["Orders"].items():

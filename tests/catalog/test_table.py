@@ -113,3 +113,23 @@ def test_an_entry_reads_back_as_it_was_put() -> None:
     table.put(again, 6)  # takes the freed slot
     assert table.get(again.id) == again and table.names == {"m": again.id, "n": odd.id}
     assert table.bytes == len(again.raw) + len(odd.raw)
+
+
+def test_columns_of_more_than_256_values_select_alike_and_reuse_the_codes_of_values_gone() -> None:
+    state = State()
+    for n in range(300):  # a word and a label of its own each: past a byte per code
+        state.apply(n + 1, [{"Put": {"Model": record(n, f"m{n}", f"domain-{n}", [("run", f"r{n}")], n, None, 1) |
+                                     {"ModelId": f"model-{n:04d}"}, "Fingerprint": "f" * 64}}])
+    for params in ({"Domain": "domain-299"}, {"Tag": json.dumps([{"Key": "run", "Value": "r7"}])}, {"Query": "domain-29"},
+                   {"Label": "r29"}):
+        assert selected(state.models, params) == plainly(state.models, params) != []
+    for n in range(0, 300, 2):
+        state.apply(400 + n, [{"Delete": f"model-{n:04d}"}])
+    state.apply(1000, [{"Put": {"Model": record(1, "fresh", "domain-new", [("run", "new")], 1, None, 1) | {"ModelId": "model-new"},
+                                "Fingerprint": "f" * 64}}])
+    new_tag = json.dumps([{"Key": "run", "Value": "new"}])
+    for params in ({"Domain": "domain-new"}, {"Domain": "domain-2"}, {"Query": "domain-29"}, {"Tag": new_tag}):
+        assert selected(state.models, params) == plainly(state.models, params)
+    assert len(state.models._words["Domain"].values) <= 302  # codes of values gone were given to new ones
+    reread = State.from_checkpoint(checkpoint_of(state))
+    assert selected(reread.models, {"Query": "domain-29"}) == plainly(state.models, {"Query": "domain-29"})
