@@ -34,7 +34,11 @@ def seeded_at(models: int, seq: int) -> tuple[dict[str, bytes], list[str]]:
         written.append(keys.checkpoint_part_key(WORKSPACE, seq, part) if part else keys.checkpoint_key(WORKSPACE, seq))
         objects[written[-1]] = data
     objects[keys.hint_key(WORKSPACE)] = state.encode({"Seq": seq, "Parts": len(written) - 1})
+    objects[_SAME_BYTES] = b"".join(objects[key] for key in written)  # the baseline: the same bytes as one object
     return objects, written
+
+
+_SAME_BYTES = "bench-baseline/checkpoint-as-one-object"
 
 
 def _query(r: int) -> dict[str, str]:
@@ -74,6 +78,7 @@ def read_client(params: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any
     fc.initializer(context)
     app = fc.get_app()
     api = _api(app)
+    api("GET", "/api/v1/models", WorkspaceId="bench-small")  # the code a list runs, loaded: what follows is the state
     gc.collect()
     before = rss_kib()
     checkpoint("cold")
@@ -85,12 +90,15 @@ def read_client(params: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any
     resident_kib = rss_kib() - before
 
     bucket, prefix = bare_bucket(context)
-    bare_ms = []
+    bare_ms, side_by_side_ms = [], []
     with concurrent.futures.ThreadPoolExecutor(Settings.from_env().oss_pool_size) as pool:  # as the store reads them
         for _ in range(3):
             started = time.perf_counter()
-            size = sum(pool.map(lambda key: len(bucket.get_object(prefix + key).read()), params["checkpoint"]))
+            size = len(bucket.get_object(prefix + _SAME_BYTES).read())
             bare_ms.append((time.perf_counter() - started) * 1e3)
+            started = time.perf_counter()
+            sum(pool.map(lambda key: len(bucket.get_object(prefix + key).read()), params["checkpoint"]))
+            side_by_side_ms.append((time.perf_counter() - started) * 1e3)
 
     uncached, cached = [], []
     for r in range(params["calls"]):
@@ -101,6 +109,7 @@ def read_client(params: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any
         api("GET", "/api/v1/models", **_query(r))  # the same again: the instance kept its answer
         cached.append((time.perf_counter() - started) * 1e3)
 
+    api("POST", "/api/v1/models", {"ModelName": "scale-before-checkpoint"})  # a seq with no checkpoint yet
     workspace = app.registry.workspace(WORKSPACE)
     gc.collect()
     at_rest = rss_kib()
@@ -111,7 +120,8 @@ def read_client(params: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any
         workspace.settle()
 
     peak_kib, _ = _peak_while(write_checkpoint)
-    return {"cold_ms": cold_ms, "bare_ms": median(bare_ms), "checkpoint_bytes": size, "total": first["TotalCount"],
+    return {"cold_ms": cold_ms, "bare_ms": median(bare_ms), "side_by_side_ms": median(side_by_side_ms),
+            "checkpoint_bytes": size, "total": first["TotalCount"],
             "resident_kib": resident_kib, "process_kib": at_rest, "peak_kib": peak_kib, "before_kib": before,
             "uncached_ms": uncached, "cached_ms": cached}
 
@@ -183,8 +193,9 @@ def run(harness: Harness, models: int, rtt_ms: float, quick: bool) -> list[Figur
                (read["peak_kib"] - read["before_kib"]) / 1024, "MiB", read["resident_kib"] / 1024, "the resident state",
                max_ratio=2, detail={"process_peak_mib": read["peak_kib"] / 1024, "under_256_mib": read["peak_kib"] < 256 << 10}),
         Figure("scale.cold_first_list", f"Cold instance's first ListModels, {label}", read["cold_ms"], "ms", read["bare_ms"],
-               "bare GETs of the checkpoint's objects, side by side", max_ratio=3,
-               detail={"checkpoint_mib": read["checkpoint_bytes"] / 2**20, "total_count": read["total"]}),
+               "one bare GET of the checkpoint's bytes", max_ratio=3,
+               detail={"bare_gets_of_its_objects_side_by_side_ms": read["side_by_side_ms"],
+                       "checkpoint_mib": read["checkpoint_bytes"] / 2**20, "total_count": read["total"]}),
         Figure("scale.list_uncached_p50", f"Warm ListModels whose filter, condition and order change on every call, p50, {label}",
                median(uncached), "ms", 10, "target", max_value=10,
                detail={"p99": percentile(uncached, 0.99), "cached_p50": median(cached), "cached_p99": percentile(cached, 0.99)}),

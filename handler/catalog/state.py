@@ -3,6 +3,7 @@ looks at, the changes commits carry, drafts that plans change, and the checkpoin
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from .table import ModelTable
 FORMAT = 1  # of the log entries this code writes; it reads these and older (0: no "Format" field)
 CHECKPOINT_FORMAT = 2  # of the checkpoints it writes (2: columns and bare records); it reads these and older
 CREATED_PER_COMMIT = 100_000  # a version's `Created` is its commit's seq times this, plus its place in the commit
+_COLUMN_BYTES = 200  # what a model's columns take in a checkpoint, about
 PART_BYTES = 8 << 20  # records beyond this go in checkpoint parts of about this size, written and read one by one
 MAX_WORKSPACE_BYTES = 128 << 20  # the memory a workspace may take in an instance (100,000 typical models take about 100 MiB)
 MODEL_MEMORY = 512  # what a model takes in memory beyond its record's bytes (measured: the bench's catalog.memory)
@@ -178,9 +180,10 @@ class State:
             lines += found
         try:
             if header.get("Format", 0) >= 2:
-                count = header["Models"]
-                table = ModelTable.from_columns(json.loads(lines[1]), lines[2:2 + count], header["Seq"])
-                state, versions = cls(table), lines[2 + count:]
+                count, spread = header["Models"], header.get("ColumnLines", 1)  # a line per column, or one for all
+                columns = {name: value for line in lines[1:1 + spread] for name, value in json.loads(line).items()}
+                table = ModelTable.from_columns(columns, lines[1 + spread:1 + spread + count], header["Seq"])
+                state, versions = cls(table), lines[1 + spread + count:]
             else:
                 state, versions = cls(), lines[1:]
             state.seq = header["Seq"]
@@ -275,18 +278,23 @@ def checkpoint_objects(frozen: Frozen, part_bytes: int | None = None) -> Iterato
         listed.append({"Lines": lines, "Bytes": len(data), "Sha256": hashlib.sha256(data).hexdigest()})
         return len(listed), data
 
-    if sum(map(len, records)) + len(records) <= part_bytes:
-        inline = [encode(frozen.columns), *records]
+    # A line per column, each encoded only when its part is made: a writer holds one part's lines at a time.
+    columns = (encode({name: value}) for name, value in frozen.columns.items())
+    if sum(map(len, records)) + len(records) + _COLUMN_BYTES * models <= part_bytes:
+        inline = [*columns, *records]
     else:
-        yield part(encode(frozen.columns) + b"\n", 1)
-        start, size = 0, 0
-        for n, line in enumerate(records):
+        taken: list[bytes] = []
+        size = 0
+        for line in itertools.chain(columns, records):
+            taken.append(line)
             size += len(line) + 1
-            if size >= part_bytes or n == len(records) - 1:
-                yield part(b"\n".join(records[start:n + 1]) + b"\n", n + 1 - start)
-                start, size = n + 1, 0
+            if size >= part_bytes:
+                yield part(b"\n".join(taken), len(taken))
+                taken, size = [], 0
+        if taken:
+            yield part(b"\n".join(taken), len(taken))
     lines = [encode({"Seq": frozen.seq, "Models": models, "Format": CHECKPOINT_FORMAT, "Txn": frozen.txn,
-                     "Parts": listed}), *inline]
+                     "ColumnLines": len(frozen.columns), "Parts": listed}), *inline]
     digest = hashlib.sha256()
     for start in range(0, len(lines), 4096):  # in chunks: a call per line costs more than the hashing
         digest.update(b"\n".join(lines[start:start + 4096]) + b"\n")

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from ..errors import CatalogDamaged, CatalogFormatTooNew
+from ..memory import release_freed
 from ..rules.times import iso_time_ms
 from ..stores.base import AlreadyExists, NotFound, Store, StoreError, Unavailable
 from .draft import Draft
@@ -156,6 +157,7 @@ class Workspace:
                     self._state = state
                     if state.seq - loaded >= 2 * checkpoint_interval(state):
                         self._start_checkpoint()  # the next cold instance need not replay as much
+                release_freed()  # the checkpoint's bytes and what parsing them took
             else:
                 self._follow(self._state, 1)
             self._damaged = False
@@ -544,6 +546,7 @@ class Workspace:
             for old in known[:-KEPT_CHECKPOINTS]:
                 delete_checkpoint(self._store, self.id, old)
             self._checkpoints = known[-KEPT_CHECKPOINTS:]
+            release_freed()
         except StoreError as e:
             log.warning("checkpoint of a workspace at %d failed: %s", seq, type(e).__name__)
 
