@@ -195,3 +195,59 @@ def test_errors_carry_mlflow_s_fields_and_ours(served) -> None:
 def test_bad_tags_are_refused_and_nothing_is_written(client: MlflowClient, served, tmp_path: Path) -> None:
     fails("INVALID_PARAMETER_VALUE", 400, lambda: client.create_registered_model("m", tags={"a=b": "c"}))
     assert not (tmp_path / "store" / "models").exists() or not list((tmp_path / "store" / "models").glob("*.json"))
+
+
+@pytest.fixture
+def keyed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, App]]:
+    from handler.entry import fc
+    from tests.test_auth import signed_app
+
+    app = signed_app(tmp_path)
+    fc.set_app(app)
+    try:
+        with local_api() as server:
+            host, port = server.server_address[:2]
+            yield f"http://{host}:{port}", app
+    finally:
+        fc.set_app(None)
+
+
+def as_key(monkeypatch: pytest.MonkeyPatch, base: str, key: str | None, secret: str | None) -> MlflowClient:
+    for name, value in (("MLFLOW_TRACKING_USERNAME", key), ("MLFLOW_TRACKING_PASSWORD", secret)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    return MlflowClient(tracking_uri=base, registry_uri=base)
+
+
+def test_with_keys_mlflow_clients_use_basic_auth_under_the_same_policies(keyed, monkeypatch: pytest.MonkeyPatch) -> None:
+    base, app = keyed
+    admin = as_key(monkeypatch, base, "admin", "admin-secret-for-tests")
+    admin.create_registered_model("m")
+    admin.create_model_version("m", "s3://b/1")
+    stored = sorted(app.registry.store.list(""))
+
+    reader = as_key(monkeypatch, base, "reader", "reader-secret-for-tests")
+    assert reader.get_registered_model("m").name == "m"  # GetModel
+    assert [v.version for v in reader.search_model_versions("name = 'm'")] == ["1"]  # ListModelVersions
+    fails("PERMISSION_DENIED", 403, lambda: reader.create_registered_model("other"))  # CreateModel
+    fails("PERMISSION_DENIED", 403, lambda: reader.set_registered_model_alias("m", "gold", "1"))  # UpdateModel
+    fails("PERMISSION_DENIED", 403, lambda: reader.delete_model_version("m", "1"))  # DeleteModelVersion
+    team = as_key(monkeypatch, base, "team", "team-secret-for-tests")
+    fails("PERMISSION_DENIED", 403, lambda: team.create_registered_model("elsewhere"))  # only in team-a
+    in_team = MlflowClient(tracking_uri=base + "/workspaces/team-a", registry_uri=base + "/workspaces/team-a")
+    in_team.create_registered_model("theirs")
+    stored_after_team = sorted(app.registry.store.list(""))
+
+    fails("UNAUTHENTICATED", 401, lambda: as_key(monkeypatch, base, "admin", "wrong-secret-of-length").create_registered_model("x"))
+    fails("UNAUTHENTICATED", 401, lambda: as_key(monkeypatch, base, "nobody", "whatever-secret-1234").create_registered_model("x"))
+    fails("UNAUTHENTICATED", 401, lambda: as_key(monkeypatch, base, None, None).create_registered_model("x"))
+    assert sorted(app.registry.store.list("")) == stored_after_team  # refused requests write nothing
+    assert len(stored_after_team) > len(stored)
+
+
+def test_a_signature_is_not_accepted_for_basic_on_the_pai_api(keyed) -> None:
+    base, _ = keyed
+    answer = requests.get(base + "/api/v1/models", auth=("admin", "admin-secret-for-tests"), timeout=5)
+    assert answer.status_code == 400 and answer.json()["Code"] == "InvalidAuthorization"
