@@ -94,6 +94,14 @@ def _sweep_checkpoints(registry: Registry) -> int:
     return removed
 
 
+def _bookkeeping(previous: dict[str, Any], change: dict[str, Any]) -> bool:
+    """A model's record rewritten by the plan of the version change just before it (its last version number,
+    or the aliases of a deleted version): part of that change, not an UpdateModel of its own."""
+    version = previous.get("PutVersion") or previous.get("DeleteVersion")
+    return (version is not None and version.get("ModelId") == change["Put"]["Model"].get("ModelId")
+            and (previous.get("By"), previous.get("At")) == (change.get("By"), change.get("At")))
+
+
 def history(registry: Registry, model_id: str) -> list[dict[str, Any]]:
     """Every committed change of a model and its versions, oldest first, a deleted model's too: its
     seq, who made it (an access key, or the FC account of an event), when, and which operation."""
@@ -107,8 +115,12 @@ def history(registry: Registry, model_id: str) -> list[dict[str, Any]]:
     for home in homes:
         for key in store.list(log_prefix(home)):
             entry = json.loads(store.get(key))
+            previous: dict[str, Any] = {}
             for change in entry["Changes"]:
                 kind = next(k for k in _HISTORY_KINDS if k in change)
+                if kind == "Put" and _bookkeeping(previous, change):
+                    continue
+                previous = change
                 subject = change[kind]
                 touched = (subject == model_id if kind == "Delete" else
                            subject.get("Model", {}).get("ModelId") == model_id if kind == "Put" else
