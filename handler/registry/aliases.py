@@ -19,7 +19,7 @@ ALIASES = "Aliases"  # in a model's record: [{"Alias": "champion", "VersionName"
 LAST_NUMBER = "LastVersionNumber"  # in a model's record
 NUMBER = "VersionNumber"  # in a version's record
 MAX_ALIAS = 255
-_ALIAS = re.compile(r"[\w\-]+")
+_ALIAS = re.compile(r"[A-Za-z0-9_-]+")
 _RESERVED = re.compile(r"[vV][0-9]+")
 _BY_NAME = "models by name"  # a key of Workspace.derived
 

@@ -184,8 +184,6 @@ def delete_registered_model_tag(call: Call) -> dict[str, Any]:
 
 def set_alias(call: Call) -> dict[str, Any]:
     fields = params(call)
-    if "version" not in fields:
-        raise InvalidParameter("Missing value for required parameter 'version'.")
     space, entry = model(call, fields)
     aliases.Aliases(call.registry).set(entry.id, fields["alias"], version_name(space, entry, fields["version"]))
     return {}
@@ -341,7 +339,7 @@ _CALLS: tuple[tuple[str, str, str, str, Any, str, str, str | None, tuple[type[er
     ("DELETE", "/registered-models/delete-tag", "DeleteRegisteredModelTag", "DeleteModelLabels", delete_registered_model_tag,
      "Delete a registered model's tag", EMPTY, "mlflow-tag-request.json", (*FOUND, *WRITES)),
     ("POST", "/registered-models/alias", "SetRegisteredModelAlias", "UpdateModel", set_alias,
-     "Point an alias at a version (moving it)", EMPTY, "mlflow-alias-request.json", (*NO_VERSION, *GROWS)),
+     "Point an alias at a version (moving it)", EMPTY, "mlflow-set-alias-request.json", (*NO_VERSION, *GROWS)),
     ("DELETE", "/registered-models/alias", "DeleteRegisteredModelAlias", "UpdateModel", delete_alias,
      "Remove an alias", EMPTY, "mlflow-alias-request.json", (*FOUND, *WRITES)),
     ("GET", "/registered-models/alias", "GetModelVersionByAlias", "GetModelVersion", get_version_by_alias,
@@ -355,7 +353,7 @@ _CALLS: tuple[tuple[str, str, str, str, Any, str, str, str | None, tuple[type[er
     ("DELETE", "/model-versions/delete", "DeleteModelVersion", "DeleteModelVersion", delete_model_version,
      "Delete a version (and the aliases naming it)", EMPTY, "mlflow-version-request.json", (*NO_VERSION, *WRITES)),
     ("GET", "/model-versions/search", "SearchModelVersions", "ListModelVersions", search_model_versions,
-     "Search versions", "mlflow-model-versions-response.json", "mlflow-search-query.json", ()),
+     "Search versions", "mlflow-model-versions-response.json", "mlflow-search-versions-query.json", ()),
     ("GET", "/model-versions/get-download-uri", "GetModelVersionDownloadUri", "GetModelVersion", get_download_uri,
      "Where a version's artifact is", "mlflow-download-uri-response.json", "mlflow-version-query.json", NO_VERSION),
     ("POST", "/model-versions/set-tag", "SetModelVersionTag", "CreateModelVersionLabels", set_model_version_tag,

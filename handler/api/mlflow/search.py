@@ -93,7 +93,7 @@ def parse_order(given: list[str], keys: dict[str, str]) -> list[Order]:
     """order_by items like `name ASC`; `keys` maps what MLflow names to what the registry sorts by."""
     orders = []
     for item in given:
-        parts = item.split()
+        parts = item.split(" ")
         if not parts or len(parts) > 2 or parts[0] not in keys or (len(parts) == 2 and parts[1].upper() not in ("ASC", "DESC")):
             raise InvalidParameter(f"order_by {item[:64]!r} is not supported; use one of {', '.join(keys)} with ASC or DESC")
         orders.append(Order(keys[parts[0]], len(parts) == 2 and parts[1].upper() == "DESC"))
