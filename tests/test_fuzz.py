@@ -326,13 +326,23 @@ def _valid_as_sent(route: Route, request: Any) -> bool:
     from urllib.parse import parse_qsl, urlsplit
 
     pairs = parse_qsl(urlsplit(request.url).query, keep_blank_values=True)
-    if len({name for name, _ in pairs}) != len(pairs) or (pairs and route.query is None):
+    # A parameter of array type (MLflow's order_by) is sent once per item; any other at most once.
+    arrays = {name for name, schema in validator(route.query).schema["properties"].items()
+              if schema.get("type") == "array"} if route.query else set()
+    single = [name for name, _ in pairs if name not in arrays]
+    if len(set(single)) != len(single) or (pairs and route.query is None):
         return False
     try:
         body = json.loads(request.body) if request.body else None
     except ValueError:
         return False
-    checks = [(route.query, dict(pairs))] if route.query else []
+    query: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in arrays:
+            query.setdefault(name, []).append(value)
+        else:
+            query[name] = value
+    checks = [(route.query, query)] if route.query else []
     if route.body:
         checks.append((route.body, body))
     return all(validator(schema).is_valid(value) for schema, value in checks)
