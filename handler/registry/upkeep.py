@@ -5,7 +5,7 @@ import json
 from typing import Any
 
 from ..catalog.keys import CATALOG, log_key, log_prefix
-from ..catalog.state import CREATED_PER_COMMIT
+from ..catalog.state import CREATED_PER_COMMIT, part_of_the_change_before
 from ..errors import ModelNotFound
 from ..stores.base import InvalidKey
 from . import repair
@@ -65,8 +65,14 @@ def _model_changes(entry: dict[str, Any], model_id: str, last: dict[str | None, 
                    first_seen_is_create: bool) -> list[dict[str, Any]]:
     """The changes of one log entry that touch the model, named; `last` holds each subject's record as last seen."""
     named = []
+    previous: dict[str, Any] = {}
     for change in entry["Changes"]:
         version: str | None = None
+        bookkeeping = part_of_the_change_before(previous, change)
+        previous = change
+        if bookkeeping:
+            last[None] = change["Put"]["Model"]  # part of the version change just before it
+            continue
         if "Put" in change and change["Put"]["Model"].get("ModelId") == model_id:
             record = change["Put"]["Model"]
             operation = _put_operation("Model", last.get(None), record, first_seen_is_create)
