@@ -227,6 +227,7 @@ def test_what_mns_refuses_is_retried_then_delivered(tmp_path: Path, mns: FakeMns
     ("http://123.mns.cn-hangzhou.aliyuncs.com", False, "https://HOST"),
     ("https://123.mns.cn-hangzhou.aliyuncs.com/path", False, "https://HOST"),
     ("ftp://127.0.0.1", True, "https://HOST"),
+    ("https://1.mns.cn-hangzhou.aliyuncs.com:port", False, "https://HOST"),
 ])
 def test_a_cloud_endpoint_is_under_aliyuncs_or_on_the_rules_private_network(endpoint: str, allow: bool, problem: str) -> None:
     rule = {**mns_rule(endpoint), "AllowPrivateNetwork": allow}

@@ -137,6 +137,10 @@ def _check_cloud(where: str, kind: str, settings: dict[str, str], allow_private:
             raise BadRules(f"{where}: {kind}'s {field_name} is not a valid name")
     parts = urlsplit(settings["Endpoint"])
     scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    try:
+        parts.port  # noqa: B018 - read for its check: a port that is no number raises
+    except ValueError:
+        host = ""
     if (not host or parts.path not in ("", "/") or parts.query or parts.username
             or scheme != "https" and not (scheme == "http" and allow_private)):
         raise BadRules(f"{where}: {kind}'s Endpoint is https://HOST (plain http:// only with AllowPrivateNetwork)")
