@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import auth, catalog, coldstart, console, events, scaling, sweep, warm
+from . import auth, catalog, coldstart, console, events, notify, scaling, sweep, warm
 from .harness import Harness, Template
 from .report import Figure, environment, table, write_json
 from .workload import REPO
@@ -23,8 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--creates", type=int, default=10_000, help="creates of the concurrency and memory run (default 10000)")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "latest.json")
     parser.add_argument("--only", metavar="STEPS",
-                        help="comma-separated subset of: cold, warm, models, concurrency, catalog, sweep, events, auth, console, "
-                             "compare")
+                        help="comma-separated subset of: cold, warm, models, concurrency, catalog, sweep, events, notify, auth, "
+                             "console, compare")
     parser.add_argument("--mlflow-python", type=Path, default=REPO / "bench" / ".mlflow-venv" / "bin" / "python",
                         help="a Python with MLflow installed, for the comparison (make bench installs one)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             ("catalog", lambda: catalog.run(harness, args.models, args.rtt_ms, args.quick)),
             ("sweep", lambda: sweep.run(harness, args.models, args.rtt_ms)),
             ("events", lambda: events.run(harness, args.rtt_ms, args.quick)),
+            ("notify", lambda: notify.run(harness, args.quick)),
             ("auth", lambda: auth.run(rounds, per_round)),
             ("console", lambda: console.run(rounds, per_round)),
             ("compare", lambda: catalog.run_mlflow_comparison(
