@@ -31,6 +31,7 @@ class Figure:
     baseline_label: str
     max_ratio: float | None = None  # target: ratio <= max_ratio
     max_value: float | None = None  # target: value <= max_value (when a ratio means nothing)
+    min_value: float | None = None  # target: value >= min_value (a rate)
     paired_ratio: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
@@ -46,6 +47,8 @@ class Figure:
             return f"<= {self.max_ratio:g}x"
         if self.max_value is not None:
             return f"<= {self.max_value:g}"
+        if self.min_value is not None:
+            return f">= {self.min_value:g}"
         return ""
 
     @property
@@ -55,6 +58,8 @@ class Figure:
             return "PASS" if ratio is not None and ratio <= self.max_ratio else "MISS"
         if self.max_value is not None:
             return "PASS" if self.value <= self.max_value else "MISS"
+        if self.min_value is not None:
+            return "PASS" if self.value >= self.min_value else "MISS"
         return "info"
 
     def as_json(self) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import catalog, scale, scaling, warm
+from . import catalog, notify, scale, scaling, warm
 from .protocol import Checkpoint, checkpoint
 
 
@@ -20,6 +20,7 @@ def main(argv: list[str]) -> int:
         "catalog-file": catalog.file_client,
         "scale-read": scale.read_client,
         "scale-write": scale.write_client,
+        "notify-commits": notify.commits_client,
     }
     scenario, params = argv[0], json.loads(argv[1])
     result = scenarios[scenario](params, checkpoint)

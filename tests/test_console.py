@@ -613,6 +613,52 @@ def test_a_missing_model_says_so(served: Served, page: Page) -> None:
     expect(page.get_by_role("heading", name="Not found")).to_be_visible()
 
 
+def test_the_model_page_shows_who_changed_what_and_when_newest_first(served: Served, page: Page) -> None:
+    model_id = served.create(ModelName="audited")
+    assert served.call("POST", f"/api/v1/models/{model_id}/labels", {"Labels": [{"Key": "team", "Value": "cv"}]})[0] == 200
+    status, created = served.call("POST", f"/api/v1/models/{model_id}/versions", {"Uri": "oss://registry-bucket.oss-cn-hangzhou.aliyuncs.com/models/m/1"})
+    assert status == 200, created
+    assert served.call("PUT", f"/api/v1/models/{model_id}/versions/{created['VersionName']}", {"ApprovalStatus": "Approved"})[0] == 200
+    _, answer = served.call("GET", f"/api/v1/models/{model_id}/history")
+    page.goto(f"{served.console}#/models/{model_id}")
+    history = page.locator("section", has=page.get_by_role("heading", name="History"))
+    rows = history.locator("tbody tr")
+    expect(rows).to_have_count(4)
+    version = created["VersionName"]
+    expect(rows.locator("td[data-title=What]")).to_have_text(
+        [f"Changed version {version}", f"Added version {version}", "Added labels", "Created the model"])
+    expect(rows.locator("td[data-title=Who]")).to_have_text([c["By"] for c in reversed(answer["Changes"])])
+    expect(rows.first.locator("time")).to_have_attribute("datetime", answer["Changes"][-1]["At"])
+    expect(history.get_by_role("button", name="Earlier changes")).to_be_hidden()  # the window reached the first commit
+    shot(page, "model-history")
+
+
+def test_a_key_that_may_not_read_the_history_still_sees_the_model(browser: Browser, tmp_path: Path) -> None:
+    no_history = {**READER, "AccessKeyId": "console-no-history", "Actions": ["Get*", "ListModels", "ListModelVersions"]}
+    page = open_page(browser)
+    with serve(tmp_path, [ADMIN, no_history]) as registry:
+        page.goto(registry.console)
+        page.get_by_role("button", name="Enter an access key").click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_label("Access key ID").fill(ADMIN["AccessKeyId"])
+        dialog.get_by_label("Access key secret").fill(ADMIN["AccessKeySecret"])
+        dialog.get_by_role("button", name="Use this key").click()
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Register a model").click()
+        field(page, "Name *").fill("audited")
+        page.get_by_role("button", name="Register model").click()
+        history = page.locator("section", has=page.get_by_role("heading", name="History"))
+        expect(history.locator("td[data-title=Who]")).to_have_text([ADMIN["AccessKeyId"]])
+        page.get_by_role("button", name="Change key").click()
+        dialog.get_by_label("Access key ID").fill(no_history["AccessKeyId"])
+        dialog.get_by_label("Access key secret").fill(no_history["AccessKeySecret"])
+        dialog.get_by_role("button", name="Use this key").click()
+        expect(page.get_by_role("heading", name="audited", level=1)).to_be_visible()
+        expect(history).to_contain_text("may not call ListModelHistory")
+        expect(history.locator("tbody tr")).to_have_count(0)
+    assert page.evaluate("window.__violations") == [] and page.errors == []  # type: ignore[attr-defined]
+    page.context.close()
+
+
 def test_extra_information_and_large_numbers_keep_every_digit_and_their_order(served: Served, page: Page) -> None:
     extra = {"z": 1, "big": 12345678901234567890, "f": 1.0, "10": "ten", "2": "two"}
     model_id = served.create(ModelName="exact", OrderNumber=9223372036854775807, ExtraInfo=extra)

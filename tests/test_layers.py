@@ -14,8 +14,8 @@ LAYERS = (("__main__",), ("entry",), ("api",), ("notify",), ("registry",), ("cat
 def modules(root: str) -> dict[str, Path]:
     found = {}
     for path in sorted((REPO / root).rglob("*.py")):
-        if "vendor" in path.parts:
-            continue
+        if "vendor" in path.parts or any(part.startswith(".") for part in path.relative_to(REPO).parts):
+            continue  # shipped dependencies, and virtualenvs such as bench/.mlflow-venv
         name = ".".join(path.relative_to(REPO).with_suffix("").parts)
         found[name.removesuffix(".__init__")] = path
     return found

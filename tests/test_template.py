@@ -65,28 +65,57 @@ def _params() -> dict[str, str]:
 PARAMS = _params()
 
 
-def resolve(node: Any) -> Any:
-    """The value ROS would compute for node, given PARAMS (Ref, Fn::GetAtt and the string form of Fn::Sub)."""
+NO_VALUE = object()  # what Ref ALIYUN::NoValue resolves to: left out of the list or object it stands in
+
+
+def resolve(node: Any, params: Mapping[str, str] | None = None, conditions: Mapping[str, Any] | None = None) -> Any:
+    """The value ROS would compute for node, given PARAMS or these (Ref, Fn::GetAtt, the string form of Fn::Sub, and
+    Fn::If on the template's Conditions)."""
+    params = PARAMS if params is None else params
     if isinstance(node, list):
-        return [resolve(n) for n in node]
+        return [v for v in (resolve(n, params, conditions) for n in node) if v is not NO_VALUE]
     if not isinstance(node, dict):
         return node
+    if node.get("Ref") == "ALIYUN::NoValue":
+        return NO_VALUE
     if "Ref" in node:
-        return PARAMS[node["Ref"]] if node["Ref"] in PARAMS else _attribute(node["Ref"], "Name")
+        return params[node["Ref"]] if node["Ref"] in params else _attribute(node["Ref"], "Name", params)
     if "Fn::GetAtt" in node:
-        return _attribute(*node["Fn::GetAtt"])
+        return _attribute(*node["Fn::GetAtt"], params)
     if "Fn::Sub" in node:
         def sub(m: re.Match[str]) -> str:
-            return PARAMS[m.group(1)] if m.group(1) in PARAMS else _attribute(*m.group(1).split(".", 1))
+            return params[m.group(1)] if m.group(1) in params else _attribute(*m.group(1).split(".", 1), params)
         return re.sub(r"\$\{([^}]+)\}", sub, node["Fn::Sub"])
+    if "Fn::If" in node:
+        name, yes, no = node["Fn::If"]
+        return resolve(yes if condition(name, params, conditions) else no, params, conditions)
     assert not any(k.startswith("Fn::") for k in node), f"this test cannot resolve {node}"
-    return {k: resolve(v) for k, v in node.items()}
+    return {k: v for k, v in ((k, resolve(v, params, conditions)) for k, v in node.items()) if v is not NO_VALUE}
 
 
-def _attribute(resource: str, attribute: str) -> str:
+def condition(name: str, params: Mapping[str, str], conditions: Mapping[str, Any] | None = None) -> bool:
+    """A condition of the template (Fn::Not, Fn::Equals, Fn::And, Fn::Or over parameters)."""
+    def evaluate(node: Any) -> Any:
+        if isinstance(node, dict) and "Fn::Not" in node:
+            return not evaluate(node["Fn::Not"][0])
+        if isinstance(node, dict) and "Fn::Equals" in node:
+            left, right = (evaluate(n) for n in node["Fn::Equals"])
+            return left == right
+        if isinstance(node, dict) and "Fn::And" in node:
+            return all(evaluate(n) for n in node["Fn::And"])
+        if isinstance(node, dict) and "Fn::Or" in node:
+            return any(evaluate(n) for n in node["Fn::Or"])
+        if isinstance(node, dict) and "Ref" in node:
+            return params[node["Ref"]]
+        assert not isinstance(node, (dict, list)), f"this test cannot evaluate {node}"
+        return node
+    return bool(evaluate((conditions if conditions is not None else TPL["Conditions"])[name]))
+
+
+def _attribute(resource: str, attribute: str, params: Mapping[str, str] | None = None) -> str:
     spec = TPL["Resources"][resource]
     assert spec["Type"] == "ALIYUN::OSS::Bucket" and attribute == "Name", f"cannot resolve {resource}.{attribute}"
-    return resolve(spec["Properties"]["BucketName"])
+    return resolve(spec["Properties"]["BucketName"], params)
 
 
 def services() -> dict[str, dict[str, Any]]:
@@ -419,6 +448,49 @@ def test_service_policy_names_only_the_store_bucket() -> None:
                            "oss:GetBucketVersioning"}, actions
 
 
+EVENTS_ON = {"EventBusName": "model-registry-events", "EventsTopicName": "model-registry-events"}
+
+
+def _statements(params: Mapping[str, str]) -> list[dict[str, Any]]:
+    return [st for svc in services().values() for p in resolve(svc["Properties"]["Policies"], params) for st in p["Statement"]]
+
+
+def test_the_event_bus_and_topic_are_optional_and_the_function_may_send_only_to_them() -> None:
+    """Off by default (nothing created, no permission beyond the store); each named is created, and the function
+    may PutEvents to that bus and publish to that topic, nothing else; the outputs are the rules' Targets."""
+    conditional = {name: r["Condition"] for name, r in TPL["Resources"].items() if "Condition" in r}
+    assert conditional == {"EventBus": "CreateEventBus", "ApprovedVersionsRule": "CreateEventBus",
+                           "EventsTopic": "CreateEventsTopic"}
+    assert not any(condition(c, PARAMS) for c in set(conditional.values()))
+    assert {a for st in _statements(PARAMS) for a in st["Action"]} <= OBJECT_ACTIONS | BUCKET_ACTIONS
+
+    on = {**PARAMS, **EVENTS_ON}
+    assert all(condition(c, on) for c in set(conditional.values()))
+    region, account = SAMPLE["ALIYUN::Region"], SAMPLE["ALIYUN::AccountId"]
+    events = {st["Action"][0]: st["Resource"] for st in _statements(on) if not set(st["Action"]) <= OBJECT_ACTIONS | BUCKET_ACTIONS}
+    assert events == {"eventbridge:PutEvents": f"acs:eventbridge:{region}:{account}:eventbus/{EVENTS_ON['EventBusName']}",
+                      "mns:PublishMessage": f"acs:mns:{region}:{account}:/topics/{EVENTS_ON['EventsTopicName']}/messages"}
+    resources = {name: resolve(TPL["Resources"][name]["Properties"], on) for name in conditional}
+    assert resources["EventBus"]["EventBusName"] == resources["ApprovedVersionsRule"]["EventBusName"] == EVENTS_ON["EventBusName"]
+    assert resources["EventsTopic"]["TopicName"] == EVENTS_ON["EventsTopicName"]
+
+    # The outputs are Targets a NOTIFICATIONS document accepts, and the sample rule matches what such a rule sends.
+    from handler.notify.events import TYPE_PREFIX
+    from handler.notify.rules import parse_rules
+
+    outputs = {name: json.loads(resolve(o["Value"], on)) for name, o in TPL["Outputs"].items() if o.get("Condition")}
+    assert {name: TPL["Outputs"][name]["Condition"] for name in outputs} == {"EventBridgeTarget": "CreateEventBus",
+                                                                             "MnsTarget": "CreateEventsTopic"}
+    rules = parse_rules(json.dumps({"Rules": [{"Name": name, "Events": ["*"], "Workspaces": ["*"], "Target": target}
+                                              for name, target in outputs.items()]}).encode())
+    assert [r.target["Endpoint"] for r in rules] == [f"https://{account}.eventbridge.{region}.aliyuncs.com",
+                                                     f"https://{account}.mns.{region}.aliyuncs.com"]
+    sample = resources["ApprovedVersionsRule"]
+    assert sample["Status"] == "DISABLE", "a sample: enabled by the deployer once its hook exists"
+    assert sample["FilterPattern"]["source"] == [rules[0].target["Source"]]
+    assert sample["FilterPattern"]["type"] == [TYPE_PREFIX + "ModelVersionApprovalStatusChanged"]
+
+
 # --- 5. timeouts -------------------------------------------------------------------------------------
 
 def test_api_waits_at_least_as_long_as_the_function_may_run() -> None:
@@ -584,7 +656,7 @@ def test_s_yaml_role_reaches_only_the_store() -> None:
     assert trust["Principal"] == {"Service": ["fc.aliyuncs.com"]} and trust["Action"] == "sts:AssumeRole"
     store = urlsplit(fn["environmentVariables"]["MODEL_STORE"])
     bucket, prefix = store.netloc, check_prefix(store.path.strip("/") + "/")
-    statements = [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    statements = [s for p in s_role_policies(template) for s in p["PolicyDocument"]["Statement"]]
     granted: set[str] = set()
     for statement in statements:
         assert statement["Effect"] == "Allow"
@@ -596,6 +668,37 @@ def test_s_yaml_role_reaches_only_the_store() -> None:
         else:
             assert actions <= BUCKET_ACTIONS and arns == [f"acs:oss:*:*:{bucket}"], statement
     assert granted == OBJECT_ACTIONS | BUCKET_ACTIONS
+
+
+def s_role_policies(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """The role's policies as ROS makes them from the stack's parameters (their defaults) and conditions."""
+    params = {name: str(spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()}
+    policies: list[dict[str, Any]] = resolve(template["Resources"]["Role"]["Properties"]["Policies"], params,
+                                             template.get("Conditions", {}))
+    return policies
+
+
+def test_s_yaml_event_bus_and_topic_are_behind_switches_and_the_role_reaches_only_them() -> None:
+    switched = {**S_ENV, "REGISTRY_EVENT_BUS": "model-registry-events", "REGISTRY_EVENTS_TOPIC": "model-registry-events"}
+    for env, on in ((S_ENV, False), (switched, True)):
+        (stack,) = [r for r in s_resources(env).values() if r["component"] == "ros"]
+        template = stack["props"]["template"]
+        params = {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
+        created = {name for name, r in template["Resources"].items()
+                   if "Condition" not in r or condition(r["Condition"], params, template["Conditions"])}
+        statements = {st["Action"][0]: st["Resource"] for p in s_role_policies(template) for st in p["PolicyDocument"]["Statement"]
+                      if not set(st["Action"]) <= OBJECT_ACTIONS | BUCKET_ACTIONS}
+        if not on:
+            assert created == {"Role"} and statements == {}
+            continue
+        region = s_function(env)["region"]
+        assert created == {"Role", "EventBus", "ApprovedVersionsRule", "EventsTopic"}
+        assert statements == {
+            "eventbridge:PutEvents": [f"acs:eventbridge:{region}:{S_ACCOUNT}:eventbus/{env['REGISTRY_EVENT_BUS']}"],
+            "mns:PublishMessage": [f"acs:mns:{region}:{S_ACCOUNT}:/topics/{env['REGISTRY_EVENTS_TOPIC']}/messages"]}
+        sample = resolve(template["Resources"]["ApprovedVersionsRule"]["Properties"], params, template["Conditions"])
+        (ros_sample,) = [r for n, r in TPL["Resources"].items() if n == "ApprovedVersionsRule"]
+        assert sample["FilterPattern"] == ros_sample["Properties"]["FilterPattern"] and sample["Status"] == "DISABLE"
 
 
 def test_s_yaml_http_trigger_and_custom_domain_reach_every_route() -> None:

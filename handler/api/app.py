@@ -21,6 +21,8 @@ from .auth import Verifier
 from .body import parse_body, raw_body
 from .call import Call
 from .http import LOCAL_CALLER, Caller, Request, Response, log_access, new_request_id, where
+from .mlflow.wire import error_response as mlflow_error
+from .mlflow.wire import is_mlflow
 from .routes import ROUTER
 from .routing import Route, is_console
 
@@ -98,15 +100,20 @@ class App:
                     spent.result()  # a replay is answered as one, whatever else the request met
             response = Response(200, {"RequestId": request_id, **body})
         except ApiError as e:
-            response = Response.error(e, request_id)
+            response = self._error(request, e, request_id)
         except StoreError as e:
-            response = Response.error(_store_error(e), request_id)
+            response = self._error(request, _store_error(e), request_id)
         except Exception as e:  # noqa: BLE001 - the one place unknown failures become a generic 500
             log.error("unexpected %s in %s", type(e).__name__, where(e))
-            response = Response.error(InternalError("the service failed unexpectedly; retry later"), request_id)
+            response = self._error(request, InternalError("the service failed unexpectedly; retry later"), request_id)
         facts.update(Status=response.status, DurationMs=round((time.perf_counter() - started) * 1000, 2))
         log_access(facts)
         return response
+
+    @staticmethod
+    def _error(request: Request, error: ApiError, request_id: str) -> Response:
+        """An error's answer; on MLflow's paths as MLflow's server gives it (its clients read error_code)."""
+        return mlflow_error(error, request_id) if is_mlflow(request.path) else Response.error(error, request_id)
 
     def _authorize(self, request: Request, route: Route, params: dict[str, str], caller: Caller, facts: dict[str, Any]
                    ) -> tuple[Caller, dict[str, Any] | None, concurrent.futures.Future[None] | None]:
@@ -117,16 +124,19 @@ class App:
                 raise KeysNotConfigured("no access keys are configured (ACCESS_KEYS): every request is refused")
             return caller, None, None
         body = raw_body(request, self.max_body_bytes)
-        principal = self.verifier.verify(request.method, request.path, request.query, dict(request.headers), body, route.writes)
+        mlflow = is_mlflow(request.path)  # MLflow's clients authenticate with HTTP Basic: no signature, no nonce
+        principal = (self.verifier.verify_basic(dict(request.headers)) if mlflow else
+                     self.verifier.verify(request.method, request.path, request.query, dict(request.headers), body, route.writes))
         facts["AccessKeyId"] = principal.key.id
-        if not principal.key.may(route.operation, None):
-            raise Forbidden(f"access key {principal.key.id} may not call {route.operation}")
+        action = route.policy_action
+        if not principal.key.may(action, None):
+            raise Forbidden(f"access key {principal.key.id} may not call {action}")
         parsed = parse_body(request, self.max_body_bytes) if route.body and "ModelId" not in params and body else None
         workspace = self._workspace_of(request, route, params, parsed)
-        if not principal.key.may(route.operation, workspace):
-            raise Forbidden(f"access key {principal.key.id} may not call {route.operation} in workspace {workspace}")
+        if not principal.key.may(action, workspace):
+            raise Forbidden(f"access key {principal.key.id} may not call {action} in workspace {workspace}")
         spent = None
-        if route.writes:  # last: a request refused for its policy leaves no trace
+        if route.writes and not mlflow:  # last: a request refused for its policy leaves no trace
             # Written beside the request's own work, which commits only once it succeeded (Workspace.commit).
             spent = _spending.submit(contextvars.copy_context().run, self.verifier.spend, principal)
         return Caller(caller.owner_id, principal.key.id), parsed, spent
@@ -135,6 +145,8 @@ class App:
         """The workspace a request acts in: its model's, the one it names, or the default."""
         if "ModelId" in params:
             return self.registry.workspace_of(params["ModelId"]).id
+        if "WorkspaceId" in params:  # MLflow's paths under /workspaces/<WorkspaceId>
+            return params["WorkspaceId"]
         named = (body or {}).get("WorkspaceId") if route.body else dict(request.query).get("WorkspaceId")
         return named if isinstance(named, str) and named else self.default_workspace
 

@@ -303,6 +303,25 @@ class Verifier:
             raise NonceUsed("this signature nonce was used before") from None
 
 
+    def verify_basic(self, headers: dict[str, str]) -> Principal:
+        """HTTP Basic (key ID and secret), as MLflow's clients send it: the key it names, or the refusal."""
+        authorization = headers.get("authorization", "").strip()
+        if not authorization:
+            raise MissingAuthorization("this registry requires credentials: HTTP Basic with an access key ID and secret")
+        scheme, _, encoded = authorization.partition(" ")
+        try:
+            key_id, colon, secret = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            colon = ""
+        if scheme.lower() != "basic" or not colon:
+            raise InvalidAuthorization("Authorization is not HTTP Basic with an access key ID and secret")
+        key = self.keys.get(key_id)
+        if key is None:
+            raise AccessKeyNotFound(f"no access key {key_id[:64]!r}")
+        if not hmac.compare_digest(secret.encode(), key.secret.encode()):
+            raise SignatureMismatch(f"the secret is not access key {key_id[:64]}'s")
+        return Principal(key)
+
     def sweep(self) -> int:
         """Remove the nonces of hours whose requests are all too old to be accepted again; how many."""
         oldest = time.strftime("%Y%m%d%H", time.gmtime(self.now() - SKEW - 3600))

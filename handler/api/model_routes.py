@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import errors
-from ..registry import records
+from ..registry import records, upkeep
 from ..registry.listing import Query
 from ..rules import names
 from .call import Call
@@ -58,6 +58,24 @@ def label_keys(call: Call) -> list[str]:
     return [names.nfc(key) for key in call.query()["LabelKeys"].split(",")]
 
 
+HISTORY_COMMITS = 1000  # commits of the workspace's log one ListModelHistory reads at most
+
+
+def list_model_history(call: Call) -> dict[str, Any]:
+    """The model's changes in a window of at most HISTORY_COMMITS of its workspace's commits: (Since, Until]."""
+    params = call.query()
+    model_id = call.params["ModelId"]
+    head = call.registry.workspace_of(model_id).read()
+    until = min(int(params.get("Until", head)), head)
+    since = min(int(params.get("Since", max(0, until - HISTORY_COMMITS))), until)
+    since = max(since, until - HISTORY_COMMITS)
+    try:
+        found = upkeep.history(call.registry, model_id, since, until)
+    except errors.ModelNotFound:
+        found = []  # the model exists (its workspace was found): no change of it in this window
+    return {"Changes": found, "Since": since, "Until": until}
+
+
 FOUND = (errors.ModelNotFound,)
 WRITES = (errors.StoreMisconfigured,)
 GROWS = (errors.QuotaExceeded, *WRITES)  # a write that may make a record larger
@@ -68,6 +86,9 @@ ROUTES = (
     Route("GET", MODELS_PATH, "ListModels", list_models, "List and search a workspace's models",
           "list-models-response.json", query="list-models-query.json"),
     Route("GET", MODEL_PATH, "GetModel", get_model, "Get a model", "get-model-response.json", errors=FOUND),
+    Route("GET", MODEL_PATH + "/history", "ListModelHistory", list_model_history,
+          "List a model's committed changes (who, what, when) from its workspace's log", "list-model-history-response.json",
+          query="list-model-history-query.json", errors=FOUND),
     Route("PUT", MODEL_PATH, "UpdateModel", update_model, "Update a model's fields", "empty-response.json",
           body="update-model-request.json", errors=(*FOUND, errors.ModelNameConflict, *GROWS), writes=True),
     Route("DELETE", MODEL_PATH, "DeleteModel", delete_model, "Delete a model", "empty-response.json",

@@ -38,11 +38,16 @@ class Route:
     query: str | None = None  # schema file of the query parameters
     errors: tuple[type[ApiError], ...] = ()
     writes: bool = False
+    action: str | None = None  # the PAI action a key's policy is checked for, if not `operation` (MLflow's routes)
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         regex = _PARAMETER.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)", re.escape(self.path).replace(r"\{", "{").replace(r"\}", "}"))
         object.__setattr__(self, "pattern", re.compile(regex))
+
+    @property
+    def policy_action(self) -> str:
+        return self.action or self.operation
 
     @property
     def parameters(self) -> list[str]:

@@ -38,6 +38,15 @@ class CheckpointDamaged(Exception):
     """A checkpoint that does not parse, or whose count or checksum does not match: it is skipped, never trusted."""
 
 
+def part_of_the_change_before(previous: Mapping[str, Any] | None, change: Mapping[str, Any]) -> bool:
+    """Whether a change is a model's record rewritten by the plan of the version change just before it in its
+    commit (its last version number, the aliases of a deleted version): part of that change, which history
+    and events name, not a change of its own."""
+    version = (previous or {}).get("PutVersion") or (previous or {}).get("DeleteVersion")
+    return ("Put" in change and version is not None and version.get("ModelId") == change["Put"]["Model"].get("ModelId")
+            and (previous or {}).get("By") == change.get("By") and (previous or {}).get("At") == change.get("At"))
+
+
 def check_format(value: Mapping[str, Any], what: str, newest: int) -> None:
     """Refuse (before anything of it is applied) an entry or checkpoint of a format newer than this code reads."""
     found = value.get("Format", 0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..catalog.state import check_entry
+from ..catalog.state import check_entry, part_of_the_change_before
 
 EVENT_NAMES = ("ModelCreated", "ModelUpdated", "ModelDeleted", "ModelVersionCreated", "ModelVersionUpdated",
                "ModelVersionApprovalStatusChanged", "ModelVersionDeleted")
@@ -44,7 +44,9 @@ def events_of(workspace_id: str, entry: Mapping[str, Any]) -> list[dict[str, Any
     registry cannot read it)."""
     seq = entry["Seq"]
     check_entry(entry, seq)
-    return [_event(workspace_id, seq, index, change, entry) for index, change in enumerate(entry["Changes"])]
+    changes = entry["Changes"]
+    return [_event(workspace_id, seq, index, change, entry) for index, change in enumerate(changes)
+            if not part_of_the_change_before(changes[index - 1] if index else None, change)]
 
 
 def _event(workspace_id: str, seq: int, index: int, change: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, Any]:

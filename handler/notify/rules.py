@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..stores.base import NotFound, Unavailable
 from .events import EVENT_NAMES
@@ -21,10 +22,14 @@ RELOAD_EVERY = 60.0  # seconds an instance trusts its copy of the rules
 RETRY_AFTER = 5.0  # seconds before reading an unusable or unreachable document again
 MIN_SECRET = 16
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+CLOUD_DOMAIN = ".aliyuncs.com"  # where a cloud target's Endpoint is, unless the rule allows its private network
+_CLOUD_NAMES = {"EventBusName": re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,126}"),
+                "TopicName": re.compile(r"[A-Za-z][A-Za-z0-9-]{0,255}"),
+                "Source": re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}")}
 _RULE_FIELDS = {"Name", "Events", "Workspaces", "Models", "AllowPrivateNetwork", "Target"}
 _TARGETS: dict[str, tuple[set[str], set[str]]] = {  # target kind: (required fields, optional fields)
     "Webhook": ({"Url", "Secret"}, set()),
-    "EventBridge": ({"EventBusName"}, {"Endpoint", "Region", "Source"}),
+    "EventBridge": ({"EventBusName", "Endpoint"}, {"Source"}),
     "MNS": ({"Endpoint", "TopicName"}, set()),
 }
 
@@ -110,6 +115,8 @@ def _rule(item: Any, number: int) -> Rule:
         raise BadRules(f"{where}: the fields of {kind} are text")
     if kind == "Webhook":
         _check_webhook(where, settings, allow)
+    else:
+        _check_cloud(where, kind, settings, allow)
     return Rule(name, tuple(events), tuple(workspaces), tuple(models), allow, kind, dict(settings))
 
 
@@ -120,6 +127,26 @@ def _check_webhook(where: str, settings: dict[str, str], allow_private: bool) ->
         raise BadRules(f"{where}: a webhook Url is https:// (plain http:// only with AllowPrivateNetwork)")
     if len(settings["Secret"]) < MIN_SECRET:
         raise BadRules(f"{where}: the webhook's Secret is shorter than {MIN_SECRET} characters")
+
+
+def _check_cloud(where: str, kind: str, settings: dict[str, str], allow_private: bool) -> None:
+    """A cloud target is sent the function's credentials (its STS token travels in a header): its Endpoint is an
+    https:// host under aliyuncs.com, or, with AllowPrivateNetwork, any host of the rule's own private network."""
+    for field_name, pattern in _CLOUD_NAMES.items():
+        if field_name in settings and not pattern.fullmatch(settings[field_name]):
+            raise BadRules(f"{where}: {kind}'s {field_name} is not a valid name")
+    parts = urlsplit(settings["Endpoint"])
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    try:
+        parts.port  # noqa: B018 - read for its check: a port that is no number raises
+    except ValueError:
+        host = ""
+    if (not host or parts.path not in ("", "/") or parts.query or parts.username
+            or scheme != "https" and not (scheme == "http" and allow_private)):
+        raise BadRules(f"{where}: {kind}'s Endpoint is https://HOST (plain http:// only with AllowPrivateNetwork)")
+    if not host.endswith(CLOUD_DOMAIN) and not allow_private:
+        raise BadRules(f"{where}: {kind}'s Endpoint is a host under {CLOUD_DOMAIN[1:]} (another only with "
+                       "AllowPrivateNetwork, and then only on a private network)")
 
 
 class RuleBook:

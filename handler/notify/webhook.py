@@ -1,6 +1,6 @@
 """A webhook target: HTTPS POST of an event's JSON, signed with the rule's secret, to an address checked after DNS
 resolution (loopback, private, link-local and other special addresses refused unless the rule allows them), with a
-timeout, following no redirect."""
+timeout, following no redirect. Its Endpoint is what every target posts through."""
 from __future__ import annotations
 
 import hashlib
@@ -39,23 +39,32 @@ def special(address: str) -> bool:
             or not ip.is_global)
 
 
-class Webhook:
-    """One rule's webhook, its connection kept for the events of one delivery run."""
+class Endpoint:
+    """An HTTP(S) address a target posts to: its host resolved and every address checked (see `allowed`), the
+    connection made to the checked address and kept for the events of one delivery run, with a timeout, following no
+    redirect."""
 
-    def __init__(self, rule: Rule, timeout: float = TIMEOUT) -> None:
+    def __init__(self, rule: Rule, url: str, timeout: float = TIMEOUT) -> None:
         self.rule = rule
         self.timeout = timeout
-        url = urlsplit(rule.target["Url"])
-        self.secure = url.scheme.lower() == "https"
-        if not url.hostname:
-            raise DeliveryFailed("the webhook Url names no host")
-        self.host = url.hostname
-        self.port = url.port or (443 if self.secure else 80)
-        self.path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        parts = urlsplit(url)
+        self.secure = parts.scheme.lower() == "https"
+        if not parts.hostname:
+            raise DeliveryFailed(f"rule {rule.name}: the target's address names no host")
+        self.host = parts.hostname
+        self.port = parts.port or (443 if self.secure else 80)
+        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._connection: http.client.HTTPConnection | None = None
 
     def where(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def allowed(self, addresses: list[str]) -> None:
+        """DeliveryFailed unless the rule may reach these addresses: loopback, private and link-local ones only with
+        AllowPrivateNetwork."""
+        if not self.rule.allow_private and any(special(a) for a in addresses):
+            raise DeliveryFailed(f"{self.where()} resolves to a loopback, private or link-local address, which rule "
+                                 f"{self.rule.name} does not allow (AllowPrivateNetwork)")
 
     def _address(self) -> str:
         """The first address the host resolves to, every one of them checked (a name that resolves to a public and
@@ -67,9 +76,7 @@ class Webhook:
         addresses = [str(info[4][0]) for info in found]
         if not addresses:
             raise DeliveryFailed(f"{self.where()} does not resolve")
-        if not self.rule.allow_private and any(special(a) for a in addresses):
-            raise DeliveryFailed(f"{self.where()} resolves to a loopback, private or link-local address, which rule "
-                                 f"{self.rule.name} does not allow (AllowPrivateNetwork)")
+        self.allowed(addresses)
         return addresses[0]
 
     def _connect(self) -> http.client.HTTPConnection:
@@ -78,18 +85,17 @@ class Webhook:
             return _PinnedHttps(self.host, address, self.port, self.timeout)
         return _PinnedHttp(self.host, address, self.port, self.timeout)
 
-    def send(self, body: bytes) -> None:
-        """POST the event; DeliveryFailed unless the receiver answers 2xx."""
-        headers = {"Content-Type": "application/cloudevents+json; charset=utf-8",
-                   SIGNATURE_HEADER: signature(self.rule.target["Secret"], int(time.time()), body)}
-        for attempt in (1, 2):  # a kept connection the receiver closed meanwhile is opened again, once
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        """POST once (a kept connection the server closed meanwhile is opened again, once): the answer's status and
+        its first 64 KiB. DeliveryFailed when there is no answer, or the answer is a redirect."""
+        for attempt in (1, 2):
             fresh = self._connection is None
             if self._connection is None:
                 self._connection = self._connect()
             try:
-                self._connection.request("POST", self.path, body, headers)
+                self._connection.request("POST", path, body, headers)
                 response = self._connection.getresponse()
-                response.read(64 << 10)
+                data = response.read(64 << 10)
                 status = response.status
                 if response.will_close:
                     self.close()
@@ -101,13 +107,27 @@ class Webhook:
                     raise DeliveryFailed(f"{self.where()} {what}") from None
         if 300 <= status < 400:
             raise DeliveryFailed(f"{self.where()} answered {status}, a redirect, which is not followed")
-        if not 200 <= status < 300:
-            raise DeliveryFailed(f"{self.where()} answered {status}")
+        return status, data
 
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+class Webhook(Endpoint):
+    """One rule's webhook."""
+
+    def __init__(self, rule: Rule, timeout: float = TIMEOUT) -> None:
+        super().__init__(rule, rule.target["Url"], timeout)
+
+    def send(self, body: bytes) -> None:
+        """POST the event; DeliveryFailed unless the receiver answers 2xx."""
+        headers = {"Content-Type": "application/cloudevents+json; charset=utf-8",
+                   SIGNATURE_HEADER: signature(self.rule.target["Secret"], int(time.time()), body)}
+        status, _ = self.post(self.path, body, headers)
+        if not 200 <= status < 300:
+            raise DeliveryFailed(f"{self.where()} answered {status}")
 
 
 class _PinnedHttp(http.client.HTTPConnection):

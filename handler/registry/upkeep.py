@@ -5,7 +5,7 @@ import json
 from typing import Any
 
 from ..catalog.keys import CATALOG, log_key, log_prefix
-from ..catalog.state import CREATED_PER_COMMIT
+from ..catalog.state import CREATED_PER_COMMIT, part_of_the_change_before
 from ..errors import ModelNotFound
 from ..stores.base import InvalidKey
 from . import repair
@@ -32,13 +32,14 @@ _HISTORY_READS = 32  # log entries read at once by `history` (each may hold whol
 _NOT_COMPARED = ("Labels", "Tags", "GmtModifiedTime")  # what a label change alters in a record
 
 
-def history(registry: Registry, model_id: str, since: int = 0) -> list[dict[str, Any]]:
-    """Every committed change of a model and its versions after commit `since` (0: all), oldest first, a
-    deleted model's too: its seq, who made it (an access key, or the FC account of an event), when, and which
-    operation (its PAI name; a label change as CreateModelLabels or DeleteModelLabels, not an update).
+def history(registry: Registry, model_id: str, since: int = 0, until: int | None = None) -> list[dict[str, Any]]:
+    """Every committed change of a model and its versions after commit `since` (0: all) up to `until` (None: the
+    newest), oldest first, a deleted model's too: its seq, who made it (an access key, or the FC account of an
+    event), when, and which operation (its PAI name; a label change as CreateModelLabels or DeleteModelLabels).
 
-    It reads the model's record, lists its workspace's log after `since` and reads each of those commits (a
-    deleted model: every workspace's log). ModelNotFound when the store holds no trace of the model."""
+    It reads the model's record, lists its workspace's log after `since` (at most until - since keys) and reads
+    each of those commits (a deleted model: every workspace's log). ModelNotFound when the store holds no trace of
+    the model."""
     store = registry.store
     try:
         home = registry.home(model_id)
@@ -47,7 +48,10 @@ def history(registry: Registry, model_id: str, since: int = 0) -> list[dict[str,
     homes = [home.id] if home is not None else sorted({key.split("/")[1] for key in store.list(CATALOG) if "/log/" in key})
     found: list[dict[str, Any]] = []
     for workspace_id in homes:
-        keys = store.list(log_prefix(workspace_id), start_after=log_key(workspace_id, since) if since else "")
+        if until is not None and until <= since:
+            continue
+        keys = store.list(log_prefix(workspace_id), start_after=log_key(workspace_id, since) if since else "",
+                          limit=None if until is None else until - since)
         last: dict[str | None, dict[str, Any]] = {}  # by version name (None: the model): its record as last seen
         for at in range(0, len(keys), _HISTORY_READS):
             for data in store.get_many(keys[at:at + _HISTORY_READS]):
@@ -65,8 +69,14 @@ def _model_changes(entry: dict[str, Any], model_id: str, last: dict[str | None, 
                    first_seen_is_create: bool) -> list[dict[str, Any]]:
     """The changes of one log entry that touch the model, named; `last` holds each subject's record as last seen."""
     named = []
+    previous: dict[str, Any] = {}
     for change in entry["Changes"]:
         version: str | None = None
+        bookkeeping = part_of_the_change_before(previous, change)
+        previous = change
+        if bookkeeping:
+            last[None] = change["Put"]["Model"]  # part of the version change just before it
+            continue
         if "Put" in change and change["Put"]["Model"].get("ModelId") == model_id:
             record = change["Put"]["Model"]
             operation = _put_operation("Model", last.get(None), record, first_seen_is_create)

@@ -11,7 +11,7 @@ from ..catalog.draft import Draft
 from ..catalog.workspace import Workspace
 from ..errors import InvalidParameter, ModelNotFound, VersionNameConflict, VersionNotFound
 from ..rules.validation import validator
-from . import changes, listing, records
+from . import aliases, changes, listing, records
 from .changes import Subject
 from .models import Registry
 
@@ -86,19 +86,22 @@ class Versions:
         self._lock = threading.Lock()
 
     def create(self, model_id: str, fields: dict[str, Any], owner_id: str | None = None,
-               token: str | None = None) -> tuple[str, bool]:
+               token: str | None = None, number: int | None = None) -> tuple[str, bool]:
         """Add a version: (its name, created). A named version that exists answers its name when the
         request is the same (a retry), else 409; an unnamed one takes the next name after the model's
-        highest. A token (an event's identity) makes the create idempotent: redelivered, it finds its version."""
+        highest. A token (an event's identity) makes the create idempotent: redelivered, it finds its version.
+        The new version takes the model's next version number, or `number` (an import) if no version has it."""
         workspace = self.registry.workspace_of(model_id)
         normal = records.normalized_version(fields)
         records.check_label_count(len(normal["Labels"]), "version")
         fingerprint = records.fingerprint(normal)
         requested = fields.get("VersionName")
         now = time.time()
+        renumbered: list[str] = []
 
         def plan(draft: Draft) -> tuple[str, bool]:
-            if draft.model(model_id) is None:
+            model = draft.model(model_id)
+            if model is None:
                 raise ModelNotFound(f"model {model_id} does not exist")
             versions = draft.versions(model_id)
             if token is not None:
@@ -116,13 +119,23 @@ class Versions:
                 name = records.next_version_name([v.name for v in versions])
                 if not validator("common.json#/$defs/VersionName").is_valid(name):
                     raise InvalidParameter(f"model {model_id} has no next version name after its highest; give a VersionName")
-            draft.put_version(model_id, records.build_version(normal, name, now, owner_id), fingerprint, token)
+            last, given = aliases.numbered_in(draft, model_id, model)
+            renumbered[:] = given
+            if number is not None and number in aliases.numbered(model.record(), draft.versions(model_id))[0].values():
+                raise VersionNameConflict(f"model {model_id} has a version numbered {number}")
+            new = last + 1 if number is None else number
+            record = {**records.build_version(normal, name, now, owner_id), aliases.NUMBER: new}
+            draft.put_version(model_id, record, fingerprint, token)
+            draft.put({**model.record(), aliases.LAST_NUMBER: max(last, new)}, model.fingerprint)
             return name, True
 
         (name, created), seq = workspace.commit(plan)
         # Written, then checked: a delete committed meanwhile would otherwise find no file to remove
         # and leave ours behind. A retry that found its version repairs the file only if needed.
-        changes.publish(self.store, workspace, Subject(model_id, name).record_file(workspace), seq or 0)
+        subjects = [Subject(model_id, name)]
+        if created:  # the model's record holds its last version number
+            subjects += [Subject(model_id), *(Subject(model_id, given) for given in renumbered)]
+        changes.publish_all(self.store, workspace, [subject.record_file(workspace) for subject in subjects], seq or 0)
         return name, created
 
     def registered(self, workspace_id: str, model_name: str, token: str) -> tuple[str | None, str | None]:
@@ -140,15 +153,20 @@ class Versions:
 
     def list_versions(self, model_id: str, query: listing.VersionQuery) -> tuple[list[dict[str, Any]], int]:
         workspace = self._read(model_id)
-        if workspace.model(model_id)[0] is None:
+        model = workspace.model(model_id)[0]
+        if model is None:
             raise ModelNotFound(f"model {model_id} does not exist")
         entries, total = listing.version_page(workspace, model_id, query)
-        return [entry.record() for entry in listing.within_budget(entries, lambda entry: len(entry.raw))], total
+        shown = listing.within_budget(entries, lambda entry: len(entry.raw))
+        return aliases.shown(workspace, model, [entry.record() for entry in shown]), total
 
     def get(self, model_id: str, name: str) -> dict[str, Any]:
         """The version's record; ModelNotFound or VersionNotFound if either is absent."""
         workspace = self._read(model_id)
-        return Subject(model_id, name).existing(workspace.model(model_id)[0], workspace.version(model_id, name)[0]).record()
+        model = workspace.model(model_id)[0]
+        found = Subject(model_id, name).existing(model, workspace.version(model_id, name)[0]).record()
+        assert model is not None  # else existing() raised
+        return aliases.shown(workspace, model, [found])[0]
 
     def update(self, model_id: str, name: str, fields: dict[str, Any]) -> None:
         changes.modify(self.store, self.registry.workspace_of(model_id), Subject(model_id, name),
@@ -164,16 +182,27 @@ class Versions:
         workspace = self.registry.workspace_of(model_id)
         subject = Subject(model_id, name)
 
-        def plan(draft: Draft) -> None:
+        def plan(draft: Draft) -> bool:
             subject.find(draft)
             draft.delete_version(model_id, name)
+            model = draft.model(model_id)
+            assert model is not None  # found above
+            record = model.record()
+            held = aliases.aliases_of(record)
+            if name not in held.values():
+                return False
+            # Its aliases go in the same commit: no reader sees an alias pointing at no version.
+            draft.put(aliases.with_aliases(record, {a: v for a, v in held.items() if v != name}), model.fingerprint)
+            return True
 
         try:
-            _, seq = workspace.commit(plan)
+            unaliased, seq = workspace.commit(plan)
         except (ModelNotFound, VersionNotFound):
             changes.publish(self.store, workspace, subject.record_file(workspace), 0)  # a delete cut short
             raise
         changes.publish(self.store, workspace, subject.record_file(workspace), seq or 0)
+        if unaliased:
+            changes.publish(self.store, workspace, Subject(model_id).record_file(workspace), seq or 0)
 
     def _read(self, model_id: str) -> Workspace:
         workspace = self.registry.workspace_of(model_id)

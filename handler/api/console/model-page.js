@@ -61,8 +61,9 @@ function link(text) {
 
 export async function modelPage(id, params) {
   const page = Math.max(1, parseInt(params.get("page") || "1", 10) || 1);
-  const [model, versions] = await Promise.all([loadModel(id), call("GET", path("models", id, "versions"), {
-    query: { SortBy: "GmtCreateTime", Order: "DESC", PageSize: VERSIONS_PER_PAGE, PageNumber: page } }).catch((e) => e)]);
+  const [model, versions, changes] = await Promise.all([loadModel(id), call("GET", path("models", id, "versions"), {
+    query: { SortBy: "GmtCreateTime", Order: "DESC", PageSize: VERSIONS_PER_PAGE, PageNumber: page } }).catch((e) => e),
+  call("GET", path("models", id, "history")).catch((e) => e)]);
   if (model instanceof Error) return missing(model);
   const shown = FIELDS.filter(([name]) => model[name] !== undefined && model[name] !== "");
   const status = h("div", { class: "section-status" });
@@ -84,7 +85,61 @@ export async function modelPage(id, params) {
     h("section", { "aria-labelledby": "extra-heading" }, h("h2", { id: "extra-heading" }, "Extra information"),
       model.ExtraInfo && Object.keys(model.ExtraInfo).length ? value(model.ExtraInfo) : h("p", { class: "muted" }, "None.")),
     versionSection(model, versions, page),
+    historySection(id, changes),
   ];
+}
+
+// What "Operation" names, as a reader says it.
+const OPERATIONS = {
+  CreateModel: "Created the model", UpdateModel: "Changed the model", DeleteModel: "Deleted the model",
+  CreateModelLabels: "Added labels", DeleteModelLabels: "Removed labels", CreateModelVersion: "Added version",
+  UpdateModelVersion: "Changed version", DeleteModelVersion: "Deleted version", CreateModelVersionLabels: "Added labels to version",
+  DeleteModelVersionLabels: "Removed labels from version",
+};
+
+function changeRow(change) {
+  const what = OPERATIONS[change.Operation] || change.Operation;
+  return h("tr", {},
+    h("td", { "data-title": "When" }, when(change.At)),
+    h("td", { "data-title": "Who" }, change.By),
+    h("td", { "data-title": "What" }, change.VersionName ? `${what} ${change.VersionName}` : what),
+    h("td", { "data-title": "Commit", class: "muted" }, String(change.Seq)));
+}
+
+// The model's change history (ListModelHistory: who, what, when, from the log), newest first, a window of commits
+// at a time; "Earlier changes" asks for the window before.
+function historySection(id, answer) {
+  const heading = h("h2", { id: "history-heading" }, "History");
+  if (answer instanceof Error) {
+    return h("section", { "aria-labelledby": "history-heading" }, heading,
+      h("p", { class: "muted" }, `The history cannot be shown: ${answer.message}`));
+  }
+  const body = h("tbody", {});
+  const status = h("div", { class: "section-status" });
+  const none = h("p", { class: "muted" }, "No change in the latest commits.");
+  const more = h("button", { type: "button" }, "Earlier changes");
+  const show = (found) => {
+    body.append(...[...found.Changes].reverse().map(changeRow));
+    none.hidden = body.children.length > 0;
+    more.hidden = found.Since === 0;
+    more.dataset.until = String(found.Since);
+  };
+  more.addEventListener("click", async () => {
+    more.disabled = true;
+    try {
+      show(await call("GET", path("models", id, "history"), { query: { Until: more.dataset.until } }));
+    } catch (error) {
+      status.replaceChildren(problem(error));
+    } finally {
+      more.disabled = false;
+    }
+  });
+  const section = h("section", { "aria-labelledby": "history-heading" }, heading, status, none,
+    h("table", { class: "history" },
+      h("thead", {}, h("tr", {}, ["When", "Who", "What", "Commit"].map((title) => h("th", { scope: "col" }, title)))), body),
+    more);
+  show(answer);
+  return section;
 }
 
 // Labels with a remove button each and a form that adds one, changed through `segments` (the API path of

@@ -1,0 +1,137 @@
+"""MLflow's search grammar as the registry supports it: `filter_string` clauses joined by AND, `order_by`,
+`max_results` and `page_token` (an offset)."""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ...errors import InvalidParameter
+
+_CLAUSE = re.compile(
+    r"\s*(?P<key>[A-Za-z_]+(?:\.(?:`[^`]+`|\"[^\"]+\"|[\w.-]+))?)\s*"
+    r"(?P<op>!=|=|(?i:not\s+like)|(?i:ilike)|(?i:like)|(?i:in))\s*"
+    r"(?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\((?:\s*(?:'[^']*'|\"[^\"]*\")\s*,?)*\)|-?[0-9]+)\s*")
+_AND = re.compile(r"(?i:and)\b")
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One comparison: `key` is `name`, `run_id`, `source_path`, `version_number` or `tags.<key>`."""
+
+    key: str
+    op: str  # =, !=, LIKE, ILIKE, NOT LIKE, IN
+    values: tuple[str, ...]
+
+    def holds(self, actual: str | None) -> bool:
+        if actual is None:  # an absent tag differs from every value
+            return self.op in ("!=", "NOT LIKE")
+        if self.op == "=":
+            return actual == self.values[0]
+        if self.op == "!=":
+            return actual != self.values[0]
+        if self.op == "IN":
+            return actual in self.values
+        found = like(self.values[0], self.op == "ILIKE").fullmatch(actual) is not None
+        return not found if self.op == "NOT LIKE" else found
+
+
+def like(pattern: str, ignore_case: bool) -> re.Pattern[str]:
+    """SQL LIKE as a regular expression: % any run, _ one character."""
+    text = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.compile(text, re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL)
+
+
+def parse_filter(text: str, keys: tuple[str, ...]) -> list[Clause]:
+    """The clauses of a filter_string; INVALID_PARAMETER_VALUE naming what does not parse or is not supported."""
+    clauses: list[Clause] = []
+    at, text = 0, text.strip()
+    while at < len(text):
+        found = _CLAUSE.match(text, at)
+        if found is None:
+            raise InvalidParameter(f"filter_string does not parse at {text[at:at + 40]!r}")
+        key, op = found["key"], " ".join(found["op"].upper().split())
+        base, dot, tag = key.partition(".")
+        if base == "tag":  # MLflow's clients write both
+            base = "tags"
+        if base not in keys or bool(dot) != (base == "tags"):
+            raise InvalidParameter(f"filter_string: {key[:64]!r} is not a key this search supports ({', '.join(keys)})")
+        if dot:
+            key = "tags." + tag.strip("`\"")
+        clauses.append(Clause(key, op, _values(found["value"], op)))
+        at = found.end()
+        if at < len(text):
+            joined = _AND.match(text, at)
+            if joined is None:
+                raise InvalidParameter(f"filter_string: clauses are joined by AND; got {text[at:at + 20]!r}")
+            at = joined.end()
+    return clauses
+
+
+def _values(value: str, op: str) -> tuple[str, ...]:
+    if value.startswith("("):
+        if op != "IN":
+            raise InvalidParameter("filter_string: a list of values goes only with IN")
+        return tuple(v[1:-1] for v in re.findall(r"'[^']*'|\"[^\"]*\"", value))
+    if op == "IN":
+        raise InvalidParameter("filter_string: IN takes a list of values: ('a', 'b')")
+    if value[0] in "'\"":
+        return (re.sub(r"\\(.)", r"\1", value[1:-1]),)
+    return (value,)
+
+
+@dataclass(frozen=True)
+class Order:
+    key: str
+    descending: bool
+
+
+def parse_order(given: list[str], keys: dict[str, str]) -> list[Order]:
+    """order_by items like `name ASC`; `keys` maps what MLflow names to what the registry sorts by."""
+    orders = []
+    for item in given:
+        parts = item.split(" ")
+        if not parts or len(parts) > 2 or parts[0] not in keys or (len(parts) == 2 and parts[1].upper() not in ("ASC", "DESC")):
+            raise InvalidParameter(f"order_by {item[:64]!r} is not supported; use one of {', '.join(keys)} with ASC or DESC")
+        orders.append(Order(keys[parts[0]], len(parts) == 2 and parts[1].upper() == "DESC"))
+    return orders
+
+
+def sort_by(items: list[dict[str, object]], orders: list[Order], tie: Callable[[dict[str, object]], object]) -> list[dict[str, object]]:
+    """Sorted by the orders, then by tie (stable sorts, the last key first)."""
+    ordered = sorted(items, key=tie)  # type: ignore[arg-type]
+    for order in reversed(orders):
+        ordered.sort(key=lambda item: item[order.key], reverse=order.descending)  # type: ignore[arg-type,return-value]
+    return ordered
+
+
+def offset(token: str | None) -> int:
+    """The offset a page_token holds (0 without one)."""
+    if not token:
+        return 0
+    try:
+        value = json.loads(base64.b64decode(token, validate=True))["offset"]
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidParameter("page_token is not one this server gave") from None
+    if not isinstance(value, int) or value < 0:
+        raise InvalidParameter("page_token is not one this server gave")
+    return value
+
+
+def token(at: int) -> str:
+    return base64.b64encode(json.dumps({"offset": at}).encode()).decode()
+
+
+def max_results(given: str | int | None, default: int, limit: int) -> int:
+    if given is None or given == "":
+        return default
+    try:
+        count = int(given)
+    except ValueError:
+        raise InvalidParameter(f"max_results must be an integer; got {str(given)[:20]!r}") from None
+    if not 1 <= count <= limit:
+        raise InvalidParameter(f"max_results must be between 1 and {limit}; got {count}")
+    return count
