@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import auth, catalog, coldstart, console, events, notify, scaling, sweep, warm
+from . import auth, catalog, coldstart, console, events, notify, scale, scaling, sweep, warm
 from .harness import Harness, Template
 from .report import Figure, environment, table, write_json
 from .workload import REPO
@@ -20,11 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rtt-ms", type=float, default=10.0,
                         help="round trip the loopback OSS adds to every request, as a stand-in for the network (default 10)")
     parser.add_argument("--models", type=int, default=10_000, help="existing models for the scaling run (default 10000)")
+    parser.add_argument("--scale-models", type=int, default=100_000,
+                        help="models of the one workspace the scale step loads, lists and checkpoints (default 100000)")
     parser.add_argument("--creates", type=int, default=10_000, help="creates of the concurrency and memory run (default 10000)")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "latest.json")
     parser.add_argument("--only", metavar="STEPS",
-                        help="comma-separated subset of: cold, warm, models, concurrency, catalog, sweep, events, notify, auth, "
-                             "console, compare")
+                        help="comma-separated subset of the steps: cold, warm, models, concurrency, catalog, scale, sweep, "
+                             "events, notify, auth, console, compare")
     parser.add_argument("--mlflow-python", type=Path, default=REPO / "bench" / ".mlflow-venv" / "bin" / "python",
                         help="a Python with MLflow installed, for the comparison (make bench installs one)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
@@ -43,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             ("models", lambda: scaling.run_flat(harness, args.models, 100 if args.quick else 300)),
             ("concurrency", lambda: scaling.run_concurrency(harness, args.creates, max(500, args.creates // 4), args.rtt_ms)),
             ("catalog", lambda: catalog.run(harness, args.models, args.rtt_ms, args.quick)),
+            ("scale", lambda: scale.run(harness, args.scale_models, args.rtt_ms, args.quick)),
             ("sweep", lambda: sweep.run(harness, args.models, args.rtt_ms)),
             ("events", lambda: events.run(harness, args.rtt_ms, args.quick)),
             ("notify", lambda: notify.run(harness, args.quick)),

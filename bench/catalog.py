@@ -61,7 +61,7 @@ def seed_objects(workspace: str, count: int, versions: int = 0) -> dict[str, byt
                                            "Created": n + 1}})
     seeded = state.State().apply(1, changes)
     objects[keys.log_key(workspace, 1)] = state.encode({"Seq": 1, "Txn": "seed", "Time": "", "Changes": changes})
-    objects[keys.checkpoint_key(workspace, 1)] = state.checkpoint_of(1, seeded.models.values(), seeded.versions)
+    objects[keys.checkpoint_key(workspace, 1)] = state.checkpoint_of(seeded)
     objects[keys.hint_key(workspace)] = state.encode({"Seq": 1})
     return objects
 

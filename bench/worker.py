@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import catalog, notify, scaling, warm
+from . import catalog, notify, scale, scaling, warm
 from .protocol import Checkpoint, checkpoint
 
 
@@ -18,6 +18,8 @@ def main(argv: list[str]) -> int:
         "concurrency": scaling.concurrency_client,
         "catalog-oss": catalog.oss_client,
         "catalog-file": catalog.file_client,
+        "scale-read": scale.read_client,
+        "scale-write": scale.write_client,
         "notify-commits": notify.commits_client,
     }
     scenario, params = argv[0], json.loads(argv[1])

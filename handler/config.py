@@ -8,7 +8,7 @@ from dataclasses import dataclass
 DEFAULT_WORKSPACE = "default"
 DEFAULT_LOCAL_STORE = "file://./model-store"
 DEFAULT_MAX_BODY_BYTES = 1 << 20
-DEFAULT_MAX_WORKSPACE_BYTES = 64 << 20
+DEFAULT_MAX_WORKSPACE_BYTES = 128 << 20
 
 
 @dataclass(frozen=True)

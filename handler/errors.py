@@ -11,7 +11,7 @@
     ├── MethodNotAllowed      405 MethodNotAllowed        known path, other method
     ├── ModelNameConflict     409 ModelAlreadyExists      the name is taken in the workspace
     ├── VersionNameConflict   409 ModelVersionAlreadyExists  the version name is taken
-    ├── QuotaExceeded         409 QuotaExceeded           the workspace's records would outgrow their bound
+    ├── QuotaExceeded         409 QuotaExceeded           the workspace's models would outgrow their memory bound
     ├── ApprovalFinal         409 ApprovalStatusFinal     an Approved or Rejected version's status cannot change
     ├── PayloadTooLarge       413 RequestTooLarge         body over the configured limit
     ├── UriTooLong            414 URITooLong              request line too long (local server)
@@ -119,7 +119,7 @@ class VersionNameConflict(ApiError):
 
 class QuotaExceeded(ApiError):
     status, code = 409, "QuotaExceeded"
-    meaning = "The workspace's model records would outgrow MAX_WORKSPACE_BYTES (what bounds an instance's memory)."
+    meaning = "The workspace's models would take more memory than MAX_WORKSPACE_BYTES (what bounds an instance's memory)."
 
 
 class ApprovalFinal(ApiError):

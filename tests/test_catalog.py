@@ -307,7 +307,7 @@ def test_an_instance_forgets_the_least_recently_used_workspaces_beyond_its_memor
     for workspace in ("w1", "w2", "w3"):
         for i in range(4):
             registry.create(normal(f"m{i}", workspace, ModelDoc="x" * 1000))
-    assert 2 <= len(registry._workspaces) and sum(w.record_bytes for w in registry._workspaces.values()) <= 20_000
+    assert 2 <= len(registry._workspaces) and sum(w.memory for w in registry._workspaces.values()) <= 20_000
     assert sorted(names(registry, "w1")) == [f"m{i}" for i in range(4)]  # forgotten, then read again
 
 

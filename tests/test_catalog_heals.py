@@ -118,13 +118,13 @@ def test_a_damaged_derived_file_costs_a_cold_instance_a_list_and_a_few_reads(any
 def test_a_lagging_hint_does_not_make_cold_instances_replay_the_log(any_store: Store) -> None:
     writer = seed(any_store, K + 1)
     old = any_store.get(keys.checkpoint_key("ws", K))
-    for i in range(catalog.LAGGING + K):
+    for i in range(catalog.LAGGING * K + K):
         writer.create(normal(f"n{i:04d}"))
     writer.settle()
     any_store.put(keys.checkpoint_key("ws", K), old)  # kept, and named by a hint a slow checkpointer wrote late
     any_store.put(keys.hint_key("ws"), json.dumps({"Seq": K}).encode())
     counting = CountingStore(any_store)
-    assert len(names(Registry(counting))) == catalog.LAGGING + 2 * K + 1
+    assert len(names(Registry(counting))) == catalog.LAGGING * K + 2 * K + 1
     assert counting.calls["get"] <= 4 + K + catalog.COLD_WINDOW + catalog.LOOKAHEAD
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import QuotaExceeded
-from .state import CREATED_PER_COMMIT, MAX_WORKSPACE_BYTES, VERSION_FACTS, Change, Entry, State
+from .entry import VERSION_FACTS
+from .state import CREATED_PER_COMMIT, MAX_WORKSPACE_BYTES, MODEL_MEMORY, VERSION_MEMORY, Change, Entry, State
 
 
 class Draft:
@@ -13,7 +14,7 @@ class Draft:
     def __init__(self, base: State, max_bytes: int = MAX_WORKSPACE_BYTES) -> None:
         self.base = base
         self.seq = base.seq  # taken first: if base moves while a plan reads it, the commit at seq + 1 fails
-        self.bytes = base.bytes
+        self.bytes = base.memory  # what the quota counts
         self.max_bytes = max_bytes
         self.changes: list[Change] = []
         self.by: dict[str, str] = {}  # who makes the changes the plan now running adds, and when
@@ -41,7 +42,7 @@ class Draft:
     def _grow(self, new: int, old: int) -> None:
         grown = self.bytes + new - old
         if grown > self.max_bytes and grown > self.bytes:
-            raise QuotaExceeded(f"the workspace's model records would take {grown} bytes; its limit is {self.max_bytes}")
+            raise QuotaExceeded(f"the workspace's models would take about {grown} bytes of memory; its limit is {self.max_bytes}")
         self.bytes = grown
 
     def put(self, record: dict[str, Any], fingerprint: str, raw: bytes | None = None) -> None:
@@ -49,7 +50,7 @@ class Draft:
         their bound, which is what bounds the memory an instance holding the workspace needs."""
         entry = Entry.model(record, fingerprint, raw)
         old = self.model(entry.id)
-        self._grow(len(entry.raw), len(old.raw) if old else 0)
+        self._grow(len(entry.raw) + MODEL_MEMORY, len(old.raw) + MODEL_MEMORY if old else 0)
         if old is not None and self.named(old.name) == old.id:
             self._names[old.name] = None
         self._models[entry.id], self._names[entry.name] = entry, entry.id
@@ -60,12 +61,12 @@ class Draft:
         old = self.model(model_id)
         gone = [v.name for v in self.versions(model_id)]
         if old is not None:
-            self.bytes -= len(old.raw)
+            self.bytes -= len(old.raw) + MODEL_MEMORY
             if self.named(old.name) == old.id:
                 self._names[old.name] = None
         for name in gone:
             version = self.version(model_id, name)
-            self.bytes -= len(version.raw) if version else 0
+            self.bytes -= len(version.raw) + VERSION_MEMORY if version else 0
             self._versions[(model_id, name)] = None
         self._models[model_id] = None
         self.changes.append({"Delete": model_id, **self.by, "Was": {"Existed": old is not None, "ModelName": old.name if old else ""}})
@@ -77,7 +78,7 @@ class Draft:
         # Creation order: the commit, then the place in it (a batch may create several versions of a model).
         created = old.created if old is not None else (self.seq + 1) * CREATED_PER_COMMIT + len(self.changes)
         entry = Entry.version(record, fingerprint, token, created)
-        self._grow(len(entry.raw), len(old.raw) if old else 0)
+        self._grow(len(entry.raw) + VERSION_MEMORY, len(old.raw) + VERSION_MEMORY if old else 0)
         self._versions[(model_id, name)] = entry
         put: dict[str, Any] = {"ModelId": model_id, "Version": record, "Fingerprint": fingerprint, "Created": created}
         if token is not None:
@@ -86,7 +87,7 @@ class Draft:
 
     def delete_version(self, model_id: str, name: str) -> None:
         old = self.version(model_id, name)
-        self.bytes -= len(old.raw) if old else 0
+        self.bytes -= len(old.raw) + VERSION_MEMORY if old else 0
         self._versions[(model_id, name)] = None
         self.changes.append({"DeleteVersion": {"ModelId": model_id, "VersionName": name}, **self.by, "Was": self._was(model_id, old)})
 

@@ -4,6 +4,8 @@
     models/<ModelId>/versions/<VersionName>.json   a version's current record
     catalog/<W>/log/<seq>.json                     commit seq (20 digits) of workspace W, create-only
     catalog/<W>/checkpoints/<seq>.json             W's whole state at seq, create-only
+    catalog/<W>/checkpoint-parts/<seq>/<n>.jsonl   part n of the checkpoint at seq (a large one's records), create-only
+    catalog/<W>/segments/<seq>.jsonl               commits seq-31..seq, one per line, as the log holds them: derived
     catalog/<W>/last-checkpoint.json               {"Seq": seq} of a recent checkpoint: a hint, overwritten
 """
 from __future__ import annotations
@@ -42,3 +44,15 @@ def hint_key(workspace_id: str) -> str:
 
 def checkpoints_prefix(workspace_id: str) -> str:
     return f"{CATALOG}{workspace_id}/checkpoints/"
+
+
+def segment_key(workspace_id: str, seq: int) -> str:
+    return f"{CATALOG}{workspace_id}/segments/{seq:020d}.jsonl"
+
+
+def checkpoint_part_key(workspace_id: str, seq: int, part: int) -> str:
+    return f"{checkpoint_parts_prefix(workspace_id, seq)}{part:04d}.jsonl"
+
+
+def checkpoint_parts_prefix(workspace_id: str, seq: int) -> str:
+    return f"{CATALOG}{workspace_id}/checkpoint-parts/{seq:020d}/"

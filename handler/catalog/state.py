@@ -3,18 +3,26 @@ looks at, the changes commits carry, drafts that plans change, and the checkpoin
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import CatalogFormatTooNew
-from ..rules.jsontext import compact
-from ..rules.times import parse_utc
+from .entry import Entry as Entry
+from .entry import encode as encode
+from .entry import version_order
+from .table import ModelTable
 
-FORMAT = 1  # of the log entries and checkpoints this code writes; it reads these and older (0: no "Format" field)
+FORMAT = 1  # of the log entries this code writes; it reads these and older (0: no "Format" field)
+CHECKPOINT_FORMAT = 2  # of the checkpoints it writes (2: columns and bare records); it reads these and older
 CREATED_PER_COMMIT = 100_000  # a version's `Created` is its commit's seq times this, plus its place in the commit
-MAX_WORKSPACE_BYTES = 64 << 20  # a workspace's records together (10,000 typical models take about 12 MiB)
+_COLUMN_BYTES = 200  # what a model's columns take in a checkpoint, about
+PART_BYTES = 8 << 20  # records beyond this go in checkpoint parts of about this size, written and read one by one
+MAX_WORKSPACE_BYTES = 128 << 20  # the memory a workspace may take in an instance (100,000 typical models take about 100 MiB)
+MODEL_MEMORY = 512  # what a model takes in memory beyond its record's bytes (measured: the bench's catalog.memory)
+VERSION_MEMORY = 448  # what a version takes beyond its record's bytes
 
 # A commit's changes, each a post-image (applying one never needs the state before it):
 #   {"Put": {"Model": record, "Fingerprint": fp}}            {"Delete": ModelId}  (its versions too)
@@ -39,97 +47,60 @@ def part_of_the_change_before(previous: Mapping[str, Any] | None, change: Mappin
             and (previous or {}).get("By") == change.get("By") and (previous or {}).get("At") == change.get("At"))
 
 
-def check_format(value: Mapping[str, Any], what: str) -> None:
+def check_format(value: Mapping[str, Any], what: str, newest: int) -> None:
     """Refuse (before anything of it is applied) an entry or checkpoint of a format newer than this code reads."""
     found = value.get("Format", 0)
-    if not isinstance(found, int) or found > FORMAT:
+    if not isinstance(found, int) or found > newest:
         raise CatalogFormatTooNew(f"the workspace holds a {what} of format {str(found)[:20]}, newer than this registry "
-                                  f"reads ({FORMAT}): upgrade it")
+                                  f"reads ({newest}): upgrade it")
 
 
 def check_entry(entry: Mapping[str, Any], seq: int) -> None:
     """A log entry this code can apply whole: its format, its seq, and every change of a kind it knows."""
-    check_format(entry, "commit")
+    check_format(entry, "commit", FORMAT)
     if entry.get("Seq") != seq or not isinstance(entry.get("Changes"), list):
         raise CatalogFormatTooNew(f"commit {seq} of the workspace is not one this registry can read")
     for change in entry["Changes"]:
         if not isinstance(change, dict) or not any(kind in change for kind in CHANGE_KINDS):
             raise CatalogFormatTooNew(f"commit {seq} holds a change this registry does not know: upgrade it")
 
-MODEL_FACTS = ("Domain", "Task", "Origin", "ModelType", "Provider", "OrderNumber", "ParameterSize", "GmtCreateTime",
-               "GmtModifiedTime", "ModelName")
-VERSION_FACTS = ("ApprovalStatus", "FormatType", "FrameworkType", "SourceId", "SourceType", "VersionName",
-                 "GmtCreateTime", "GmtModifiedTime")
-_TIMES = ("GmtCreateTime", "GmtModifiedTime")  # kept as epoch seconds, parsed once
 _FORGOTTEN_KEPT = 10_000  # commits after which `changed` forgets a deleted model or version
-
-
-def encode(value: Any) -> bytes:
-    return compact(value).encode()
-
-
-def version_order(name: str) -> tuple[int, int, int, str]:
-    """`1.10.0_beta` sorts as (1, 10, 0, 'beta'): after 1.9.0, as people read versions."""
-    numbers, _, suffix = name.partition("_")
-    major, minor, patch = (int(part) for part in numbers.split("."))
-    return major, minor, patch, suffix
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A model or a version as the catalog keeps it: its record as stored (bytes, a third of the memory of
-    the parsed object), the fingerprint of the request that created it, and what listing looks at."""
-
-    raw: bytes  # the record exactly as its file holds it
-    fingerprint: str
-    id: str  # ModelId, or VersionName
-    name: str  # ModelName, or VersionName
-    facts: tuple[Any, ...]  # MODEL_FACTS or VERSION_FACTS, None where absent; times as epoch seconds
-    labels: frozenset[tuple[str, str]]  # (Key, Value) pairs
-    search: str  # what ListModels' Query looks in (models only): name, domain, task, labels, lower-cased
-    token: str | None = None  # versions: the idempotency token of the event that registered it
-    created: int = 0  # versions: the seq of the commit that created it (the newest is the LatestVersion)
-
-    @classmethod
-    def model(cls, record: Mapping[str, Any], fingerprint: str, raw: bytes | None = None) -> Entry:
-        labels = frozenset((label["Key"], label["Value"]) for label in record["Labels"])
-        words = [record["ModelName"], record.get("Domain", ""), record.get("Task", ""), *(w for pair in labels for w in pair)]
-        return cls(raw if raw is not None else encode(record), fingerprint, str(record["ModelId"]), str(record["ModelName"]),
-                   _facts(record, MODEL_FACTS), labels, "\n".join(words).lower())
-
-    @classmethod
-    def version(cls, record: Mapping[str, Any], fingerprint: str, token: str | None, created: int,
-                raw: bytes | None = None) -> Entry:
-        labels = frozenset((label["Key"], label["Value"]) for label in record.get("Labels", []))
-        name = str(record["VersionName"])
-        return cls(raw if raw is not None else encode(record), fingerprint, name, name, _facts(record, VERSION_FACTS),
-                   labels, "", token, created)
-
-    def fact(self, name: str, facts: tuple[str, ...] = MODEL_FACTS) -> Any:
-        return self.facts[facts.index(name)]
-
-    def record(self) -> dict[str, Any]:
-        """The record as an object (parsed on each call)."""
-        return json.loads(self.raw)  # type: ignore[no-any-return]
-
-
-def _facts(record: Mapping[str, Any], names: tuple[str, ...]) -> tuple[Any, ...]:
-    return tuple(parse_utc(record.get(name)) if name in _TIMES else record.get(name) for name in names)
 
 
 class State:
     """A workspace's state after commit `seq`. Changed in place, one commit at a time, under its
     workspace's lock: a commit costs the same at ten models as at ten thousand."""
 
-    def __init__(self) -> None:
+    def __init__(self, models: ModelTable | None = None) -> None:
         self.seq = 0
-        self.models: dict[str, Entry] = {}  # by ModelId, in commit order
-        self.names: dict[str, str] = {}  # ModelName -> ModelId
+        self.models = models if models is not None else ModelTable()  # by ModelId
         self.versions: dict[str, dict[str, Entry]] = {}  # ModelId -> VersionName -> version
-        self.changed: dict[str, int] = {}  # ModelId, or ModelId/VersionName -> seq of its last change
+        self.changed: dict[str, int] = {}  # ModelId/VersionName, or a deleted ModelId -> seq of its last change
         self.txn = ""  # the Txn of commit `seq` (the next commit names it as its Prev), "" where unknown
-        self.bytes = 0  # of the records held: what the workspace's quota counts, and about a third of its memory
+        self.version_bytes = 0
+        self.version_count = 0
         self.gone = 0  # deletes `changed` remembers (so that it can forget them)
+
+    @property
+    def names(self) -> dict[str, str]:
+        """ModelName -> ModelId."""
+        return self.models.names
+
+    @property
+    def record_bytes(self) -> int:
+        """Of the records held: what the workspace's quota counts, and the most of its memory."""
+        return self.models.bytes + self.version_bytes
+
+    @property
+    def memory(self) -> int:
+        """What the state takes in memory, about: the records, and what each model and version costs beside its
+        record. The workspace's quota counts this."""
+        return self.record_bytes + MODEL_MEMORY * len(self.models) + VERSION_MEMORY * self.version_count
+
+    def changed_at(self, key: str) -> int:
+        """The seq of the last commit that changed a model (its ID) or a version (ModelId/VersionName); 0: none known."""
+        slot = self.models.ids.get(key)
+        return self.models.changed[slot] if slot is not None else self.changed.get(key, 0)
 
     def latest(self, model_id: str) -> Entry | None:
         """The model's most recently created version."""
@@ -160,7 +131,7 @@ class State:
         horizon, self.gone = self.seq - _FORGOTTEN_KEPT, 0
         for key, seq in list(self.changed.items()):
             model_id, _, name = key.partition("/")
-            if model_id in self.models and (not name or name in self.versions.get(model_id, {})):
+            if name and name in self.versions.get(model_id, {}):
                 continue
             if seq < horizon:
                 del self.changed[key]
@@ -168,21 +139,11 @@ class State:
                 self.gone += 1
 
     def _put(self, entry: Entry, seq: int) -> None:
-        old = self.models.get(entry.id)
-        if old is not None:
-            self.bytes -= len(old.raw)
-            if self.names.get(old.name) == old.id:
-                del self.names[old.name]
-        self.models[entry.id], self.names[entry.name] = entry, entry.id
-        self.bytes += len(entry.raw)
-        self.changed[entry.id] = seq
+        self.models.put(entry, seq)
+        self.changed.pop(entry.id, None)
 
     def _delete(self, model_id: str, seq: int) -> None:
-        old = self.models.pop(model_id, None)
-        if old is not None:
-            self.bytes -= len(old.raw)
-            if self.names.get(old.name) == old.id:
-                del self.names[old.name]
+        self.models.remove(model_id)
         for name in list(self.versions.get(model_id, {})):
             self._delete_version(model_id, name, seq)
         self.versions.pop(model_id, None)
@@ -192,44 +153,51 @@ class State:
     def _put_version(self, model_id: str, entry: Entry, seq: int) -> None:
         versions = self.versions.setdefault(model_id, {})
         old = versions.get(entry.name)
-        self.bytes += len(entry.raw) - (len(old.raw) if old else 0)
+        self.version_bytes += len(entry.raw) - (len(old.raw) if old else 0)
+        self.version_count += old is None
         versions[entry.name] = entry
         self.changed[f"{model_id}/{entry.name}"] = seq
 
     def _delete_version(self, model_id: str, name: str, seq: int) -> None:
         old = self.versions.get(model_id, {}).pop(name, None)
         if old is not None:
-            self.bytes -= len(old.raw)
+            self.version_bytes -= len(old.raw)
+            self.version_count -= 1
         self.changed[f"{model_id}/{name}"] = seq
         self.gone += 1
 
+    def frozen(self) -> Frozen:
+        """What a checkpoint of the state writes, taken now (under the workspace's lock: a column's worth of
+        pointers per model, where a snapshot copies every map) and written later, while commits go on."""
+        columns, records = self.models.columns()
+        return Frozen(self.seq, self.txn, columns, records, {m: list(found.values()) for m, found in self.versions.items()})
+
     @classmethod
-    def from_checkpoint(cls, data: bytes) -> State:
-        """The state a checkpoint holds; CheckpointDamaged if it is truncated or corrupt, CatalogFormatTooNew if
-        a newer registry wrote it."""
+    def from_checkpoint(cls, data: bytes, parts: Sequence[bytes | None] = ()) -> State:
+        """The state a checkpoint holds (its first object, and its parts where it has any); CheckpointDamaged if
+        it is truncated, corrupt or a part is missing, CatalogFormatTooNew if a newer registry wrote it."""
+        header, lines = _checked_lines(data)
+        listed = header.get("Parts", [])
+        if not isinstance(listed, list) or len(parts) < len(listed):
+            raise CheckpointDamaged("a part is missing")
+        for n, (meta, part) in enumerate(zip(listed, parts), start=1):
+            if part is None or not isinstance(meta, dict) or hashlib.sha256(part).hexdigest() != meta.get("Sha256"):
+                raise CheckpointDamaged(f"part {n} is missing or does not match its checksum")
+            found = part.rstrip(b"\n").split(b"\n")
+            if len(found) != meta.get("Lines"):
+                raise CheckpointDamaged(f"part {n} does not hold its lines")
+            lines += found
         try:
-            header_end = data.index(b"\n")
-            header = json.loads(data[:header_end])
-        except ValueError:
-            raise CheckpointDamaged("no header") from None
-        if not isinstance(header, dict) or not isinstance(header.get("Seq"), int):
-            raise CheckpointDamaged("no header")
-        check_format(header, "checkpoint")
-        body = data.rstrip(b"\n")
-        if header.get("Format", 0) >= 1:
-            last = body.rfind(b"\n")
-            try:
-                end = json.loads(body[last + 1:])["End"]
-            except (ValueError, KeyError, TypeError):
-                raise CheckpointDamaged("no end line: truncated") from None
-            if hashlib.sha256(body[:last + 1]).hexdigest() != end.get("Sha256") or body.count(b"\n", 0, last + 1) != end.get("Lines"):
-                raise CheckpointDamaged("checksum or line count does not match")
-            body = body[:last]
-        state = cls()
-        state.seq = header["Seq"]
-        state.txn = str(header.get("Txn", ""))
-        try:
-            for line in body.split(b"\n")[1:]:  # JSON text escapes every newline inside a record
+            if header.get("Format", 0) >= 2:
+                count, spread = header["Models"], header.get("ColumnLines", 1)  # a line per column, or one for all
+                columns = {name: value for line in lines[1:1 + spread] for name, value in json.loads(line).items()}
+                table = ModelTable.from_columns(columns, lines[1 + spread:1 + spread + count], header["Seq"])
+                state, versions = cls(table), lines[1 + spread + count:]
+            else:
+                state, versions = cls(), lines[1:]
+            state.seq = header["Seq"]
+            state.txn = str(header.get("Txn", ""))
+            for line in versions:
                 value = json.loads(line)
                 raw = line[line.index(b'"Record":') + 9:-1]  # the record's own bytes, as its file holds them
                 if "ModelId" in value:
@@ -237,25 +205,113 @@ class State:
                     state._put_version(value["ModelId"], entry, state.seq)
                 else:
                     state._put(Entry.model(value["Record"], value["Fingerprint"], raw), state.seq)
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, IndexError) as e:
             raise CheckpointDamaged(f"a line does not parse ({type(e).__name__})") from None
         if len(state.models) != header.get("Models"):
             raise CheckpointDamaged("the count of models does not match: truncated")
+        state.changed.clear()
         return state
 
 
-def checkpoint_of(seq: int, models: Iterable[Entry], versions: Mapping[str, Mapping[str, Entry]], txn: str = "") -> bytes:
-    """A checkpoint: a line {"Seq", "Models", "Format", "Txn"}, then a line per model {"Fingerprint", "Record"}
-    and per version {"ModelId", "Created", "Fingerprint", "Token", "Record"} ("Record" last, so that its bytes
-    are the line's end), sorted, so that equal states give equal bytes; and a last line {"End": {"Lines",
-    "Sha256"}} that counts and hashes the lines before it, so that a truncated or damaged copy is never trusted."""
-    ordered = sorted(models, key=lambda e: e.id)
-    lines = [encode({"Seq": seq, "Models": len(ordered), "Format": FORMAT, "Txn": txn})]
-    for entry in ordered:
-        lines.append(b'{"Fingerprint":%s,"Record":%s}' % (encode(entry.fingerprint), entry.raw))
-        for version in sorted(versions.get(entry.id, {}).values(), key=lambda v: version_order(v.name)):
-            head = encode({"ModelId": entry.id, "Created": version.created, "Fingerprint": version.fingerprint,
+def checkpoint_parts(data: bytes) -> int:
+    """How many parts a checkpoint's first object lists (0 where it cannot tell: it is then read alone)."""
+    try:
+        parts = json.loads(data[:data.index(b"\n")]).get("Parts", [])
+    except (ValueError, AttributeError):
+        return 0
+    return len(parts) if isinstance(parts, list) else 0
+
+
+def _checked_lines(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
+    """A checkpoint object's header and its lines before the end line, once its count and checksum hold."""
+    try:
+        header = json.loads(data[:data.index(b"\n")])
+    except ValueError:
+        raise CheckpointDamaged("no header") from None
+    if not isinstance(header, dict) or not isinstance(header.get("Seq"), int):
+        raise CheckpointDamaged("no header")
+    check_format(header, "checkpoint", CHECKPOINT_FORMAT)  # first: a newer format may check itself otherwise
+    if header.get("Format", 0) < 1:
+        return header, data.rstrip(b"\n").split(b"\n")
+    body_end = len(data) - 1 if data.endswith(b"\n") else len(data)
+    last = data.rfind(b"\n", 0, body_end)  # the line before the end line ends here
+    try:
+        end = json.loads(data[last + 1:body_end])["End"]
+        count = end["Lines"]
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointDamaged("no end line: truncated") from None
+    if not isinstance(count, int) or hashlib.sha256(memoryview(data)[:last + 1]).hexdigest() != end.get("Sha256"):
+        raise CheckpointDamaged("checksum does not match")
+    lines = data.split(b"\n", count)  # JSON text escapes every newline inside a record
+    if len(lines) != count + 1 or len(lines[count]) != len(data) - last - 1:
+        raise CheckpointDamaged("line count does not match")
+    del lines[count]
+    return header, lines
+
+
+@dataclass(frozen=True)
+class Frozen:
+    """A state as its checkpoint holds it: the models' columns and records, and the versions."""
+
+    seq: int
+    txn: str
+    columns: dict[str, Any]
+    records: list[bytes]
+    versions: dict[str, list[Entry]]
+
+
+def checkpoint_objects(frozen: Frozen, part_bytes: int | None = None) -> Iterator[tuple[int, bytes]]:
+    """A checkpoint as the objects it is written as: its parts (1, 2, ...), then its first object (0), each made
+    only when asked for, so that a writer holds one at a time.
+
+    The first object: a line {"Seq", "Models", "Format", "Txn", "Parts": [{"Lines", "Bytes", "Sha256"}, ...]};
+    where there are no parts, a line of the models' columns (ModelTable.columns: what listing needs, so that
+    loading parses no record) and the record lines; and a last line {"End": {"Lines", "Sha256"}} that counts
+    and hashes the lines before it. Where there are parts, the first holds the columns' line, the others the
+    record lines, each part about part_bytes and listed with its count and checksum. The record lines: a line
+    per model, its record as its file holds it, in creation order; then a line per version {"ModelId",
+    "Created", "Fingerprint", "Token", "Record"} ("Record" last, so that its bytes are the line's end), sorted.
+    A truncated or damaged checkpoint is never trusted, and equal states give equal bytes."""
+    part_bytes = PART_BYTES if part_bytes is None else part_bytes
+    records = list(frozen.records)
+    models = len(records)
+    for model_id in sorted(frozen.versions):
+        for version in sorted(frozen.versions[model_id], key=lambda v: version_order(v.name)):
+            head = encode({"ModelId": model_id, "Created": version.created, "Fingerprint": version.fingerprint,
                            "Token": version.token})
-            lines.append(head[:-1] + b',"Record":%s}' % version.raw)
-    body = b"\n".join(lines) + b"\n"
-    return body + encode({"End": {"Lines": len(lines), "Sha256": hashlib.sha256(body).hexdigest()}}) + b"\n"
+            records.append(head[:-1] + b',"Record":%s}' % version.raw)
+    listed: list[dict[str, Any]] = []
+    inline: list[bytes] = []
+
+    def part(data: bytes, lines: int) -> tuple[int, bytes]:
+        listed.append({"Lines": lines, "Bytes": len(data), "Sha256": hashlib.sha256(data).hexdigest()})
+        return len(listed), data
+
+    # A line per column, each encoded only when its part is made: a writer holds one part's lines at a time.
+    columns = (encode({name: value}) for name, value in frozen.columns.items())
+    if sum(map(len, records)) + len(records) + _COLUMN_BYTES * models <= part_bytes:
+        inline = [*columns, *records]
+    else:
+        taken: list[bytes] = []
+        size = 0
+        for line in itertools.chain(columns, records):
+            taken.append(line)
+            size += len(line) + 1
+            if size >= part_bytes:
+                yield part(b"\n".join(taken), len(taken))
+                taken, size = [], 0
+        if taken:
+            yield part(b"\n".join(taken), len(taken))
+    lines = [encode({"Seq": frozen.seq, "Models": models, "Format": CHECKPOINT_FORMAT, "Txn": frozen.txn,
+                     "ColumnLines": len(frozen.columns), "Parts": listed}), *inline]
+    digest = hashlib.sha256()
+    for start in range(0, len(lines), 4096):  # in chunks: a call per line costs more than the hashing
+        digest.update(b"\n".join(lines[start:start + 4096]) + b"\n")
+    lines.append(encode({"End": {"Lines": len(lines), "Sha256": digest.hexdigest()}}))
+    lines.append(b"")
+    yield 0, b"\n".join(lines)
+
+
+def checkpoint_of(state: State) -> bytes:
+    """A checkpoint as one object (its records inline, however many)."""
+    return dict(checkpoint_objects(state.frozen(), part_bytes=1 << 62))[0]

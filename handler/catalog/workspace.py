@@ -7,6 +7,8 @@ answers from memory after one GET. docs/catalog.md has the invariants and crash 
 """
 from __future__ import annotations
 
+import bisect
+import collections
 import concurrent.futures
 import contextlib
 import contextvars
@@ -20,21 +22,26 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from ..errors import CatalogDamaged
+from ..errors import CatalogDamaged, CatalogFormatTooNew
+from ..memory import release_freed
 from ..rules.times import iso_time_ms
 from ..stores.base import AlreadyExists, NotFound, Store, StoreError, Unavailable
 from .draft import Draft
-from .keys import checkpoint_key, checkpoints_prefix, hint_key, log_key
-from .state import FORMAT, MAX_WORKSPACE_BYTES, Change, CheckpointDamaged, Entry, State, check_entry, checkpoint_of, encode
+from .entry import Entry, encode
+from .keys import checkpoint_key, checkpoint_part_key, checkpoint_parts_prefix, checkpoints_prefix, hint_key, log_key, segment_key
+from .state import FORMAT, MAX_WORKSPACE_BYTES, Change, CheckpointDamaged, Frozen, State, check_entry, checkpoint_objects, checkpoint_parts
+from .table import Selection
 
 log = logging.getLogger(__name__)
 
 KEPT_CHECKPOINTS = 2
-CHECKPOINT_EVERY = 32  # a cold instance reads a checkpoint, then at most about this many commits
+CHECKPOINT_EVERY = 32  # the fewest commits between checkpoints, and the commits a segment holds
+MOST_BETWEEN_CHECKPOINTS = 8192  # the interval grows with the state (checkpoint_interval) up to this
+CHECKPOINT_BYTES_PER_COMMIT = 15 << 10  # what a checkpoint may cost each commit of its interval, about
 COLD_WINDOW = 8  # commits read at once while catching up from a checkpoint
+SEGMENTS_AT_ONCE = 16  # segments read at once (as many as the store's connections, by default)
 LOOKAHEAD = 4  # keys past the log's end a cold reader also reads: a commit there means one is missing (a gap)
-LAGGING = 4 * CHECKPOINT_EVERY  # a hinted checkpoint this far behind the log's end is not used alone: newer ones are listed
-REPLAYED = 2 * CHECKPOINT_EVERY  # commits a cold reader replayed after which it writes a checkpoint itself
+LAGGING = 4  # intervals: a hinted checkpoint this far behind the log's end is not used alone: newer ones are listed
 COMMIT_TRIES = 16  # plans re-run against a newer state before a commit gives up (503)
 _BACKOFF_CAP = 0.05  # seconds: the most a writer that lost a race waits before it plans again
 _DERIVED_KEPT = 32  # filtered and sorted views kept per state, so that paging is slicing
@@ -124,11 +131,13 @@ class Workspace:
         self._commit_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Pending[Any]] = []
-        self._orders: dict[Any, list[Entry]] = {}  # derived views of the state at _orders_seq (listing.py)
+        self._orders: dict[Any, Any] = {}  # derived views of the state at _orders_seq (listing.py)
         self._orders_seq = -1
         self._checkpoints: list[int] = []  # seqs of checkpoints this instance read or wrote
         self._checkpointer: threading.Thread | None = None
         self._damaged = False  # a read or a commit found the log damaged: commits read again first
+        self._segment: concurrent.futures.Future[None] | None = None  # the last segment's write
+        self._recent: collections.deque[tuple[int, bytes | dict[str, Any]]] = collections.deque(maxlen=CHECKPOINT_EVERY)
 
     def read(self) -> int:
         """Catch up with every commit acknowledged (by any instance) before this call; the seq now held."""
@@ -146,8 +155,9 @@ class Workspace:
                     self._follow(state, COLD_WINDOW)
                 with self._state_lock:
                     self._state = state
-                    if state.seq - loaded >= REPLAYED:
+                    if state.seq - loaded >= 2 * checkpoint_interval(state):
                         self._start_checkpoint()  # the next cold instance need not replay as much
+                release_freed()  # the checkpoint's bytes and what parsing them took
             else:
                 self._follow(self._state, 1)
             self._damaged = False
@@ -181,30 +191,74 @@ class Workspace:
         return self._state is not None
 
     @property
-    def record_bytes(self) -> int:
-        """The records this instance holds of the workspace, in bytes."""
-        return self._state.bytes if self._state is not None else 0
+    def memory(self) -> int:
+        """What this instance's copy of the workspace takes in memory, about (State.memory)."""
+        return self._state.memory if self._state is not None else 0
 
     def changed_at(self, model_id: str) -> int:
         """The seq of the last commit this instance knows that changed the model (0: none)."""
         with self._state_lock:
-            return (self._state or State()).changed.get(model_id, 0)
+            return (self._state or State()).changed_at(model_id)
 
-    def derived(self, key: Any, compute: Callable[[list[Entry]], list[Entry]], model_id: str | None = None) -> list[Entry]:
-        """compute(every model, or every version of model_id), computed once per state and key: the
-        filtered and sorted views of listing."""
+    def select(self, selection: Selection, start: int, stop: int) -> tuple[list[Entry], int]:
+        """The models of positions start..stop of those the selection matches, in its order, and how many match.
+        The matches are found once per state and selection, so that the next page is a slice."""
+        with self._state_lock:  # commits change the table in place
+            state = self._state or State()
+            matches = self._cached(state.seq, ("models", selection))
+            if matches is None:
+                matches = self._keep(state.seq, ("models", selection), state.models.select(selection))
+            return [state.models.entry(slot) for slot in matches.slots(start, stop)], matches.count
+
+    def models_after(self, model_id: str, limit: int) -> list[Entry]:
+        """Up to `limit` models whose ModelIds follow `model_id`, in ModelId order (the sweep's pass)."""
+        with self._state_lock:
+            state = self._state or State()
+            ordered: list[str] | None = self._cached(state.seq, "models by id")
+            if ordered is None:
+                ordered = self._keep(state.seq, "models by id", sorted(state.models.ids))
+            start = bisect.bisect_right(ordered, model_id)
+            return [state.models[found] for found in ordered[start:start + limit]]
+
+    def models_by_name(self) -> list[Entry]:
+        """Every model, sorted by name, computed once per state (MLflow's searches)."""
+        with self._state_lock:
+            state = self._state or State()
+            ordered: list[Entry] | None = self._cached(state.seq, "models by name")
+            if ordered is None:
+                ordered = self._keep(state.seq, "models by name", sorted(state.models.values(), key=lambda e: e.name))
+            return ordered
+
+    def named(self, name: str) -> Entry | None:
+        """The model of that name, as this instance knows it."""
+        with self._state_lock:
+            state = self._state or State()
+            model_id = state.names.get(name)
+            return state.models.get(model_id) if model_id is not None else None
+
+    def derived(self, key: Any, compute: Callable[[list[Entry]], list[Entry]], model_id: str) -> list[Entry]:
+        """compute(every version of model_id), computed once per state and key: the filtered and sorted views
+        of ListModelVersions."""
         with self._state_lock:
             state = self._state or State()
             seq = state.seq
             key = (model_id, key)
-            if self._orders_seq == seq and key in self._orders:
-                return self._orders[key]
-            entries = list(state.models.values() if model_id is None else state.versions.get(model_id, {}).values())
+            cached: list[Entry] | None = self._cached(seq, key)
+            if cached is not None:
+                return cached
+            entries = list(state.versions.get(model_id, {}).values())
         found = compute(entries)
         with self._state_lock:
-            if self._orders_seq != seq or len(self._orders) >= _DERIVED_KEPT:
-                self._orders, self._orders_seq = {}, seq
-            self._orders[key] = found
+            self._keep(seq, key, found)
+        return found
+
+    def _cached(self, seq: int, key: Any) -> Any:
+        return self._orders.get(key) if self._orders_seq == seq else None
+
+    def _keep(self, seq: int, key: Any, found: T) -> T:
+        if self._orders_seq != seq or len(self._orders) >= _DERIVED_KEPT:
+            self._orders, self._orders_seq = {}, seq
+        self._orders[key] = found
         return found
 
     def commit(self, plan: Plan[T]) -> tuple[T, int | None]:
@@ -277,8 +331,8 @@ class Workspace:
                 if self._state.seq == draft.seq:  # else a reader has applied this very commit already
                     self._state.apply(seq, draft.changes)
                     self._state.txn = txn
-                if self._state.seq == seq and seq % CHECKPOINT_EVERY == 0:
-                    self._start_checkpoint()  # at a seq every writer agrees on: one checkpoint per interval
+                if self._state.seq == seq:  # whoever applied it: the segment and checkpoint at agreed seqs
+                    self._landed(seq, entry)
             for pending in batch:
                 pending.finish(seq)
             return
@@ -295,7 +349,7 @@ class Workspace:
         checkpoints), unreadable, dangling or far behind the log, the checkpoints are listed."""
         hint_data, first, first_checkpointed = self._store.get_many(
             [hint_key(self.id), log_key(self.id, 1), log_key(self.id, CHECKPOINT_EVERY)])
-        hinted = hinted_seq(hint_data)
+        hinted, parts = hinted_seq(hint_data), hinted_parts(hint_data)
         if hint_data is None and first_checkpointed is None:  # too short for a checkpoint: no need to list them
             if first is not None:
                 return State(), False
@@ -304,8 +358,13 @@ class Workspace:
             return State(), True  # no commit 1 when we looked: nothing was acknowledged before
         state = None
         if hinted is not None:
-            data, ahead = self._store.get_many([checkpoint_key(self.id, hinted), log_key(self.id, hinted + LAGGING)])
-            state = self._parse_checkpoint(hinted, data)
+            lag = LAGGING * CHECKPOINT_EVERY
+            data, ahead, *found = self._store.get_many([checkpoint_key(self.id, hinted), log_key(self.id, hinted + lag),
+                                                        *(checkpoint_part_key(self.id, hinted, n) for n in range(1, parts + 1))])
+            state = self._parse_checkpoint(hinted, data, found)
+            if state is not None and ahead is not None and checkpoint_interval(state) > CHECKPOINT_EVERY:
+                # A large state's checkpoints are further apart: lagging is measured in its own intervals.
+                ahead = self._store.get_many([log_key(self.id, hinted + LAGGING * checkpoint_interval(state))])[0]
             if state is not None and ahead is None:
                 return state, False
         elif hint_data is not None:
@@ -326,13 +385,17 @@ class Workspace:
                 return state
         return None
 
-    def _parse_checkpoint(self, seq: int, data: bytes | None) -> State | None:
-        """The state of checkpoint `seq`, or None (logged) if it is absent or cannot be trusted."""
+    def _parse_checkpoint(self, seq: int, data: bytes | None, parts: list[bytes | None] | None = None) -> State | None:
+        """The state of checkpoint `seq` (its parts read here unless given), or None (logged) if it is absent or
+        cannot be trusted."""
         if data is None:
             log.warning("workspace %s: checkpoint %d is gone; listing checkpoints", self.id, seq)
             return None
+        count = checkpoint_parts(data)
+        if parts is None or len(parts) != count:
+            parts = self._store.get_many([checkpoint_part_key(self.id, seq, n) for n in range(1, count + 1)])
         try:
-            state = State.from_checkpoint(data)
+            state = State.from_checkpoint(data, parts)
         except CheckpointDamaged as e:
             log.warning("workspace %s: skipped checkpoint %d: %s", self.id, seq, e)
             return None
@@ -354,9 +417,33 @@ class Workspace:
             pass  # another instance imported first, or committed into an empty workspace
         return True
 
+    def _landed(self, seq: int, entry: dict[str, Any]) -> None:
+        """After this instance's commit `seq` is applied (state lock held): at the seqs every writer agrees on,
+        the segment that ends here and, less often, a checkpoint."""
+        if not self._recent or self._recent[-1][0] < seq:  # else a reader applied it first, and kept it
+            self._recent.append((seq, entry))
+        if seq % CHECKPOINT_EVERY == 0:
+            recent = list(self._recent)
+            if len(recent) == CHECKPOINT_EVERY and recent[0][0] == seq - CHECKPOINT_EVERY + 1:
+                self._segment = _probes.submit(contextvars.copy_context().run, self._write_segment, seq, recent)
+        assert self._state is not None
+        if seq % checkpoint_interval(self._state) == 0:
+            self._start_checkpoint()  # one checkpoint per interval, however many writers
+
+    def _write_segment(self, seq: int, recent: list[tuple[int, bytes | dict[str, Any]]]) -> None:
+        """Best effort, like a checkpoint: without it a cold reader reads these commits from the log."""
+        lines = [data if isinstance(data, bytes) else encode(data) for _, data in recent]
+        try:
+            self._store.create(segment_key(self.id, seq), b"\n".join(lines) + b"\n")
+        except AlreadyExists:
+            pass
+        except StoreError as e:
+            log.warning("segment of a workspace at %d failed: %s", seq, type(e).__name__)
+
     def _follow(self, state: State, window: int) -> None:
         """Apply the commits after the state's seq, reading `window` keys at a time, until the first absent
-        one; a cold reader (a wide window) also reads LOOKAHEAD keys past it, and a commit there is a gap.
+        one; a cold reader (a wide window) also reads LOOKAHEAD keys past it, and a commit there is a gap,
+        and after each whole window reads segments, many commits a request, while there are some.
         Every entry is checked whole (format, seq, chain) before any of it is applied."""
         while True:
             base = state.seq  # the state may move meanwhile: a commit of this instance applies its own entry
@@ -368,13 +455,51 @@ class Workspace:
                     if window > 1 and len(after) < LOOKAHEAD:
                         after += self._store.get_many([log_key(self.id, base + window + i)
                                                        for i in range(1, LOOKAHEAD - len(after) + 1)])
-                    if any(data is not None for data in after):
+                    # Reads side by side are no snapshot: commits may have landed between them. Only a commit
+                    # still missing after a later one was seen is a gap (OSS reads a key after its write).
+                    if any(data is not None for data in after) and self._store.get_many([keys[offset]])[0] is None:
                         self._damaged = True
                         log.error("workspace %s: commit %d is missing while later ones exist; its log needs repair",
                                   self.id, base + offset + 1)
                         raise CatalogDamaged(f"the log of workspace {self.id} is missing commit {base + offset + 1}")
+                    if any(data is not None for data in after):
+                        break  # it has landed meanwhile: read on from it
                     return
                 self._apply(state, base + offset + 1, data)
+            if window > 1:  # a whole window: there may be many more
+                self._follow_segments(state)
+
+    def _follow_segments(self, state: State) -> None:
+        """Apply the segments after the state's seq, SEGMENTS_AT_ONCE at a time, until the first absent one,
+        or one that cannot be trusted whole (logged: the log is read instead)."""
+        while True:
+            first = (state.seq // CHECKPOINT_EVERY + 1) * CHECKPOINT_EVERY
+            found = self._store.get_many([segment_key(self.id, first + i * CHECKPOINT_EVERY) for i in range(SEGMENTS_AT_ONCE)])
+            for data in found:
+                if data is None or not self._apply_segment(state, data):
+                    return
+
+    def _apply_segment(self, state: State, data: bytes) -> bool:
+        """Apply a segment's commits after the state's seq, if it holds them whole and they follow the state."""
+        try:
+            entries = [json.loads(line) for line in data.splitlines()]
+            ahead = [(line, entry) for line, entry in zip(data.splitlines(), entries) if entry["Seq"] > state.seq]
+            if not ahead or any(entry["Seq"] != state.seq + n for n, (_, entry) in enumerate(ahead, start=1)):
+                raise ValueError("not the commits after the state")
+            for n, (_, entry) in enumerate(ahead, start=1):
+                check_entry(entry, state.seq + n)
+            txn = state.txn
+            for _, entry in ahead:  # each names the one before it (an older registry's entry names none)
+                prev = entry.get("Prev")
+                if isinstance(prev, str) and prev and txn and prev != txn:
+                    raise ValueError("a commit that does not follow the one before it")
+                txn = str(entry.get("Txn", ""))
+        except (ValueError, KeyError, TypeError, CatalogFormatTooNew) as e:
+            log.warning("workspace %s: skipped the segment after %d: %s", self.id, state.seq, type(e).__name__)
+            return False
+        for line, entry in ahead:
+            self._apply(state, entry["Seq"], line)
+        return True
 
     def _apply(self, state: State, seq: int, data: bytes) -> None:
         try:
@@ -395,6 +520,7 @@ class Workspace:
                 raise CatalogDamaged(f"commit {seq} of workspace {self.id} does not follow the commit before it")
             state.apply(seq, entry["Changes"])
             state.txn = str(entry.get("Txn", ""))
+            self._recent.append((seq, data))
 
     def _start_checkpoint(self) -> None:
         """Start writing a checkpoint of the state as it is now, in the background. Called with the state lock
@@ -403,33 +529,40 @@ class Workspace:
         state = self._state
         if state is None or (self._checkpointer is not None and self._checkpointer.is_alive()):
             return
-        # Entries never change, so copies of the maps are a consistent state to write outside the lock.
-        seq, txn, entries = state.seq, state.txn, list(state.models.values())
-        versions = {model_id: dict(found) for model_id, found in state.versions.items()}
-        self._checkpointer = threading.Thread(target=self._checkpoint, args=(seq, txn, entries, versions), name="checkpoint",
+        # What it writes is taken now, and written outside the lock while commits go on.
+        self._checkpointer = threading.Thread(target=self._checkpoint, args=(state.frozen(),), name="checkpoint",
                                               daemon=True)
         self._checkpointer.start()
 
     def settle(self) -> None:
-        """Wait for a checkpoint being written (tests and benchmarks)."""
-        checkpointer = self._checkpointer
+        """Wait for a checkpoint and a segment being written (tests and benchmarks)."""
+        checkpointer, segment = self._checkpointer, self._segment
         if checkpointer is not None:
             checkpointer.join()
+        if segment is not None:
+            concurrent.futures.wait([segment])
 
-    def _checkpoint(self, seq: int, txn: str, entries: list[Entry], versions: dict[str, dict[str, Entry]]) -> None:
+    def _checkpoint(self, frozen: Frozen) -> None:
+        seq = frozen.seq
         try:
             self._store.check_writable(recheck=True)  # a checkpoint is a create-only write too
-            try:
-                self._store.create(checkpoint_key(self.id, seq), checkpoint_of(seq, entries, versions, txn))
-            except AlreadyExists:
-                pass  # another instance wrote this seq's checkpoint
-            self._store.put(hint_key(self.id), encode({"Seq": seq}))
+            parts = 0
+            for part, data in checkpoint_objects(frozen):  # one object at a time: the parts, then the first
+                key = checkpoint_part_key(self.id, seq, part) if part else checkpoint_key(self.id, seq)
+                parts = max(parts, part)
+                try:
+                    self._store.create(key, data)
+                except AlreadyExists:
+                    pass  # another instance wrote this seq's checkpoint (the same bytes: equal states)
+                del data
+            self._store.put(hint_key(self.id), encode({"Seq": seq, "Parts": parts}))
             # Keep the newest two: a cold instance that read the hint just before it moved still finds its
             # checkpoint. Older ones this instance knows of go (the sweep removes the rest).
             known = sorted({*self._checkpoints, seq})
             for old in known[:-KEPT_CHECKPOINTS]:
-                self._store.delete(checkpoint_key(self.id, old))
+                delete_checkpoint(self._store, self.id, old)
             self._checkpoints = known[-KEPT_CHECKPOINTS:]
+            release_freed()
         except StoreError as e:
             log.warning("checkpoint of a workspace at %d failed: %s", seq, type(e).__name__)
 
@@ -437,6 +570,31 @@ class Workspace:
         """A model's versions as this instance knows them (none: absent, deleted, or its model is)."""
         with self._state_lock:
             return list((self._state or State()).versions.get(model_id, {}).values())
+
+
+def checkpoint_interval(state: State) -> int:
+    """Commits between checkpoints at this state: 32, doubled while a checkpoint would cost each commit more
+    than CHECKPOINT_BYTES_PER_COMMIT (a function of the state, so that every writer agrees on where they are)."""
+    size = state.record_bytes + 200 * (len(state.models) + state.version_count)  # records, and columns or line heads
+    interval = CHECKPOINT_EVERY
+    while size > interval * CHECKPOINT_BYTES_PER_COMMIT and interval < MOST_BETWEEN_CHECKPOINTS:
+        interval *= 2
+    return interval
+
+
+def delete_checkpoint(store: Store, workspace_id: str, seq: int) -> None:
+    """Remove a checkpoint: its first object first (a reader then no longer finds it), then its parts."""
+    store.delete(checkpoint_key(workspace_id, seq))
+    store.delete_many(store.list(checkpoint_parts_prefix(workspace_id, seq)))
+
+
+def hinted_parts(data: bytes | None) -> int:
+    """How many parts the hinted checkpoint has (0 where the hint does not say: its first object says)."""
+    try:
+        parts = json.loads(data)["Parts"] if data is not None else 0
+    except (ValueError, KeyError, TypeError):
+        return 0
+    return parts if isinstance(parts, int) and 0 <= parts <= 4096 else 0
 
 
 def hinted_seq(data: bytes | None) -> int | None:

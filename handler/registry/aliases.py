@@ -3,7 +3,6 @@ last version number it gave (`LastVersionNumber`); a version's record holds its 
 given at creation in creation order and never given again. Models by name, for the MLflow API."""
 from __future__ import annotations
 
-import bisect
 import re
 from typing import Any
 
@@ -21,7 +20,6 @@ NUMBER = "VersionNumber"  # in a version's record
 MAX_ALIAS = 255
 _ALIAS = re.compile(r"[A-Za-z0-9_-]+")
 _RESERVED = re.compile(r"[vV][0-9]+")
-_BY_NAME = "models by name"  # a key of Workspace.derived
 
 
 def check_alias(alias: str) -> None:
@@ -98,16 +96,15 @@ def shown(workspace: Workspace, model: Entry, answers: list[dict[str, Any]]) -> 
 
 def named(workspace: Workspace, name: str) -> Entry:
     """The model of that name in the workspace (as this instance knows it); ModelNotFound if none."""
-    ordered = by_name(workspace)
-    i = bisect.bisect_left(ordered, name, key=lambda e: e.name)
-    if i < len(ordered) and ordered[i].name == name:
-        return ordered[i]
-    raise ModelNotFound(f"Registered Model with name={name[:200]} not found")
+    found = workspace.named(name)
+    if found is None:
+        raise ModelNotFound(f"Registered Model with name={name[:200]} not found")
+    return found
 
 
 def by_name(workspace: Workspace) -> list[Entry]:
     """The workspace's models sorted by name, computed once per state."""
-    return workspace.derived(_BY_NAME, lambda entries: sorted(entries, key=lambda e: e.name))
+    return workspace.models_by_name()
 
 
 class Aliases:

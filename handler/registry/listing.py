@@ -8,7 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..catalog.state import VERSION_FACTS, Entry, version_order
+from ..catalog.entry import VERSION_FACTS, Entry, version_order
+from ..catalog.table import COLLECTION_LABEL, Selection
 from ..catalog.workspace import Workspace
 from ..errors import InvalidBody, InvalidParameter
 from ..rules import names
@@ -27,14 +28,13 @@ OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
 _NUMBER = re.compile(r"-?[0-9]{1,20}(?:\.[0-9]{1,20})?(?:[eE][+-]?[0-9]{1,3})?")
 _INTEGER = re.compile(r"-?[0-9]{1,20}")
 PAGE_BYTES = 2 << 20  # records one list answer holds at most (models with their LatestVersion, or versions)
-COLLECTION_LABEL = "Collection"  # a model is in collection C when it has the label Collection=C
 
 
 @dataclass(frozen=True)
 class Condition:
     column: str
     operator: str
-    value: float | str  # a number for numeric columns, an epoch second for times
+    value: float  # a number for numeric columns, an epoch second for times
 
     def holds(self, entry: Entry) -> bool:
         actual = entry.fact(self.column)  # times are kept as epoch seconds (catalog.Entry)
@@ -104,7 +104,7 @@ class Query(Ordering):
                 return False
         if any(entry.fact(f) != v for f, v in self.exact):
             return False
-        if self.text is not None and self.text not in entry.search:
+        if self.text is not None and self.text not in entry.search():
             return False
         labels = entry.labels
         if self.tags and not labels.issuperset(self.tags):
@@ -116,19 +116,24 @@ class Query(Ordering):
         return all(c.holds(entry) for c in self.conditions)
 
 
+    def selection(self) -> Selection:
+        """What the catalog is asked for (catalog/table.py finds it without looking at each model in Python)."""
+        return Selection(self.name, self.name_exact, self.label, self.tags, self.exact, self.text, self.collections,
+                         tuple((c.column, c.operator, c.value) for c in self.conditions),
+                         self.sort_by, self.descending)
+
+
 def page(workspace: Workspace, query: Query) -> tuple[list[Entry], int]:
     """The models of one page, and how many match in all (exact), from the state the workspace holds.
     The filtered, sorted order is kept for that state, so that the next page is a slice of it."""
-    key = (query.name, query.name_exact, query.label, query.tags, query.exact, query.text,
-           query.collections, query.conditions, query.sort_by, query.descending)
-    ordered = workspace.derived(key, lambda entries: _sort([e for e in entries if query.matches(e)], query.sort_by,
-                                                             query.descending))
-    return query.page(ordered), len(ordered)
+    start = (query.page_number - 1) * query.page_size
+    return workspace.select(query.selection(), start, start + query.page_size)
 
 
-def _sort(entries: list[Entry], sort_by: str, descending: bool) -> list[Entry]:
+def sort_entries(entries: list[Entry], sort_by: str, descending: bool) -> list[Entry]:
     """Sorted by the field, ties by creation (ModelIds begin with their creation time); models without
-    the field come last in either order."""
+    the field come last in either order: what ListModels' order is, said plainly (the catalog keeps it
+    by other means)."""
     entries.sort(key=lambda e: (e.fact("GmtCreateTime") or 0, e.id), reverse=descending)
     if sort_by == "GmtCreateTime":
         return entries

@@ -51,14 +51,15 @@ class Registry:
             if found is None:
                 found = self._workspaces[workspace_id] = Workspace(self.store, workspace_id, legacy_models(self.store),
                                                                    self.max_workspace_bytes)
-                # Forget the least recently used workspaces beyond a count, and beyond twice the largest a
-                # workspace may grow: what an instance keeps in memory stays bounded (they load again when asked).
-                while len(self._workspaces) > 1 and (
-                        len(self._workspaces) > _WORKSPACES_KEPT
-                        or sum(w.record_bytes for w in self._workspaces.values()) > 2 * self.max_workspace_bytes):
-                    self._workspaces.popitem(last=False)
             else:
                 self._workspaces.move_to_end(workspace_id)
+            # Forget the least recently used workspaces beyond a count, and while the others than the one in use
+            # take more than the most one workspace may: with the one in use (at most that by its quota), what an
+            # instance keeps stays within twice the quota. A forgotten workspace loads again when asked.
+            while len(self._workspaces) > 1 and (
+                    len(self._workspaces) > _WORKSPACES_KEPT
+                    or sum(w.memory for w in self._workspaces.values()) - found.memory > self.max_workspace_bytes):
+                self._workspaces.popitem(last=False)
             return found
 
     def settle(self) -> None:

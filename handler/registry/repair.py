@@ -1,7 +1,6 @@
 """The sweep's pass over the store in bounded, resumable slices: record files made to agree with the catalog."""
 from __future__ import annotations
 
-import bisect
 import json
 import time
 from dataclasses import dataclass, field
@@ -9,7 +8,7 @@ from typing import Any
 
 from ..catalog.keys import MODELS, checkpoint_key, checkpoints_prefix, hint_key
 from ..catalog.state import Entry
-from ..catalog.workspace import KEPT_CHECKPOINTS, Workspace, hinted_seq
+from ..catalog.workspace import KEPT_CHECKPOINTS, Workspace, delete_checkpoint, hinted_seq
 from ..stores.base import NotFound, Store, StoreError, deadline
 from . import changes, records
 from .changes import Subject
@@ -19,7 +18,6 @@ CURSOR = "upkeep/sweep-cursor.json"  # where a pass stopped: the next invocation
 SLICE = 256  # record files read at once (overlapped), after which the cursor is saved
 MARGIN = 5.0  # seconds: no slice starts with less time than this left
 _DONE = "~"  # a cursor's `After` once every model of its workspace was checked (sorts after every ModelId)
-_BY_ID = "sweep:by-id"  # the derived view of a workspace's models in ModelId order
 
 
 @dataclass
@@ -127,10 +125,8 @@ def _catalog_slice(registry: Registry, cursor: Cursor, size: int, clock: Clock, 
         return Cursor("catalog", following), 1
     workspace = registry.workspace(cursor.workspace)
     workspace.read()
-    models = workspace.derived(_BY_ID, lambda entries: sorted(entries, key=lambda e: e.id))
-    start = bisect.bisect_right(models, cursor.after, key=lambda e: e.id)
     targets: list[tuple[Subject, Entry]] = []
-    for model in models[start:]:
+    for model in workspace.models_after(cursor.after, size):
         if targets and len(targets) + 1 > size:
             break
         targets.append((Subject(model.id), model))  # a model's versions go with it, however many
@@ -207,11 +203,12 @@ def _gone(registry: Registry, model_id: str, version: str | None) -> bool:
 
 
 def _prune_checkpoints(store: Store, workspace_id: str) -> int:
-    """Remove a workspace's checkpoints but its newest KEPT_CHECKPOINTS and the one its hint names (a cold instance
-    reads that one first); how many. One LIST of its checkpoints only, never of its log."""
+    """Remove a workspace's checkpoints (with their parts) but its newest KEPT_CHECKPOINTS and the one its hint
+    names (a cold instance reads that one first); how many. One LIST of its checkpoints only, never of its log."""
     keys = store.list(checkpoints_prefix(workspace_id))
     hinted = hinted_seq(store.get_many([hint_key(workspace_id)])[0])
     kept = {*sorted(keys)[-KEPT_CHECKPOINTS:], *([checkpoint_key(workspace_id, hinted)] if hinted else [])}  # 20-digit seqs
     removed = [key for key in keys if key not in kept]
-    store.delete_many(removed)
+    for key in removed:
+        delete_checkpoint(store, workspace_id, int(key.rpartition("/")[2].removesuffix(".json")))
     return len(removed)
