@@ -13,7 +13,7 @@ from handler.catalog import keys
 from handler.catalog import state as state_module
 from handler.catalog import workspace as catalog
 from handler.catalog.state import State, checkpoint_of, encode, version_order
-from handler.registry import records
+from handler.registry import records, upkeep
 from handler.registry.listing import Query
 from handler.registry.models import Registry
 from handler.stores.base import Store
@@ -158,3 +158,17 @@ def test_a_checkpoint_with_a_missing_or_corrupt_part_is_skipped(any_store: Store
     with caplog.at_level(logging.WARNING):
         assert names(Registry(any_store)) == [f"m{i:04d}" for i in range(2 * K + 3)]
     assert f"skipped checkpoint {2 * K}" in caplog.text
+
+
+def test_the_sweep_removes_the_parts_a_crash_left_without_their_checkpoint(any_store: Store, monkeypatch) -> None:
+    monkeypatch.setattr(state_module, "PART_BYTES", 4096)
+    seed(any_store, 3 * K + 3)
+    orphan = keys.checkpoint_part_key("ws", K + 5, 1)  # a writer stopped after its parts, before the first object
+    any_store.create(orphan, b"{}")
+    any_store.create(keys.checkpoints_prefix("ws") + "notes.txt", b"not a checkpoint")  # left alone, not a crash
+    kept_parts = parts_of(any_store, 3 * K)
+    report = upkeep.sweep(Registry(any_store))
+    assert orphan not in any_store.list(keys.all_checkpoint_parts_prefix("ws"))
+    assert parts_of(any_store, 3 * K) == kept_parts and parts_of(any_store, 2 * K)  # the two newest, whole
+    assert report["Checkpoints"] >= 1
+    assert names(Registry(any_store)) == [f"m{i:04d}" for i in range(3 * K + 3)]

@@ -207,8 +207,10 @@ def test_the_sweep_works_in_bounded_slices_that_together_finish_the_pass(any_sto
         recording = Recording(any_store)
         reports.append(upkeep.sweep(Registry(recording), limit=limit))
         assert recording.total() <= 2 * limit + 2 * 4 + COLD_READ + 3 * len(damaged), recording.calls
-        # Never a listing of a whole catalog or log: workspaces are found one key at a time.
-        assert all(limit_ is not None or prefix.endswith("/checkpoints/") for prefix, limit_ in recording.listed)
+        # Never a listing of a whole catalog or log: workspaces are found one key at a time; only a workspace's
+        # checkpoints and their parts are listed whole.
+        assert all(limit_ is not None or "/checkpoints/" in prefix or "/checkpoint-parts/" in prefix
+                   for prefix, limit_ in recording.listed)
         assert len(reports) < 100
     records_and_workspaces = len(big) + len(small) + 5 + 2
     assert len(reports) >= records_and_workspaces // limit  # several invocations, each bounded

@@ -55,4 +55,8 @@ def checkpoint_part_key(workspace_id: str, seq: int, part: int) -> str:
 
 
 def checkpoint_parts_prefix(workspace_id: str, seq: int) -> str:
-    return f"{CATALOG}{workspace_id}/checkpoint-parts/{seq:020d}/"
+    return f"{all_checkpoint_parts_prefix(workspace_id)}{seq:020d}/"
+
+
+def all_checkpoint_parts_prefix(workspace_id: str) -> str:
+    return f"{CATALOG}{workspace_id}/checkpoint-parts/"

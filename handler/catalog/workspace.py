@@ -374,7 +374,7 @@ class Workspace:
 
     def _newest_checkpoint(self, above: int) -> State | None:
         """The newest listed checkpoint above seq `above` that parses whole (older ones tried in turn)."""
-        listed = (_seq_of(key) for key in self._store.list(checkpoints_prefix(self.id)))
+        listed = (checkpoint_seq(key) for key in self._store.list(checkpoints_prefix(self.id)))
         for seq in sorted((seq for seq in listed if seq is not None and seq > above), reverse=True):
             try:
                 data = self._store.get(checkpoint_key(self.id, seq))
@@ -606,7 +606,7 @@ def hinted_seq(data: bytes | None) -> int | None:
     return seq if isinstance(seq, int) and seq > 0 else None
 
 
-def _seq_of(key: str) -> int | None:
+def checkpoint_seq(key: str) -> int | None:
     """The seq in a checkpoint's key, or None if the key is not one."""
     name = key.rpartition("/")[2].removesuffix(".json")
     return int(name) if len(name) == 20 and name.isdigit() else None

@@ -6,9 +6,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..catalog.keys import MODELS, checkpoint_key, checkpoints_prefix, hint_key
+from ..catalog.keys import MODELS, all_checkpoint_parts_prefix, checkpoints_prefix, hint_key
 from ..catalog.state import Entry
-from ..catalog.workspace import KEPT_CHECKPOINTS, Workspace, delete_checkpoint, hinted_seq
+from ..catalog.workspace import KEPT_CHECKPOINTS, Workspace, checkpoint_seq, delete_checkpoint, hinted_seq
 from ..stores.base import NotFound, Store, StoreError, deadline
 from . import changes, records
 from .changes import Subject
@@ -204,11 +204,22 @@ def _gone(registry: Registry, model_id: str, version: str | None) -> bool:
 
 def _prune_checkpoints(store: Store, workspace_id: str) -> int:
     """Remove a workspace's checkpoints (with their parts) but its newest KEPT_CHECKPOINTS and the one its hint
-    names (a cold instance reads that one first); how many. One LIST of its checkpoints only, never of its log."""
-    keys = store.list(checkpoints_prefix(workspace_id))
+    names (a cold instance reads that one first), and the parts of checkpoints a crash left without their first
+    object (below the newest checkpoint: a writer may be writing a newer one now); how many checkpoints. A LIST
+    of its checkpoints and one of their parts, never of its log."""
+    seqs = sorted(seq for seq in map(checkpoint_seq, store.list(checkpoints_prefix(workspace_id))) if seq is not None)
     hinted = hinted_seq(store.get_many([hint_key(workspace_id)])[0])
-    kept = {*sorted(keys)[-KEPT_CHECKPOINTS:], *([checkpoint_key(workspace_id, hinted)] if hinted else [])}  # 20-digit seqs
-    removed = [key for key in keys if key not in kept]
-    for key in removed:
-        delete_checkpoint(store, workspace_id, int(key.rpartition("/")[2].removesuffix(".json")))
-    return len(removed)
+    kept = {*seqs[-KEPT_CHECKPOINTS:], *([hinted] if hinted else [])}
+    removed = [seq for seq in seqs if seq not in kept]
+    for seq in removed:
+        delete_checkpoint(store, workspace_id, seq)
+    parts = store.list(all_checkpoint_parts_prefix(workspace_id))
+    orphans = [key for key in parts if _part_seq(key) not in seqs and seqs and (_part_seq(key) or 0) < seqs[-1]]
+    store.delete_many(orphans)
+    return len(removed) + len({_part_seq(key) for key in orphans})
+
+
+def _part_seq(key: str) -> int | None:
+    """The seq of the checkpoint a part belongs to (its directory's name), or None."""
+    name = key.rpartition("/")[0].rpartition("/")[2]
+    return int(name) if len(name) == 20 and name.isdigit() else None
