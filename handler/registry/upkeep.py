@@ -74,8 +74,9 @@ def _model_changes(entry: dict[str, Any], model_id: str, last: dict[str | None, 
         version: str | None = None
         bookkeeping = part_of_the_change_before(previous, change)
         previous = change
-        if bookkeeping:
-            last[None] = change["Put"]["Model"]  # part of the version change just before it
+        if bookkeeping:  # part of the version change just before it
+            if change["Put"]["Model"].get("ModelId") == model_id:
+                last[None] = change["Put"]["Model"]
             continue
         if "Put" in change and change["Put"]["Model"].get("ModelId") == model_id:
             record = change["Put"]["Model"]
