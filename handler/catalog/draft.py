@@ -31,7 +31,8 @@ class Draft:
     def version(self, model_id: str, name: str) -> Entry | None:
         if (model_id, name) in self._versions:
             return self._versions[(model_id, name)]
-        return self.base.versions.get(model_id, {}).get(name) if self.model(model_id) is not None else None
+        exists = self._models[model_id] is not None if model_id in self._models else model_id in self.base.models
+        return self.base.versions.get(model_id, {}).get(name) if exists else None  # no model entry built to ask
 
     def versions(self, model_id: str) -> list[Entry]:
         """Every version the model has in this draft."""

@@ -13,7 +13,7 @@ from ..rules.times import parse_utc
 MODEL_FACTS = ("Domain", "Task", "Origin", "ModelType", "Provider", "OrderNumber", "ParameterSize", "GmtCreateTime",
                "GmtModifiedTime", "ModelName")
 VERSION_FACTS = ("ApprovalStatus", "FormatType", "FrameworkType", "SourceId", "SourceType", "VersionName",
-                 "GmtCreateTime", "GmtModifiedTime")
+                 "GmtCreateTime", "GmtModifiedTime", "VersionNumber")
 _TIMES = ("GmtCreateTime", "GmtModifiedTime")  # kept as epoch seconds, parsed once
 _SHARED = frozenset({"ApprovalStatus", "FormatType", "FrameworkType", "SourceType", "Domain", "Task", "Origin", "ModelType",
                      "Provider"})  # facts of few distinct values: one string object for all entries that have each

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from ..catalog.draft import Draft
+from ..catalog.entry import VERSION_FACTS
 from ..catalog.state import Entry
 from ..catalog.workspace import Workspace
 from ..errors import InvalidParameter, ModelNotFound, VersionNotFound
@@ -47,8 +48,8 @@ def numbered(record: dict[str, Any], versions: list[Entry]) -> tuple[dict[str, i
     found: dict[str, int] = {}
     unnumbered: list[Entry] = []
     for version in versions:
-        number = version.record().get(NUMBER)
-        if isinstance(number, int):
+        number = version.fact(NUMBER, VERSION_FACTS)  # kept beside the record: no record is parsed
+        if isinstance(number, int) and not isinstance(number, bool):
             found[version.name] = number
             last = max(last, number)
         else:
@@ -66,9 +67,8 @@ def numbered_in(draft: Draft, model_id: str, model: Entry) -> tuple[int, list[st
     numbers, last = numbered(model.record(), versions)
     given = []
     for version in versions:
-        record = version.record()
-        if NUMBER not in record:
-            draft.put_version(model_id, {**record, NUMBER: numbers[version.name]}, version.fingerprint, version.token)
+        if version.fact(NUMBER, VERSION_FACTS) is None:
+            draft.put_version(model_id, {**version.record(), NUMBER: numbers[version.name]}, version.fingerprint, version.token)
             given.append(version.name)
     return last, given
 
