@@ -142,11 +142,12 @@ def lag_figure(url: str, model_id: str, receiver: Receiver, commits: int) -> Fig
 def backlog_figure(directory: Path, backlog: int) -> Figure:
     """A backlog of `backlog` commits, delivered to one webhook by one pass of a Deliverer on the file store."""
     from handler.notify.delivery import Deliverer
-    from handler.notify.rules import RuleBook, document_loader
+    from handler.notify.rules import RuleBook
     from handler.notify.webhook import Webhook
     from handler.registry import records
     from handler.registry.models import Registry
     from handler.rules.jsontext import compact
+    from handler.stores.documents import document_reader
     from handler.stores.file import FileStore
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -154,7 +155,7 @@ def backlog_figure(directory: Path, backlog: int) -> Figure:
     registry = Registry(store)
     with Receiver() as receiver:
         rules = rules_document(directory / "rules.json", receiver.url)
-        deliverer = Deliverer(store, RuleBook(document_loader(f"file://{rules}", lambda bucket: None)))
+        deliverer = Deliverer(store, RuleBook(document_reader(f"file://{rules}", "NOTIFICATIONS")))
         model_id = registry.create(records.normalized_request({"ModelName": "backlog"}, WORKSPACE))[0]
         deliverer.run()  # the rule's first sight: it delivers what is committed from here on
         receiver.wait_for(1, timeout=10)

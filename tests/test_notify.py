@@ -23,11 +23,12 @@ from handler.catalog.workspace import acting_as
 from handler.notify import delivery, webhook
 from handler.notify.delivery import Deliverer, log_head
 from handler.notify.events import events_of
-from handler.notify.rules import BadRules, RuleBook, document_loader, parse_rules
+from handler.notify.rules import BadRules, RuleBook, parse_rules
 from handler.registry import records
 from handler.registry.models import Registry
 from handler.registry.versions import Versions
 from handler.stores.base import Store
+from handler.stores.documents import document_reader
 from handler.stores.file import FileStore
 from handler.stores.memory import MemoryStore
 from testing.receiver import SECRET, Receiver
@@ -57,7 +58,7 @@ def write_rules(path: Path, *rules: dict[str, Any]) -> Path:
 
 
 def deliverer_of(store: Store, doc: Path, clock: Clock | None = None, timeout: float = 5.0) -> Deliverer:
-    book = RuleBook(document_loader(f"file://{doc}", lambda bucket: None))
+    book = RuleBook(document_reader(f"file://{doc}", "NOTIFICATIONS"))
     return Deliverer(store, book, timeout=timeout, now=clock or Clock())
 
 
@@ -268,7 +269,7 @@ def test_a_malformed_document_delivers_nothing_and_loses_nothing_once_fixed(tmp_
     store = MemoryStore()
     doc = write_rules(tmp_path / "rules.json", rule("hook", receiver.url))
     ticks = [0.0]
-    deliverer = Deliverer(store, RuleBook(document_loader(f"file://{doc}", lambda b: None), now=lambda: ticks[0]), now=Clock())
+    deliverer = Deliverer(store, RuleBook(document_reader(f"file://{doc}", "NOTIFICATIONS"), now=lambda: ticks[0]), now=Clock())
     deliverer.run()
     doc.write_text('{"Rules": [{"Name": "hook", "Events": "*"}]}')
     ticks[0] += 61  # re-read a minute later at most

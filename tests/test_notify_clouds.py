@@ -18,13 +18,14 @@ from handler.catalog.workspace import acting_as
 from handler.notify import delivery, webhook
 from handler.notify.clouds import MnsTopic, target_of
 from handler.notify.delivery import Deliverer
-from handler.notify.rules import BadRules, RuleBook, document_loader, parse_rules
+from handler.notify.rules import BadRules, RuleBook, parse_rules
 from handler.notify.webhook import DeliveryFailed
 from handler.registry import records
 from handler.registry.models import Registry
 from handler.registry.versions import Versions
 from handler.stores.base import Unavailable
 from handler.stores.credentials import Credentials
+from handler.stores.documents import document_reader
 from handler.stores.memory import MemoryStore
 from testing.fake_clouds import KEY_ID, KEY_SECRET, TOKEN, FakeEventBridge, FakeMns
 
@@ -53,7 +54,7 @@ def mns_rule(endpoint: str, topic: str = "model-registry") -> dict[str, Any]:
 def deliverer(tmp_path: Path, store: MemoryStore, clock: Clock, *rules: dict[str, Any], credentials: Any = None) -> Deliverer:
     doc = tmp_path / "rules.json"
     doc.write_text(json.dumps({"Rules": list(rules)}))
-    return Deliverer(store, RuleBook(document_loader(f"file://{doc}", lambda bucket: None)), timeout=5.0, now=clock,
+    return Deliverer(store, RuleBook(document_reader(f"file://{doc}", "NOTIFICATIONS")), timeout=5.0, now=clock,
                      credentials=credentials or (lambda: STS))
 
 

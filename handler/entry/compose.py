@@ -9,12 +9,13 @@ from ..api.routes import ROUTES
 from ..config import Settings
 from ..errors import KeysNotConfigured
 from ..notify.delivery import Deliverer
-from ..notify.rules import RuleBook, document_loader
+from ..notify.rules import RuleBook
 from ..registry.models import Registry
 from ..rules.validation import validator
 from ..stores import open_store
 from ..stores.base import NotFound, Store
 from ..stores.credentials import CredentialSource
+from ..stores.documents import document_reader
 
 
 def build_app(settings: Settings, credentials: CredentialSource | None = None) -> App:
@@ -38,29 +39,24 @@ def build_app(settings: Settings, credentials: CredentialSource | None = None) -
 
 def keys_loader(settings: Settings, credentials: CredentialSource) -> Callable[[], bytes]:
     """Reads the access keys document where ACCESS_KEYS says: a file, or an OSS object read with the function's
-    own credentials. A missing or unreadable document refuses every request (KeysNotConfigured), never opens them."""
-    url = settings.access_keys or ""
-    scheme, _, rest = url.partition("://")
-    if scheme == "file":
-        def from_file() -> bytes:
-            try:
-                with open(rest, "rb") as f:
-                    return f.read()
-            except OSError:
-                raise KeysNotConfigured("the access keys document cannot be read") from None
-        return from_file
-    if scheme == "oss":
-        bucket, _, key = rest.partition("/")
-        store = open_store(f"oss://{bucket}/", oss_endpoint=settings.oss_endpoint, oss_region=settings.oss_region,
-                           credentials=credentials, pool_size=2)
+    own credentials. A missing or unreadable document refuses every request (KeysNotConfigured), never opens them;
+    unreachable storage stays a 503 (retry)."""
+    read = document_reader(settings.access_keys or "", "ACCESS_KEYS", _bucket_opener(settings, credentials))
 
-        def from_oss() -> bytes:
-            try:
-                return store.get(key)
-            except NotFound:  # unreachable storage stays a 503 (retry), not a refusal
-                raise KeysNotConfigured("the access keys document does not exist yet") from None
-        return from_oss
-    raise ValueError("ACCESS_KEYS must look like file://PATH or oss://BUCKET/KEY")
+    def keys() -> bytes:
+        try:
+            return read()
+        except NotFound:
+            raise KeysNotConfigured("the access keys document cannot be read or does not exist yet") from None
+    return keys
+
+
+def _bucket_opener(settings: Settings, credentials: CredentialSource) -> Callable[[str], Store]:
+    """A store on another bucket, with the function's credentials: where a configured document lives."""
+    def bucket(name: str) -> Store:
+        return open_store(f"oss://{name}/", oss_endpoint=settings.oss_endpoint, oss_region=settings.oss_region,
+                          credentials=credentials, pool_size=2)
+    return bucket
 
 
 def build_deliverer(settings: Settings, store: Store, credentials: CredentialSource | None = None) -> Deliverer | None:
@@ -70,8 +66,5 @@ def build_deliverer(settings: Settings, store: Store, credentials: CredentialSou
         return None
     credentials = credentials or CredentialSource()
 
-    def bucket(name: str) -> Store:
-        return open_store(f"oss://{name}/", oss_endpoint=settings.oss_endpoint, oss_region=settings.oss_region,
-                          credentials=credentials, pool_size=2)
-
-    return Deliverer(store, RuleBook(document_loader(settings.notifications, bucket)), credentials=credentials)
+    read = document_reader(settings.notifications, "NOTIFICATIONS", _bucket_opener(settings, credentials))
+    return Deliverer(store, RuleBook(read), credentials=credentials)

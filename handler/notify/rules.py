@@ -182,24 +182,3 @@ class RuleBook:
             self._loaded_at = self._now() - RELOAD_EVERY + RETRY_AFTER  # keep what was read before
             return
         self._loaded_at = self._now()
-
-
-def document_loader(url: str, open_bucket: Callable[[str], Any]) -> Callable[[], bytes]:
-    """Reads the document where NOTIFICATIONS says: file://PATH, or oss://BUCKET/KEY through the store that
-    open_bucket(BUCKET) gives (the function's own credentials). Missing: NotFound; unreachable OSS: Unavailable."""
-    scheme, _, rest = url.partition("://")
-    if scheme == "file":
-        def from_file() -> bytes:
-            try:
-                with open(rest, "rb") as f:
-                    return f.read()
-            except OSError:
-                raise NotFound("the notifications document cannot be read") from None
-        return from_file
-    if scheme == "oss":
-        bucket, _, key = rest.partition("/")
-        if not bucket or not key:
-            raise ValueError("NOTIFICATIONS must look like file://PATH or oss://BUCKET/KEY")
-        store = open_bucket(bucket)
-        return lambda: bytes(store.get(key))
-    raise ValueError("NOTIFICATIONS must look like file://PATH or oss://BUCKET/KEY")
