@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
 
-log = logging.getLogger(__name__)
 _M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
 _MMAP_FROM = 256 << 10  # bytes: larger allocations (a checkpoint's parts, a record list) get pages of their own
 _trim = None
