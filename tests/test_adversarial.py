@@ -1,0 +1,29 @@
+"""Damage and hostile input found by attacking the registry as a client and as an operator would: each test
+breaks something on purpose and checks that the registry still answers from the log, or says clearly why not."""
+from __future__ import annotations
+
+import logging
+
+from handler.catalog import keys
+from handler.catalog import workspace as catalog
+from handler.registry.models import Registry
+from handler.stores.base import Store
+from tests.test_catalog_heals import names, seed
+from tests.test_catalog_scale import without_checkpoints
+
+K = catalog.CHECKPOINT_EVERY
+
+
+def test_a_segment_damaged_inside_a_line_that_still_parses_is_read_from_the_log_instead(
+        any_store: Store, monkeypatch, caplog) -> None:
+    without_checkpoints(monkeypatch)
+    seed(any_store, 3 * K)
+    key = keys.segment_key("ws", 2 * K)
+    data = any_store.get(key)
+    assert b'"ModelName":"m0040"' in data
+    # One damaged byte: the line still parses and still chains, but says what no commit said.
+    any_store.put(key, data.replace(b'"ModelName":"m0040"', b'"ModelName":"m0o40"'))
+    with caplog.at_level(logging.WARNING):
+        cold = Registry(any_store)
+        assert names(cold) == [f"m{i:04d}" for i in range(3 * K)]
+    assert "skipped the segment" in caplog.text
