@@ -6,9 +6,10 @@ import logging
 
 from handler.catalog import keys
 from handler.catalog import workspace as catalog
+from handler.catalog.keys import record_key
 from handler.registry.models import Registry
 from handler.stores.base import Store
-from tests.test_catalog_heals import names, seed
+from tests.test_catalog_heals import names, normal, seed
 from tests.test_catalog_scale import without_checkpoints
 
 K = catalog.CHECKPOINT_EVERY
@@ -27,3 +28,14 @@ def test_a_segment_damaged_inside_a_line_that_still_parses_is_read_from_the_log_
         cold = Registry(any_store)
         assert names(cold) == [f"m{i:04d}" for i in range(3 * K)]
     assert "skipped the segment" in caplog.text
+
+
+def test_a_record_file_naming_a_workspace_id_no_workspace_can_have_is_looked_for_not_blamed_on_the_request(
+        any_store: Store) -> None:
+    registry = Registry(any_store)
+    model_id = registry.create(normal("m"))[0]
+    record = any_store.get(record_key(model_id))
+    for damaged in (b'{"WorkspaceId": "../../etc"}', b'{"WorkspaceId": "a/b"}', b'{"WorkspaceId": "x\\u0000"}'):
+        any_store.put(record_key(model_id), damaged)  # changed by hand: the request is fine, the file is not
+        assert Registry(any_store).get(model_id)["ModelId"] == model_id
+        assert any_store.get(record_key(model_id)) == record
