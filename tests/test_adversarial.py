@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from handler.catalog import keys
 from handler.catalog import workspace as catalog
 from handler.catalog.keys import record_key
+from handler.errors import CatalogDamaged
 from handler.registry.models import Registry
 from handler.stores.base import Store
 from tests.test_catalog_heals import names, normal, seed
@@ -39,3 +42,13 @@ def test_a_record_file_naming_a_workspace_id_no_workspace_can_have_is_looked_for
         any_store.put(record_key(model_id), damaged)  # changed by hand: the request is fine, the file is not
         assert Registry(any_store).get(model_id)["ModelId"] == model_id
         assert any_store.get(record_key(model_id)) == record
+
+
+def test_a_commit_that_is_not_json_fails_closed_and_tells_the_operator_which(any_store: Store, caplog) -> None:
+    writer = Registry(any_store)
+    for i in range(3):
+        writer.create(normal(f"m{i}"))
+    any_store.put(keys.log_key("ws", 2), b'{"Seq": 2, "Tx')  # cut short by hand
+    with caplog.at_level(logging.ERROR), pytest.raises(CatalogDamaged):
+        names(Registry(any_store))
+    assert "workspace ws: commit 2 is not JSON; its log needs repair" in caplog.text

@@ -510,6 +510,7 @@ class Workspace:
             entry = None
         if not isinstance(entry, dict):
             self._damaged = True
+            log.error("workspace %s: commit %d is not JSON; its log needs repair", self.id, seq)
             raise CatalogDamaged(f"commit {seq} of workspace {self.id} is not JSON")
         with self._state_lock:
             if state.seq >= seq:
