@@ -5,7 +5,8 @@
     catalog/<W>/log/<seq>.json                     commit seq (20 digits) of workspace W, create-only
     catalog/<W>/checkpoints/<seq>.json             W's whole state at seq, create-only
     catalog/<W>/checkpoint-parts/<seq>/<n>.jsonl   part n of the checkpoint at seq (a large one's records), create-only
-    catalog/<W>/segments/<seq>.jsonl               commits seq-31..seq, one per line, as the log holds them: derived
+    catalog/<W>/segments/<seq>.jsonl               commits seq-31..seq, one per line, as the log holds them, then an
+                                                   end line {End: {Lines, Sha256}}: derived
     catalog/<W>/last-checkpoint.json               {"Seq": seq} of a recent checkpoint: a hint, overwritten
 """
 from __future__ import annotations

@@ -12,6 +12,7 @@ import collections
 import concurrent.futures
 import contextlib
 import contextvars
+import hashlib
 import itertools
 import json
 import logging
@@ -434,7 +435,7 @@ class Workspace:
         """Best effort, like a checkpoint: without it a cold reader reads these commits from the log."""
         lines = [data if isinstance(data, bytes) else encode(data) for _, data in recent]
         try:
-            self._store.create(segment_key(self.id, seq), b"\n".join(lines) + b"\n")
+            self._store.create(segment_key(self.id, seq), segment_of(lines))
         except AlreadyExists:
             pass
         except StoreError as e:
@@ -482,8 +483,9 @@ class Workspace:
     def _apply_segment(self, state: State, data: bytes) -> bool:
         """Apply a segment's commits after the state's seq, if it holds them whole and they follow the state."""
         try:
-            entries = [json.loads(line) for line in data.splitlines()]
-            ahead = [(line, entry) for line, entry in zip(data.splitlines(), entries) if entry["Seq"] > state.seq]
+            lines = segment_lines(data)
+            entries = [json.loads(line) for line in lines]
+            ahead = [(line, entry) for line, entry in zip(lines, entries) if entry["Seq"] > state.seq]
             if not ahead or any(entry["Seq"] != state.seq + n for n, (_, entry) in enumerate(ahead, start=1)):
                 raise ValueError("not the commits after the state")
             for n, (_, entry) in enumerate(ahead, start=1):
@@ -508,6 +510,7 @@ class Workspace:
             entry = None
         if not isinstance(entry, dict):
             self._damaged = True
+            log.error("workspace %s: commit %d is not JSON; its log needs repair", self.id, seq)
             raise CatalogDamaged(f"commit {seq} of workspace {self.id} is not JSON")
         with self._state_lock:
             if state.seq >= seq:
@@ -622,3 +625,22 @@ def _follows_another(data: bytes | None, txn: str) -> bool:
     except (ValueError, AttributeError):
         return True
     return isinstance(prev, str) and prev != txn
+
+
+def segment_of(lines: list[bytes]) -> bytes:
+    """A segment: the commits as the log holds them, a line each, then a line {"End": {"Lines", "Sha256"}} that
+    counts them and checksums them, so that a copy damaged anywhere, even where it still parses, is skipped."""
+    body = b"".join(line + b"\n" for line in lines)
+    return body + encode({"End": {"Lines": len(lines), "Sha256": hashlib.sha256(body).hexdigest()}}) + b"\n"
+
+
+def segment_lines(data: bytes) -> list[bytes]:
+    """The commit lines of a segment whose end line counts and checksums them; else ValueError."""
+    last = data.rfind(b"\n", 0, len(data) - 1)  # the line before the end line ends here
+    if not data.endswith(b"\n") or last < 0:
+        raise ValueError("no end line")
+    end = json.loads(data[last + 1:])["End"]
+    body = data[:last + 1]
+    if hashlib.sha256(body).hexdigest() != end["Sha256"] or body.count(b"\n") != end["Lines"]:
+        raise ValueError("checksum does not match")
+    return body.split(b"\n")[:-1]

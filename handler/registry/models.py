@@ -20,7 +20,7 @@ from ..catalog.legacy import legacy_models
 from ..catalog.state import MAX_WORKSPACE_BYTES, Entry
 from ..catalog.workspace import Workspace
 from ..errors import ApiError, ModelNameConflict, ModelNotFound
-from ..stores.base import NotFound, StorageFull, Store, StoreError, check_key
+from ..stores.base import InvalidKey, NotFound, StorageFull, Store, StoreError, check_key, check_prefix
 from . import changes, listing, records
 from .changes import Subject
 
@@ -280,12 +280,19 @@ class Registry:
 
 
 def _workspace_in(record: bytes) -> str | None:
-    """The WorkspaceId a record file names, or None if it names none (a file damaged by hand)."""
+    """The WorkspaceId a record file names, or None if it names none or one no workspace can have (a file
+    damaged by hand)."""
     try:
         workspace_id = json.loads(record).get("WorkspaceId")
     except (ValueError, AttributeError):
         return None
-    return workspace_id if isinstance(workspace_id, str) and workspace_id else None
+    if not isinstance(workspace_id, str) or not workspace_id or "/" in workspace_id:
+        return None
+    try:
+        check_prefix(f"{CATALOG}{workspace_id}/")  # one no workspace can have ("../x"): damaged too, not the request
+    except InvalidKey:
+        return None
+    return workspace_id
 
 
 def _name_taken(name: str, workspace_id: str, holder: str, detail: str = "") -> ModelNameConflict:
