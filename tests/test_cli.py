@@ -15,7 +15,7 @@ from pathlib import Path
 from handler.api.app import App
 from handler.catalog.keys import log_key
 from handler.entry import fc
-from handler.registry import upkeep
+from handler.registry import records, upkeep
 from handler.registry.models import Registry
 from handler.stores.base import Store
 from handler.stores.file import FileStore
@@ -164,3 +164,13 @@ def test_history_of_an_unknown_model_says_so_and_exits_1(tmp_path: Path) -> None
     assert (not_an_id.returncode, not_an_id.stderr.decode().strip()) == (1, "cannot read the history of ../models: "
                                                                             "'../models' is not a ModelId")
     assert run("history", "x", "--since", "-1", "--store", f"file://{tmp_path}").returncode == 2  # a usage mistake
+
+
+def test_deliveries_shows_a_rule_not_started_yet_with_dashes(tmp_path: Path) -> None:
+    Registry(FileStore(tmp_path / "store")).create(records.normalized_request({"ModelName": "before-the-rule"}, "default"))
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"Rules": [{"Name": "hook", "Events": ["*"], "Workspaces": ["*"], "AllowPrivateNetwork": True,
+                                            "Target": {"Webhook": {"Url": "http://127.0.0.1:9/hook", "Secret": "s" * 16}}}]}))
+    result = run("deliveries", env={"MODEL_STORE": f"file://{tmp_path / 'store'}", "NOTIFICATIONS": f"file://{rules}"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().splitlines() == ["RULE WORKSPACE CURSOR HEAD LAG DEAD-LETTERS FAILING", "hook default - 1 - 0 -"]

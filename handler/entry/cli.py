@@ -216,7 +216,8 @@ def _deliveries(args: argparse.Namespace, deliverer: Deliverer) -> int:
         failing = row.get("Failing")
         note = (f"commit {failing['Seq']} event {failing['Index']}: {failing['Attempts']} attempts, next in "
                 f"{row['NextAttempt']:.0f} s: {failing['Error']}") if failing else "-"
-        print(f"{row['Rule']} {row['WorkspaceId']} {row['Cursor']} {row['Head']} {row['Lag']} {row['DeadLetters']} {note}")
+        cursor, lag = ("-" if row[k] is None else row[k] for k in ("Cursor", "Lag"))  # None: the rule has not started there
+        print(f"{row['Rule']} {row['WorkspaceId']} {cursor} {row['Head']} {lag} {row['DeadLetters']} {note}")
     return 0
 
 
