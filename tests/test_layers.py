@@ -8,7 +8,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 # handler's rooms from the top down; a module may import its own room and the rooms below it.
 LAYERS = (("__main__",), ("entry",), ("api",), ("notify",), ("registry",), ("catalog",), ("stores",), ("rules",),
-          ("errors", "config", "logs"))
+          ("errors", "config", "logs", "memory"))
 
 
 def modules(root: str) -> dict[str, Path]:
