@@ -8,6 +8,7 @@ from .. import errors
 from ..registry import aliases, records, upkeep
 from ..registry.listing import Query
 from ..rules import names
+from ..rules.validation import validate
 from .call import Call
 from .routing import MODELS_PATH, Route
 
@@ -78,11 +79,13 @@ def list_model_history(call: Call) -> dict[str, Any]:
 
 def set_model_alias(call: Call) -> dict[str, Any]:
     """Point the alias at a version, moving it if it names another (MLflow's SetRegisteredModelAlias)."""
+    validate("common.json#/$defs/Alias", call.params["Alias"], root="Alias")
     aliases.Aliases(call.registry).set(call.params["ModelId"], call.params["Alias"], call.body()["VersionName"])
     return {}
 
 
 def delete_model_alias(call: Call) -> dict[str, Any]:
+    validate("common.json#/$defs/Alias", call.params["Alias"], root="Alias")
     aliases.Aliases(call.registry).remove(call.params["ModelId"], call.params["Alias"])
     return {}
 
