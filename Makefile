@@ -11,7 +11,8 @@ serve: $(VENV)/.runtime
 # The test and client tools (the official SDK among them) in .venv, without running anything.
 dev: $(VENV)/.dev
 
-test: lint
+# MLflow's server too: tests/test_mlflow_import.py imports from a real `mlflow server` (about a minute to install).
+test: lint bench/.mlflow-venv/.installed
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(VENV)/.dev
@@ -21,7 +22,8 @@ lint: $(VENV)/.dev
 bench: $(VENV)/.dev bench/.mlflow-venv/.installed
 	$(BIN)/python -m bench $(ARGS)
 
-# MLflow's registry, the comparison in `make bench`, in an environment of its own: the project never imports it.
+# MLflow's registry, the comparison in `make bench` and the source of the import tests, in an environment of its own:
+# the project never imports it.
 bench/.mlflow-venv/.installed: bench/requirements-mlflow.txt
 	$(PYTHON) -m venv bench/.mlflow-venv
 	bench/.mlflow-venv/bin/python -m pip install -q -r bench/requirements-mlflow.txt

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import auth, catalog, coldstart, console, events, notify, scale, scaling, sweep, warm
+from . import auth, catalog, coldstart, console, events, mlflow_server, notify, scale, scaling, sweep, warm
 from .harness import Harness, Template
 from .report import Figure, environment, table, write_json
 from .workload import REPO
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "latest.json")
     parser.add_argument("--only", metavar="STEPS",
                         help="comma-separated subset of the steps: cold, warm, models, concurrency, catalog, scale, sweep, "
-                             "events, notify, auth, console, compare")
+                             "events, notify, auth, console, compare, mlflow")
     parser.add_argument("--mlflow-python", type=Path, default=REPO / "bench" / ".mlflow-venv" / "bin" / "python",
                         help="a Python with MLflow installed, for the comparison (make bench installs one)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             ("console", lambda: console.run(rounds, per_round)),
             ("compare", lambda: catalog.run_mlflow_comparison(
                 harness, args.models, args.quick, args.mlflow_python if args.mlflow_python.exists() else None)),
+            ("mlflow", lambda: mlflow_server.run(harness, args.models, args.quick, args.mlflow_python)),
         ]
         chosen = set(args.only.split(",")) if args.only else {name for name, _ in steps}
         unknown = chosen - {name for name, _ in steps}

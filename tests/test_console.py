@@ -633,6 +633,44 @@ def test_the_model_page_shows_who_changed_what_and_when_newest_first(served: Ser
     shot(page, "model-history")
 
 
+def test_aliases_are_set_moved_and_removed_on_the_model_page(served: Served, page: Page) -> None:
+    model_id = served.create(ModelName="aliased")
+    names = []
+    for n in (1, 2):
+        status, created = served.call("POST", f"/api/v1/models/{model_id}/versions",
+                                      {"Uri": f"oss://registry-bucket.oss-cn-hangzhou.aliyuncs.com/models/m/{n}"})
+        assert status == 200, created
+        names.append(created["VersionName"])
+    page.goto(f"{served.console}#/models/{model_id}")
+    section = page.locator("section", has=page.get_by_role("heading", name="Aliases"))
+    expect(section.get_by_text("None.")).to_be_visible()
+
+    section.get_by_label("Alias", exact=True).fill("champion")
+    section.get_by_label("Version", exact=True).select_option(names[0])
+    section.get_by_role("button", name="Set alias").click()
+    expect(page.get_by_text(f"Alias champion now names version {names[0]}.")).to_be_visible()
+    expect(section.get_by_role("listitem")).to_have_text([f"@champion version {names[0]} Remove"])
+    assert served.call("GET", f"/api/v1/models/{model_id}")[1]["Aliases"] == [{"Alias": "champion", "VersionName": names[0]}]
+
+    section.get_by_label("Alias", exact=True).fill("champion")  # the same alias on the other version: moved
+    section.get_by_label("Version", exact=True).select_option(names[1])
+    section.get_by_role("button", name="Set alias").click()
+    expect(section.get_by_role("listitem")).to_have_text([f"@champion version {names[1]} Remove"])
+    versions = page.locator("section", has=page.get_by_role("heading", name="Versions"))
+    expect(versions.get_by_text("@champion")).to_have_count(1)
+    shot(page, "model-aliases")
+
+    section.get_by_label("Alias", exact=True).fill("latest")  # refused by the API: shown next to the field, nothing written
+    section.get_by_role("button", name="Set alias").click()
+    expect(error_of(page, "Alias")).to_contain_text("neither latest nor v<number>")
+    assert served.call("GET", f"/api/v1/models/{model_id}")[1]["Aliases"] == [{"Alias": "champion", "VersionName": names[1]}]
+
+    section.get_by_role("button", name="Remove alias champion").click()
+    expect(page.get_by_text("Alias champion removed.")).to_be_visible()
+    expect(section.get_by_text("None.")).to_be_visible()
+    assert served.call("GET", f"/api/v1/models/{model_id}")[1].get("Aliases", []) == []
+
+
 def test_a_key_that_may_not_read_the_history_still_sees_the_model(browser: Browser, tmp_path: Path) -> None:
     no_history = {**READER, "AccessKeyId": "console-no-history", "Actions": ["Get*", "ListModels", "ListModelVersions"]}
     page = open_page(browser)

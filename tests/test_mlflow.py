@@ -251,3 +251,50 @@ def test_a_signature_is_not_accepted_for_basic_on_the_pai_api(keyed) -> None:
     base, _ = keyed
     answer = requests.get(base + "/api/v1/models", auth=("admin", "admin-secret-for-tests"), timeout=5)
     assert answer.status_code == 400 and answer.json()["Code"] == "InvalidAuthorization"
+
+
+def test_pai_alias_routes_set_move_and_remove_the_aliases_mlflow_sees(client: MlflowClient, served) -> None:
+    base, app = served
+    client.create_registered_model("m")
+    client.create_model_version("m", "s3://b/1")
+    client.create_model_version("m", "s3://b/2")
+    model_id = app.registry.list_models("default", Query())[0][0]["ModelId"]
+    at = f"{base}/api/v1/models/{model_id}/aliases"
+
+    assert requests.put(f"{at}/champion", json={"VersionName": "0.1.0"}, timeout=10).status_code == 200
+    assert client.get_model_version_by_alias("m", "champion").version == "1"
+    assert requests.put(f"{at}/champion", json={"VersionName": "0.2.0"}, timeout=10).status_code == 200  # moved
+    assert client.get_model_version_by_alias("m", "champion").version == "2"
+    assert app.registry.get(model_id)["Aliases"] == [{"Alias": "champion", "VersionName": "0.2.0"}]
+    record = app.registry.get(model_id)
+    for alias, body, status, code in (("champion", {"VersionName": "9.9.9"}, 404, "ModelVersionNotFound"),
+                                      ("latest", {"VersionName": "0.1.0"}, 400, "InvalidParameter"),
+                                      ("v2", {"VersionName": "0.1.0"}, 400, "InvalidParameter"),
+                                      ("gold", {}, 400, "InvalidParameter")):
+        answer = requests.put(f"{at}/{alias}", json=body, timeout=10)
+        assert (answer.status_code, answer.json()["Code"].split(".")[0]) == (status, code), answer.text
+    assert app.registry.get(model_id) == record  # refused: nothing written
+    assert requests.delete(f"{at}/champion", timeout=10).status_code == 200
+    fails("RESOURCE_DOES_NOT_EXIST", 404, lambda: client.get_model_version_by_alias("m", "champion"))
+    assert "Aliases" not in app.versions.get(model_id, "0.2.0")
+
+
+def test_pai_alias_routes_are_checked_as_update_model(keyed, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_auth import sign
+
+    base, app = keyed
+    admin = as_key(monkeypatch, base, "admin", "admin-secret-for-tests")
+    admin.create_registered_model("m")
+    admin.create_model_version("m", "s3://b/1")
+    model_id = app.registry.list_models("default", Query())[0][0]["ModelId"]
+    path, body = f"/api/v1/models/{model_id}/aliases/gold", json.dumps({"VersionName": "0.1.0"}).encode()
+    host = base.removeprefix("http://")
+
+    def put(key: str, secret: str) -> requests.Response:
+        return requests.put(base + path, data=body, headers=sign("PUT", path, {}, body, key, secret, host=host), timeout=10)
+
+    answer = put("reader", "reader-secret-for-tests")  # Get* and List* only
+    assert (answer.status_code, answer.json()["Code"]) == (403, "Forbidden.RAM"), answer.text
+    assert "Aliases" not in app.registry.get(model_id)
+    assert put("admin", "admin-secret-for-tests").status_code == 200
+    assert admin.get_model_version_by_alias("m", "gold").version == "1"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from .. import errors
-from ..registry import records, upkeep
+from ..registry import aliases, records, upkeep
 from ..registry.listing import Query
 from ..rules import names
+from ..rules.validation import validate
 from .call import Call
 from .routing import MODELS_PATH, Route
 
@@ -76,6 +77,19 @@ def list_model_history(call: Call) -> dict[str, Any]:
     return {"Changes": found, "Since": since, "Until": until}
 
 
+def set_model_alias(call: Call) -> dict[str, Any]:
+    """Point the alias at a version, moving it if it names another (MLflow's SetRegisteredModelAlias)."""
+    validate("common.json#/$defs/Alias", call.params["Alias"], root="Alias")
+    aliases.Aliases(call.registry).set(call.params["ModelId"], call.params["Alias"], call.body()["VersionName"])
+    return {}
+
+
+def delete_model_alias(call: Call) -> dict[str, Any]:
+    validate("common.json#/$defs/Alias", call.params["Alias"], root="Alias")
+    aliases.Aliases(call.registry).remove(call.params["ModelId"], call.params["Alias"])
+    return {}
+
+
 FOUND = (errors.ModelNotFound,)
 WRITES = (errors.StoreMisconfigured,)
 GROWS = (errors.QuotaExceeded, *WRITES)  # a write that may make a record larger
@@ -97,4 +111,11 @@ ROUTES = (
           "empty-response.json", body="model-labels-request.json", errors=(*FOUND, *GROWS), writes=True),
     Route("DELETE", MODEL_PATH + "/labels", "DeleteModelLabels", delete_model_labels, "Remove a model's labels by key",
           "empty-response.json", query="delete-labels-query.json", errors=(*FOUND, *WRITES), writes=True),
+    # Aliases (docs/mlflow.md#aliases), checked as UpdateModel as MLflow's alias calls are.
+    Route("PUT", MODEL_PATH + "/aliases/{Alias}", "SetModelAlias", set_model_alias,
+          "Point an alias at a version (moving it)", "empty-response.json", body="set-model-alias-request.json",
+          errors=(*FOUND, errors.VersionNotFound, *GROWS), writes=True, action="UpdateModel"),
+    Route("DELETE", MODEL_PATH + "/aliases/{Alias}", "DeleteModelAlias", delete_model_alias,
+          "Remove an alias (absent: nothing changes)", "empty-response.json", errors=(*FOUND, *WRITES), writes=True,
+          action="UpdateModel"),
 )

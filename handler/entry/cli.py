@@ -1,5 +1,5 @@
 """Command line: `serve` runs the local API, `invoke` runs one event, `history` prints a model's changes, `sweep` removes leftovers,
-`deliveries` and `redeliver` show and replay change events out."""
+`deliveries` and `redeliver` show and replay change events out, `import-mlflow` copies an MLflow registry."""
 from __future__ import annotations
 
 import argparse
@@ -19,8 +19,10 @@ from ..errors import ApiError
 from ..notify.delivery import Deliverer, Loop
 from ..notify.delivery import workspaces as all_workspaces
 from ..registry import upkeep
+from ..rules.validation import validate
 from . import events, fc
 from .compose import build_deliverer
+from .importer import Importer, Source, SourceError, progress_lines
 from .local import LocalServer, same_origin_only
 
 
@@ -101,6 +103,13 @@ def main(argv: list[str] | None = None) -> int:
                            help="move the rule's cursor back: every event from commit SEQ on is sent again, in order")
     redeliver.add_argument("--workspace", help="only this workspace (default: every workspace the rule covers)")
     redeliver.add_argument("--store", help="as for serve")
+    imports = commands.add_parser("import-mlflow", help="copy an MLflow registry (models, versions, aliases) into this one")
+    imports.add_argument("--from", dest="source", required=True, metavar="MLFLOW_URL",
+                         help="the MLflow server's URL (its tracking URI), read through its REST API")
+    imports.add_argument("--to", dest="store", metavar="REGISTRY_URL", help="the store to import into, as --store for serve")
+    imports.add_argument("--workspace", help="the workspace to import into (default: $DEFAULT_WORKSPACE_ID or default)")
+    imports.add_argument("--workers", type=int, default=8, metavar="N", help="models imported at once (default 8)")
+    imports.add_argument("--json", action="store_true", help="the summary as one JSON object on standard output")
     args = parser.parse_args(argv)
 
     handler = logging.StreamHandler(sys.stderr)
@@ -128,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         _print_history(changes, args.json)
         return 0
+    if args.command == "import-mlflow":
+        return _import_mlflow(args, app)
     if args.command == "sweep":
         options = {name: value for name, value in (("older_than", args.older_than), ("seconds", args.seconds),
                                                    ("limit", args.limit)) if value is not None}
@@ -200,6 +211,30 @@ def _store_location() -> str:
     scheme, _, rest = url.partition("://")
     return f"file://{os.path.abspath(rest)}" if scheme == "file" else url
 
+
+
+def _import_mlflow(args: argparse.Namespace, app: App) -> int:
+    """0 when everything is here, 1 when something was refused or the source could not be read, 2 for bad arguments."""
+    workspace_id = args.workspace or app.default_workspace
+    try:
+        validate("common.json#/$defs/WorkspaceId", workspace_id, root="--workspace")
+        source = Source(args.source)
+    except (ApiError, SourceError) as e:
+        print(f"import-mlflow: {getattr(e, 'message', e)}", file=sys.stderr)
+        return 2
+    importer = Importer(app.registry, workspace_id)
+    try:
+        summary = importer.run(source, args.workers, progress_lines())
+    except SourceError as e:
+        print(f"import-mlflow: {e}", file=sys.stderr)
+        return 1
+    finally:
+        app.registry.settle()
+    if args.json:
+        print(json.dumps(summary.as_json()))
+    else:
+        print("\n".join(summary.lines()))
+    return 1 if summary.refused else 0
 
 
 def _deliveries(args: argparse.Namespace, deliverer: Deliverer) -> int:

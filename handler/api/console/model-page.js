@@ -82,6 +82,7 @@ export async function modelPage(id, params) {
       h("dt", {}, "Created"), h("dd", {}, when(model.GmtCreateTime)),
       h("dt", {}, "Changed"), h("dd", {}, when(model.GmtModifiedTime)))),
     labelSection(model),
+    aliasSection(model, versions),
     h("section", { "aria-labelledby": "extra-heading" }, h("h2", { id: "extra-heading" }, "Extra information"),
       model.ExtraInfo && Object.keys(model.ExtraInfo).length ? value(model.ExtraInfo) : h("p", { class: "muted" }, "None.")),
     versionSection(model, versions, page),
@@ -189,6 +190,58 @@ function labelSection(model) {
     labelEditor(model.Labels, ["models", model.ModelId], "model"));
 }
 
+// Aliases (names for one version each, as MLflow's clients use them: models:/name@champion): each with its version
+// and a remove button, and a form that sets one (naming an alias that exists moves it to the version chosen).
+function aliasSection(model, versions) {
+  const status = h("div", { class: "section-status" });
+  const formLabel = "Set an alias";
+  const focus = `form[aria-label="${formLabel}"] [name=Alias]`;
+  const held = model.Aliases || [];
+  const remove = async (alias, button) => {
+    clearMessages();
+    button.disabled = true;
+    const from = here();
+    try {
+      await call("DELETE", path("models", model.ModelId, "aliases", alias));
+      go(from.hash, `Alias ${alias} removed.`, { from, focus });
+    } catch (error) {
+      button.disabled = false;
+      status.replaceChildren(problem(error));
+    }
+  };
+  const list = held.length ? h("ul", { class: "aliases" }, held.map(({ Alias, VersionName }) => h("li", {},
+    h("strong", {}, `@${Alias}`), ` version ${VersionName} `,
+    h("button", { type: "button", "aria-label": `Remove alias ${Alias}`, onclick: (e) => remove(Alias, e.currentTarget) }, "Remove"))))
+    : h("p", { class: "muted" }, "None.");
+  // The versions this page shows, newest first; another version's name can be typed where none are shown.
+  const shown = versions instanceof Error ? [] : versions.Versions.map((v) => [v.VersionName, v.VersionName]);
+  const form = h("form", { class: "inline-form", "aria-label": formLabel, novalidate: true },
+    field("Alias", "Alias", { placeholder: "champion" }),
+    field("VersionName", "Version", shown.length ? { kind: shown } : {}), h("button", { type: "submit" }, "Set alias"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const button = form.querySelector("button[type=submit]");
+    if (button.disabled) return;
+    clearMessages();
+    const alias = form.elements.Alias.value.trim();
+    const version = form.elements.VersionName.value.trim();
+    if (!alias) {
+      showError(form, new Invalid("Alias", "Alias is required"), (e, message) => problem(e, null, message));
+      return;
+    }
+    button.disabled = true;
+    const from = here();
+    try {
+      await call("PUT", path("models", model.ModelId, "aliases", alias), { body: { VersionName: version } });
+      go(from.hash, `Alias ${alias} now names version ${version}.`, { from, focus });
+    } catch (error) {
+      button.disabled = false;
+      showError(form, error, (e, message) => problem(e, null, message));
+    }
+  });
+  return h("section", { "aria-labelledby": "aliases-heading" }, h("h2", { id: "aliases-heading" }, "Aliases"), list, status, form);
+}
+
 function versionSection(model, versions, page) {
   const heading = h("h2", { id: "versions-heading" }, "Versions");
   if (versions instanceof Error) return h("section", { "aria-labelledby": "versions-heading" }, heading, problem(versions, reload));
@@ -262,6 +315,7 @@ function versionRow(model, version, status) {
   const approval = version.ApprovalStatus || "Pending";
   return [h("tr", {},
     h("td", { "data-title": "Version" }, h("strong", {}, name),
+      version.Aliases?.length ? h("p", { class: "small" }, version.Aliases.map((alias) => `@${alias}`).join(" ")) : null,
       version.VersionDescription ? h("p", { class: "muted small" }, version.VersionDescription) : null,
       version.Labels?.length ? labels(version.Labels) : null),
     h("td", { "data-title": "URI", class: "uri" }, link(version.Uri)),

@@ -87,16 +87,34 @@ def checked_labels(tags: Any) -> list[dict[str, str]]:
     return found
 
 
+def model_request(fields: dict[str, Any]) -> dict[str, Any]:
+    """A CreateRegisteredModel's fields (name, description, tags) as PAI's CreateModel request, checked."""
+    request = {"ModelName": fields["name"], "Labels": checked_labels(fields.get("tags"))}
+    if fields.get("description"):
+        request["ModelDescription"] = fields["description"]
+    validate("create-model-request.json", request)
+    return request
+
+
+def version_request(fields: dict[str, Any]) -> dict[str, Any]:
+    """A CreateModelVersion's fields (source, description, tags, run_id, run_link) as PAI's request, checked."""
+    validate("common.json#/$defs/SourceUri", fields["source"], root="source")
+    request: dict[str, Any] = {"Uri": fields["source"], "Labels": checked_labels(fields.get("tags"))}
+    if fields.get("description"):
+        request["VersionDescription"] = fields["description"]
+    if fields.get("run_id"):
+        request.update(SourceType=wire.RUN_SOURCE, SourceId=fields["run_id"])
+    if fields.get("run_link"):
+        request["ExtraInfo"] = {wire.RUN_LINK: fields["run_link"]}
+    return request
+
+
 # --- registered models ---
 
 def create_registered_model(call: Call) -> dict[str, Any]:
     fields = params(call)
     space = workspace(call)
-    request = {"ModelName": fields["name"], "Labels": checked_labels(fields.get("tags"))}
-    if fields.get("description"):
-        request["ModelDescription"] = fields["description"]
-    validate("create-model-request.json", request)
-    model_id, created = call.registry.create(records.normalized_request(request, space.id), call.caller.owner_id)
+    model_id, created = call.registry.create(records.normalized_request(model_request(fields), space.id), call.caller.owner_id)
     if not created:
         raise ModelNameConflict(f"Registered Model (name={fields['name'][:200]}) already exists.")
     call.facts["ModelId"] = model_id
@@ -210,15 +228,7 @@ def get_version_by_alias(call: Call) -> dict[str, Any]:
 def create_model_version(call: Call) -> dict[str, Any]:
     fields = params(call)
     _, entry = model(call, fields)
-    validate("common.json#/$defs/SourceUri", fields["source"], root="source")
-    request: dict[str, Any] = {"Uri": fields["source"], "Labels": checked_labels(fields.get("tags"))}
-    if fields.get("description"):
-        request["VersionDescription"] = fields["description"]
-    if fields.get("run_id"):
-        request.update(SourceType=wire.RUN_SOURCE, SourceId=fields["run_id"])
-    if fields.get("run_link"):
-        request["ExtraInfo"] = {wire.RUN_LINK: fields["run_link"]}
-    name, _ = call.versions.create(entry.id, request, call.caller.owner_id)
+    name, _ = call.versions.create(entry.id, version_request(fields), call.caller.owner_id)
     call.facts.update(ModelId=entry.id, VersionName=name)
     return {"model_version": version_answer(call, entry, name)}
 
