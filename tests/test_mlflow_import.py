@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from handler.catalog.table import Selection
 from handler.registry import aliases
 from handler.registry.listing import VersionQuery
 from handler.registry.models import Registry
@@ -139,7 +140,7 @@ def test_import_copies_models_versions_and_aliases_and_a_rerun_adds_nothing(mlfl
     assert summary["Created"] == {"models": 0, "versions": 0, "aliases": 0}
     assert summary["AlreadyThere"] == {"models": 3, "versions": 3, "aliases": 3}
     workspace.read()
-    assert len(workspace.models_by_name()) == 3
+    assert workspace.select(Selection(), 0, 10)[1] == 3
     assert versions.list_versions(fraud.id, VersionQuery.parse({}))[1] == 3  # 1, 3 and the one made here
 
 
