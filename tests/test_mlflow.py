@@ -315,3 +315,25 @@ def test_pai_alias_routes_are_checked_as_update_model(keyed, monkeypatch: pytest
     assert "Aliases" not in app.registry.get(model_id)
     assert put("admin", "admin-secret-for-tests").status_code == 200
     assert admin.get_model_version_by_alias("m", "gold").version == "1"
+
+
+def test_an_import_may_give_a_version_its_number_but_never_one_given_before(client: MlflowClient, served) -> None:
+    client.create_registered_model("m")
+    create = f"{served[0]}/api/2.0/mlflow/model-versions/create"
+
+    def post(**fields: str) -> requests.Response:
+        return requests.post(create, json={"name": "m", "source": "s3://b/m", **fields}, timeout=10)
+
+    made = post(version="3", status="FAILED_REGISTRATION")
+    assert made.status_code == 200 and made.json()["model_version"]["version"] == "3"
+    assert client.get_model_version("m", "3").status == "FAILED_REGISTRATION"
+    assert post(version="3").json()["error_code"] == "RESOURCE_ALREADY_EXISTS"
+    assert client.create_model_version("m", "s3://b/m").version == "4"  # the next after the highest
+    client.delete_model_version("m", "4")
+    again = post(version="4")
+    assert (again.status_code, again.json()["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert "given before" in again.json()["message"]
+    for bad in ({"version": "0"}, {"version": "x"}, {"status": "DONE"}):
+        refused = post(**bad)
+        assert (refused.status_code, refused.json()["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), bad
+    assert [v.version for v in client.search_model_versions("name = 'm'")] == ["3"]
