@@ -7,6 +7,7 @@ the tests are skipped with the reason, except in CI (CI=true), where they fail.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import pytest
 from mlflow import MlflowClient
 
 from handler.catalog.table import Selection
+from handler.entry.importer import progress_lines
 from handler.registry import aliases, upkeep
 from handler.registry.listing import VersionQuery
 from handler.registry.models import Registry
@@ -250,3 +252,20 @@ def test_through_a_keyed_registry_s_api_the_import_signs_in_with_its_key_and_a_w
     assert fraud is not None
     made = upkeep.history(registry, fraud.id)
     assert made and {change["By"] for change in made} == {"importer"}  # every change by the key that imported it
+
+
+def test_progress_is_a_bar_on_a_terminal_and_lines_in_a_log() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    log, terminal = io.StringIO(), Terminal()
+    for out in (log, terminal):
+        show = progress_lines(out, every=2)
+        for done in range(1, 6):
+            show(done, 5)
+    assert [line.split(" (")[0] for line in log.getvalue().splitlines()] == [
+        "import-mlflow: 2/5 models", "import-mlflow: 4/5 models", "import-mlflow: 5/5 models"]
+    drawn = terminal.getvalue()
+    assert drawn.startswith("\rimport-mlflow: [") and drawn.endswith("\n") and drawn.count("\n") == 1  # redrawn in place
+    assert "[" + "#" * 30 + "] 5/5 models" in drawn.rsplit("\r", 1)[1]

@@ -180,12 +180,26 @@ class Importer:
 
 
 def progress_lines(out: TextIO = sys.stderr, every: int = 1000) -> Callable[[int, int], None]:
-    """A progress line every `every` models and at the end: done/total, and the rate so far."""
+    """The import's progress: on a terminal, a bar redrawn in place (at most ten times a second) with the rate and
+    the time left; elsewhere (a log, CI) a line every `every` models and at the end."""
     started = time.monotonic()
+    drawn = 0.0
+    bar = out.isatty()
 
     def show(done: int, total: int) -> None:
-        if done % every == 0 or done == total:
-            rate = done / max(time.monotonic() - started, 1e-9)
+        nonlocal drawn
+        now = time.monotonic()
+        rate = done / max(now - started, 1e-9)
+        if bar:
+            if now - drawn < 0.1 and done != total:
+                return
+            drawn = now
+            filled = 30 * done // max(total, 1)
+            left = f", {(total - done) / rate:.0f} s left" if rate and done != total else ""
+            end = "\n" if done == total else ""
+            print(f"\rimport-mlflow: [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} models, {rate:.0f}/s{left}\033[K",
+                  end=end, file=out, flush=True)
+        elif done % every == 0 or done == total:
             print(f"import-mlflow: {done}/{total} models ({100 * done // max(total, 1)}%, {rate:.0f} models/s)",
                   file=out, flush=True)
     return show
