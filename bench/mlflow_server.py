@@ -14,7 +14,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .report import Figure, median
 from .workload import REPO
@@ -80,6 +80,10 @@ def _listening(log: Path) -> Callable[[], str | None]:
     return check
 
 
+def _names(found: Any) -> list[str]:
+    return [model.name for model in found]
+
+
 def _steps(r: int, models: int) -> dict[str, Callable[[MlflowClient], object]]:
     """Round r: each asks for something else."""
     return {
@@ -127,10 +131,14 @@ def run(harness: Harness, models: int, quick: bool, mlflow_python: Path) -> list
             for r in range(rounds):
                 steps = _steps(r, models)
                 for op, step in steps.items():
+                    answers = {}
                     for side in (("ours", "theirs") if r % 2 else ("theirs", "ours")):  # alternate who goes first
                         begun = time.perf_counter()
-                        step(clients[side])
+                        answers[side] = step(clients[side])
                         times[op][side].append((time.perf_counter() - begun) * 1e3)
+                    if op.startswith("search") and _names(answers["ours"]) != _names(answers["theirs"]):
+                        raise RuntimeError(f"{op}, round {r}: our server answered {_names(answers['ours'])[:5]}..., "
+                                           f"mlflow server {_names(answers['theirs'])[:5]}...")
     version = subprocess.run([str(mlflow_python), "-c", "import mlflow; print(mlflow.__version__)"], capture_output=True,
                              text=True, check=True).stdout.strip()
     figures = [Figure(f"mlflow_server.{op.replace(' ', '_')}", f"MLflow client: {op} ({models:,} models, our server, file store)",

@@ -147,6 +147,10 @@ def test_search_registered_models_filters_orders_and_pages(client: MlflowClient)
     assert names(client.search_registered_models("name = 'model-3'")) == ["model-3"]
     assert names(client.search_registered_models("tags.team = 'a'")) == ["model-1", "model-3", "model-5"]
     assert names(client.search_registered_models("tags.team = 'a' AND name LIKE '%5'")) == ["model-5"]
+    # as on MLflow's server, a model without the tag is in no tag's answer ("Other" has no team)
+    assert names(client.search_registered_models("tags.team != 'a'")) == ["model-0", "model-2", "model-4", "model-6"]
+    assert names(client.search_registered_models("name != 'model-0'", order_by=["creation_timestamp DESC"], max_results=2)) == \
+        ["Other", "model-6"]
     assert names(client.search_registered_models(order_by=["name DESC"], max_results=2)) == ["model-6", "model-5"]
     first = client.search_registered_models(max_results=3)
     second = client.search_registered_models(max_results=3, page_token=first.token)
@@ -155,6 +159,19 @@ def test_search_registered_models_filters_orders_and_pages(client: MlflowClient)
     assert not third.token  # the last page
     fails("INVALID_PARAMETER_VALUE", 400, lambda: client.search_registered_models("description = 'x'"))
     fails("INVALID_PARAMETER_VALUE", 400, lambda: client.search_registered_models(max_results=1001))
+
+
+def test_prompts_are_answered_only_when_asked_for_as_mlflow_s_server_does(client: MlflowClient, served) -> None:
+    client.create_registered_model("model")
+    client.create_model_version("model", "s3://b/m")
+    prompt = {"key": "mlflow.prompt.is_prompt", "value": "true"}  # as MLflow's prompt registry writes them
+    for path, body in (("registered-models/create", {"name": "prompt", "tags": [prompt]}),
+                       ("model-versions/create", {"name": "prompt", "source": "s3://b/p", "tags": [prompt]})):
+        requests.post(f"{served[0]}/api/2.0/mlflow/{path}", json=body, timeout=10).raise_for_status()
+    assert [m.name for m in client.search_registered_models()] == ["model"]  # the client asks "!= 'true'"
+    assert [m.name for m in client.search_registered_models("tags.`mlflow.prompt.is_prompt` = 'true'")] == ["prompt"]
+    assert [v.name for v in client.search_model_versions()] == ["model"]
+    assert [v.name for v in client.search_model_versions("tags.`mlflow.prompt.is_prompt` != 'false'")] == ["prompt"]
 
 
 def test_search_model_versions_by_name_run_and_tag(client: MlflowClient) -> None:
@@ -298,3 +315,25 @@ def test_pai_alias_routes_are_checked_as_update_model(keyed, monkeypatch: pytest
     assert "Aliases" not in app.registry.get(model_id)
     assert put("admin", "admin-secret-for-tests").status_code == 200
     assert admin.get_model_version_by_alias("m", "gold").version == "1"
+
+
+def test_an_import_may_give_a_version_its_number_but_never_one_given_before(client: MlflowClient, served) -> None:
+    client.create_registered_model("m")
+    create = f"{served[0]}/api/2.0/mlflow/model-versions/create"
+
+    def post(**fields: str) -> requests.Response:
+        return requests.post(create, json={"name": "m", "source": "s3://b/m", **fields}, timeout=10)
+
+    made = post(version="3", status="FAILED_REGISTRATION")
+    assert made.status_code == 200 and made.json()["model_version"]["version"] == "3"
+    assert client.get_model_version("m", "3").status == "FAILED_REGISTRATION"
+    assert post(version="3").json()["error_code"] == "RESOURCE_ALREADY_EXISTS"
+    assert client.create_model_version("m", "s3://b/m").version == "4"  # the next after the highest
+    client.delete_model_version("m", "4")
+    again = post(version="4")
+    assert (again.status_code, again.json()["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert "given before" in again.json()["message"]
+    for bad in ({"version": "0"}, {"version": "x"}, {"status": "DONE"}):
+        refused = post(**bad)
+        assert (refused.status_code, refused.json()["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), bad
+    assert [v.version for v in client.search_model_versions("name = 'm'")] == ["3"]

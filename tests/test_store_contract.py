@@ -168,3 +168,18 @@ def test_file_store_makes_new_names_durable(tmp_path: Path, mocker) -> None:
     assert any(p.startswith(root + "/names/w/.tmp-") for p in synced)
     assert {root + "/names/w", root + "/names", root} <= set(synced)
     assert not [p for p in synced if not p.startswith(root)]
+
+
+def test_file_store_syncs_what_the_log_cannot_rebuild_and_not_a_record_written_after_its_commit(tmp_path: Path, mocker) -> None:
+    store = FileStore(tmp_path / "root")
+    store.put("models/m/versions/0.1.0.json", b"old")  # its directories exist: only the put's own syncs are counted
+    syncs = mocker.patch("os.fdatasync", side_effect=os.fdatasync)
+    dir_syncs = mocker.patch("os.fsync", side_effect=os.fsync)
+    store.put("models/m/versions/0.1.0.json", b"new")
+    assert (syncs.call_count, dir_syncs.call_count) == (1, 1)  # the bytes, then the name
+    syncs.reset_mock()
+    dir_syncs.reset_mock()
+    store.put_derived("models/m/versions/0.1.0.json", b"newer")
+    assert (syncs.call_count, dir_syncs.call_count) == (0, 0)
+    assert store.get("models/m/versions/0.1.0.json") == b"newer"  # replaced whole, as put does
+    assert [p.name for p in (tmp_path / "root/models/m/versions").iterdir()] == ["0.1.0.json"]  # no temporary file left

@@ -4,9 +4,11 @@ from __future__ import annotations
 import base64
 import bisect
 import collections
+import functools
 import itertools
 import math
 import operator
+import re
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -23,6 +25,7 @@ TIMES = ("GmtCreateTime", "GmtModifiedTime")  # floats: packed in checkpoints (N
 SORTS = ("GmtCreateTime", "GmtModifiedTime", "ModelName", "OrderNumber", "ParameterSize")
 _FACT_AT = {name: MODEL_FACTS.index(name) for name in MODEL_FACTS}
 _HEX = frozenset("0123456789abcdef")
+Labels = tuple[tuple[str, str], ...]  # a model's labels: sorted (Key, Value) pairs
 
 
 @dataclass(frozen=True)
@@ -39,9 +42,13 @@ class Selection:
     conditions: tuple[tuple[str, str, float], ...] = ()  # (NUMBERS column, operator, value)
     sort_by: str = "GmtCreateTime"
     descending: bool = False
+    # (regular expression, whether the whole name matches it or must not); each holds
+    name_patterns: tuple[tuple[str, bool], ...] = ()
+    label_tests: tuple[Callable[[Labels], bool], ...] = ()  # each holds of the model's labels (asked of none too)
 
 
 COLLECTION_LABEL = "Collection"
+_NEGATED = bytes([1, 0]).ljust(256, b"\0")
 
 
 class _Coded:
@@ -88,9 +95,11 @@ class _Coded:
         """The values some slot has (the empty one aside)."""
         return (value for code, value in enumerate(self.values) if code and self.counts[code])
 
-    def mask(self, holds: Callable[[Any], Any]) -> bytes:
-        """1 in each slot whose value `holds` is true of (asked once per value in use)."""
-        flags = bytes(code > 0 and self.counts[code] > 0 and holds(value) is True for code, value in enumerate(self.values))
+    def mask(self, holds: Callable[[Any], Any], empty: bool = False) -> bytes:
+        """1 in each slot whose value `holds` is true of (asked once per value in use; of the empty one only when
+        `empty`, and then free slots hold it too)."""
+        flags = bytes((code > 0 or empty) and self.counts[code] > 0 and holds(value) is True
+                      for code, value in enumerate(self.values))
         if isinstance(self.data, bytearray):
             return bytes(self.data.translate(flags.ljust(256, b"\0")))
         return bytes(map(flags.__getitem__, self.data))
@@ -319,8 +328,12 @@ class ModelTable:
                 masks.append(_ones(size, [self.ids[model_id]] if model_id is not None else []))
             else:
                 masks.append(self._scan(self._lower, selection.name.lower()))
+        for pattern, holds in selection.name_patterns:
+            masks.append(self._matching(pattern, holds))
         for column, operator_name, value in selection.conditions:
             masks.append(_ones(size, self._range(column, operator_name, value)))
+        for test in selection.label_tests:
+            masks.append(self._live(bytearray(self._labels.mask(test, empty=True))))
         for column, word in selection.exact:
             masks.append(self._with_words(column, word.__eq__))
         for tag in selection.tags:
@@ -344,7 +357,18 @@ class ModelTable:
         """Where the text in `column` holds needle (free slots hold "")."""
         return bytes(map(operator.contains, column, itertools.repeat(needle)))
 
-    def _with_labels(self, holds: Callable[[tuple[tuple[str, str], ...]], bool]) -> bytes:
+    def _matching(self, pattern: str, holds: bool) -> bytes:
+        """Where the whole name matches the regular expression (or, holds being False, does not); free slots never."""
+        found = bytearray(map(bool, map(_compiled(pattern).fullmatch, self._name)))
+        return self._live(found.translate(_NEGATED) if not holds else found)
+
+    def _live(self, mask: bytearray) -> bytes:
+        """The mask with free slots cleared (they keep a name and hold no labels, which some filters match)."""
+        for slot in self._free:
+            mask[slot] = 0
+        return bytes(mask)
+
+    def _with_labels(self, holds: Callable[[Labels], bool]) -> bytes:
         """Where `holds` is true of the labels: asked once per set of labels in use (models share them)."""
         return self._labels.mask(holds)
 
@@ -478,6 +502,11 @@ class Matches:
         if self._all is None:
             self._all = list(self._walk())
         return self._all[start:stop]
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.DOTALL)
 
 
 def _ones(size: int, slots: Iterable[int]) -> bytes:

@@ -221,15 +221,6 @@ class Workspace:
             start = bisect.bisect_right(ordered, model_id)
             return [state.models[found] for found in ordered[start:start + limit]]
 
-    def models_by_name(self) -> list[Entry]:
-        """Every model, sorted by name, computed once per state (MLflow's searches)."""
-        with self._state_lock:
-            state = self._state or State()
-            ordered: list[Entry] | None = self._cached(state.seq, "models by name")
-            if ordered is None:
-                ordered = self._keep(state.seq, "models by name", sorted(state.models.values(), key=lambda e: e.name))
-            return ordered
-
     def named(self, name: str) -> Entry | None:
         """The model of that name, as this instance knows it."""
         with self._state_lock:

@@ -22,8 +22,10 @@ from ..registry import upkeep
 from ..rules.validation import validate
 from . import events, fc
 from .compose import build_deliverer
-from .importer import Importer, Source, SourceError, progress_lines
+from .import_targets import Here, Remote, Target
+from .importer import Importer, Source, basic, progress_lines
 from .local import LocalServer, same_origin_only
+from .mlflow_http import MlflowHttpError
 
 
 class LocalContext:
@@ -106,11 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     imports = commands.add_parser("import-mlflow", help="copy an MLflow registry (models, versions, aliases) into this one")
     imports.add_argument("--from", dest="source", required=True, metavar="MLFLOW_URL",
                          help="the MLflow server's URL (its tracking URI), read through its REST API")
-    imports.add_argument("--to", dest="store", metavar="REGISTRY_URL", help="the store to import into, as --store for serve")
+    imports.add_argument("--to", dest="to", metavar="REGISTRY_URL",
+                         help="where to import: a store (as --store for serve), or a running registry's http(s):// URL, "
+                              "written through its MLflow API with REGISTRY_ACCESS_KEY_ID and REGISTRY_ACCESS_KEY_SECRET")
     imports.add_argument("--workspace", help="the workspace to import into (default: $DEFAULT_WORKSPACE_ID or default)")
     imports.add_argument("--workers", type=int, default=8, metavar="N", help="models imported at once (default 8)")
     imports.add_argument("--json", action="store_true", help="the summary as one JSON object on standard output")
     args = parser.parse_args(argv)
+    if args.command == "import-mlflow":
+        remote = (args.to or "").startswith(("http://", "https://"))
+        args.store = None if remote else args.to
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_LineFormatter())
@@ -214,18 +221,20 @@ def _store_location() -> str:
 
 
 def _import_mlflow(args: argparse.Namespace, app: App) -> int:
-    """0 when everything is here, 1 when something was refused or the source could not be read, 2 for bad arguments."""
-    workspace_id = args.workspace or app.default_workspace
+    """0 when everything is here, 1 when something was refused or an end could not be read, 2 for bad arguments."""
     try:
-        validate("common.json#/$defs/WorkspaceId", workspace_id, root="--workspace")
+        validate("common.json#/$defs/WorkspaceId", args.workspace or app.default_workspace, root="--workspace")
         source = Source(args.source)
-    except (ApiError, SourceError) as e:
+        target: Target = Here(app.registry, args.workspace or app.default_workspace)
+        if args.store is None and args.to:
+            key_id = os.environ.get("REGISTRY_ACCESS_KEY_ID")
+            target = Remote(args.to, args.workspace, basic(key_id, os.environ.get("REGISTRY_ACCESS_KEY_SECRET", "")) if key_id else None)
+    except (ApiError, MlflowHttpError) as e:
         print(f"import-mlflow: {getattr(e, 'message', e)}", file=sys.stderr)
         return 2
-    importer = Importer(app.registry, workspace_id)
     try:
-        summary = importer.run(source, args.workers, progress_lines())
-    except SourceError as e:
+        summary = Importer(target).run(source, args.workers, progress_lines())
+    except MlflowHttpError as e:
         print(f"import-mlflow: {e}", file=sys.stderr)
         return 1
     finally:

@@ -4,6 +4,7 @@ given at creation in creation order and never given again. Models by name, for t
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Any
 
 from ..catalog.draft import Draft
@@ -60,6 +61,27 @@ def numbered(record: dict[str, Any], versions: list[Entry]) -> tuple[dict[str, i
     return found, last
 
 
+def numbers(workspace: Workspace, model: Entry, names: Collection[str]) -> dict[str, int]:
+    """The numbers of the model's versions of those names (VersionName -> number): the stored ones, and all of the
+    model's versions numbered (numbered) only when one of them has none."""
+    found: dict[str, int] = {}
+    for name in names:
+        version = workspace.version(model.id, name)[0]
+        if version is None:
+            continue
+        number = version.fact(NUMBER, VERSION_FACTS)
+        if not isinstance(number, int) or isinstance(number, bool):
+            every = numbered(model.record(), versions_of(workspace, model.id))[0]
+            return {name: every[name] for name in names if name in every}
+        found[name] = number
+    return found
+
+
+def number_given_before(number: int, last: int) -> str:
+    """Why a version cannot take a number: the model gave it before (to a version deleted since)."""
+    return f"version {number} was given before and deleted (the model's last number is {last}): numbers are never given twice"
+
+
 def numbered_in(draft: Draft, model_id: str, model: Entry) -> tuple[int, list[str]]:
     """Store numbers in the draft for the model's versions that have none: the model's last number, and the
     versions given one."""
@@ -100,11 +122,6 @@ def named(workspace: Workspace, name: str) -> Entry:
     if found is None:
         raise ModelNotFound(f"Registered Model with name={name[:200]} not found")
     return found
-
-
-def by_name(workspace: Workspace) -> list[Entry]:
-    """The workspace's models sorted by name, computed once per state."""
-    return workspace.models_by_name()
 
 
 class Aliases:

@@ -138,7 +138,7 @@ def publish(store: Store, workspace: Workspace, target: RecordFile, seq: int) ->
         return False
     if not seq and not _differs(store, target.key, entry.raw):
         return False  # nothing was committed and the record is current: a retry writes only to repair
-    store.put(target.key, entry.raw)
+    store.put_derived(target.key, entry.raw)
     if not seq:  # a repair (a retry, the sweep): done when it returns
         _rewrite_while_changed(store, workspace, target, known)
         return True
@@ -177,7 +177,7 @@ def _rewrite_while_changed(store: Store, workspace: Workspace, target: RecordFil
         if entry is None:
             store.delete(target.key)
             return
-        store.put(target.key, entry.raw)
+        store.put_derived(target.key, entry.raw)
     log.warning("the record of a model kept changing under its writer; its next change rewrites it")
 
 

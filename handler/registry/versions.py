@@ -123,6 +123,8 @@ class Versions:
             renumbered[:] = given
             if number is not None and number in aliases.numbered(model.record(), draft.versions(model_id))[0].values():
                 raise VersionNameConflict(f"model {model_id} has a version numbered {number}")
+            if number is not None and number <= last:
+                raise InvalidParameter(aliases.number_given_before(number, last))
             new = last + 1 if number is None else number
             record = {**records.build_version(normal, name, now, owner_id), aliases.NUMBER: new}
             draft.put_version(model_id, record, fingerprint, token)

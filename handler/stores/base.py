@@ -117,6 +117,11 @@ class Store(abc.ABC):
     def put(self, key: str, data: bytes) -> None:
         """Store data under key, replacing what is there (readers see the old or the new bytes)."""
 
+    def put_derived(self, key: str, data: bytes) -> None:
+        """As put, for a file the catalog can write again (a record file after its commit): a store may skip making
+        it durable against a power loss, which the sweep repairs; a crashed process loses nothing of it."""
+        self.put(key, data)
+
     @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Remove key; removing an absent key is not an error."""

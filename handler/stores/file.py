@@ -75,7 +75,7 @@ class FileStore(Store):
                 self._inside.add(directory)
         return path
 
-    def _write_temp(self, path: str, data: bytes) -> str:
+    def _write_temp(self, path: str, data: bytes, durable: bool = True) -> str:
         directory = os.path.dirname(path)
         self._make_directories(directory)
         if directory not in self._cleaned:  # the first write into a directory tidies it
@@ -89,7 +89,8 @@ class FileStore(Store):
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view):]
-                os.fdatasync(fd)  # the bytes are on disk before any name points at them
+                if durable:
+                    os.fdatasync(fd)  # the bytes are on disk before any name points at them
             finally:
                 os.close(fd)
         except BaseException:
@@ -156,15 +157,24 @@ class FileStore(Store):
         return self.get(key, size)
 
     def put(self, key: str, data: bytes) -> None:
+        self._replace(key, data, durable=True)
+
+    def put_derived(self, key: str, data: bytes) -> None:
+        # Neither the bytes nor the name are synced: after a power loss the file may be old, empty or missing, which
+        # the catalog's reads tolerate and the sweep repairs; the log entry it follows was synced.
+        self._replace(key, data, durable=False)
+
+    def _replace(self, key: str, data: bytes, durable: bool) -> None:
         path = self._path(key)
         try:
-            temp = self._write_temp(path, data)
+            temp = self._write_temp(path, data, durable)
             try:
                 os.replace(temp, path)
             except BaseException:
                 _remove(temp)
                 raise
-            self._sync(os.path.dirname(path))
+            if durable:
+                self._sync(os.path.dirname(path))
         except OSError as e:
             raise _error(e) from None
 

@@ -2,6 +2,7 @@
 the default workspace and under /workspaces/<WorkspaceId>), with the PAI action a key's policy is checked for."""
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from ... import errors
@@ -17,9 +18,11 @@ from . import search, wire
 
 MODEL_KEYS = ("name", "tags")
 VERSION_KEYS = ("name", "run_id", "source_path", "version_number", "tags")
-MODEL_ORDER = {"name": "name", "last_updated_timestamp": "last_updated_timestamp", "timestamp": "last_updated_timestamp",
-               "creation_timestamp": "creation_timestamp"}
-VERSION_ORDER = {**MODEL_ORDER, "version_number": "number"}
+# What MLflow orders by, as the catalog's sort fields (models) and as the keys of a version's row (versions).
+MODEL_ORDER = {"name": "ModelName", "last_updated_timestamp": "GmtModifiedTime", "timestamp": "GmtModifiedTime",
+               "creation_timestamp": "GmtCreateTime"}
+VERSION_ORDER = {"name": "name", "last_updated_timestamp": "last_updated_timestamp", "timestamp": "last_updated_timestamp",
+                 "creation_timestamp": "creation_timestamp", "version_number": "number"}
 _REPEATED = ("order_by", "stages")
 
 
@@ -97,7 +100,8 @@ def model_request(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def version_request(fields: dict[str, Any]) -> dict[str, Any]:
-    """A CreateModelVersion's fields (source, description, tags, run_id, run_link) as PAI's request, checked."""
+    """A CreateModelVersion's fields (source, description, tags, run_id, run_link, and an import's status) as PAI's
+    request, checked."""
     validate("common.json#/$defs/SourceUri", fields["source"], root="source")
     request: dict[str, Any] = {"Uri": fields["source"], "Labels": checked_labels(fields.get("tags"))}
     if fields.get("description"):
@@ -106,6 +110,8 @@ def version_request(fields: dict[str, Any]) -> dict[str, Any]:
         request.update(SourceType=wire.RUN_SOURCE, SourceId=fields["run_id"])
     if fields.get("run_link"):
         request["ExtraInfo"] = {wire.RUN_LINK: fields["run_link"]}
+    if fields.get("status", "READY") != "READY":  # an import's: MLflow's other statuses
+        request["ExtraInfo"] = {**request.get("ExtraInfo", {}), wire.STATUS: fields["status"]}
     return request
 
 
@@ -152,28 +158,24 @@ def delete_registered_model(call: Call) -> dict[str, Any]:
 def search_registered_models(call: Call) -> dict[str, Any]:
     fields = params(call)
     space = workspace(call)
-    clauses = search.parse_filter(fields.get("filter", ""), MODEL_KEYS)
+    clauses, leave_out = search.without_prompts(search.parse_filter(fields.get("filter", ""), MODEL_KEYS))
     orders = search.parse_order(fields.get("order_by", []), MODEL_ORDER)
     count = search.max_results(fields.get("max_results"), 100, 1000)
     start = search.offset(fields.get("page_token"))
-    found = [e for e in aliases.by_name(space) if all(_model_holds(clause, e) for clause in clauses)]
-    if orders:
-        rows = [{"entry": e, "name": e.name, "creation_timestamp": e.fact("GmtCreateTime") or 0,
-                 "last_updated_timestamp": e.fact("GmtModifiedTime") or 0} for e in found]
-        found = [row["entry"] for row in search.sort_by(rows, orders, lambda row: row["name"])]  # type: ignore[misc]
-    page = found[start:start + count]
+    selection = search.selection(clauses, orders[0] if orders else None, leave_out)
+    if len(orders) > 1 and orders[0].key != "ModelName":  # ties of the first key go by the next ones: sorted here
+        matched, total = space.select(selection, 0, sys.maxsize)
+        page = search.sort_by(matched, orders, _model_value, lambda e: e.name)[start:start + count]
+    else:  # names are unique: no ties after them
+        page, total = space.select(selection, start, start + count)
     answer: dict[str, Any] = {"registered_models": [wire.registered_model(space, e) for e in page]}
-    if start + count < len(found):
+    if start + count < total:
         answer["next_page_token"] = search.token(start + count)
     return answer
 
 
-def _model_holds(clause: search.Clause, entry: Entry) -> bool:
-    if clause.key == "name":
-        return clause.holds(entry.name)
-    key = clause.key[5:]
-    values = [v for k, v in entry.labels if k == key]
-    return any(clause.holds(v) for v in values) if values else clause.holds(None)
+def _model_value(entry: Entry, field: str) -> Any:
+    return entry.name if field == "ModelName" else entry.fact(field) or 0
 
 
 def get_latest_versions(call: Call) -> dict[str, Any]:
@@ -228,7 +230,8 @@ def get_version_by_alias(call: Call) -> dict[str, Any]:
 def create_model_version(call: Call) -> dict[str, Any]:
     fields = params(call)
     _, entry = model(call, fields)
-    name, _ = call.versions.create(entry.id, version_request(fields), call.caller.owner_id)
+    number = int(fields["version"]) if "version" in fields else None  # an import's, keeping MLflow's numbers
+    name, _ = call.versions.create(entry.id, version_request(fields), call.caller.owner_id, number=number)
     call.facts.update(ModelId=entry.id, VersionName=name)
     return {"model_version": version_answer(call, entry, name)}
 
@@ -279,16 +282,11 @@ def delete_model_version_tag(call: Call) -> dict[str, Any]:
 def search_model_versions(call: Call) -> dict[str, Any]:
     fields = params(call)
     space = workspace(call)
-    clauses = search.parse_filter(fields.get("filter", ""), VERSION_KEYS)
+    clauses, leave_out = search.without_prompts(search.parse_filter(fields.get("filter", ""), VERSION_KEYS))
     orders = search.parse_order(fields.get("order_by", []), VERSION_ORDER)
     count = search.max_results(fields.get("max_results"), 10_000, 200_000)
     start = search.offset(fields.get("page_token"))
-    named = [c for c in clauses if c.key == "name"]
-    exact = [c.values[0] for c in named if c.op == "="]
-    if exact:
-        candidates = [e for e in aliases.by_name(space) if e.name == exact[0]]
-    else:
-        candidates = [e for e in aliases.by_name(space) if all(c.holds(e.name) for c in named)]
+    candidates, _ = space.select(search.selection([c for c in clauses if c.key == "name"], None, False), 0, sys.maxsize)
     rows: list[dict[str, Any]] = []
     for entry in candidates:
         versions = aliases.versions_of(space, entry.id)
@@ -297,11 +295,12 @@ def search_model_versions(call: Call) -> dict[str, Any]:
         shown = aliases.shown(space, entry, [v.record() for v in versions])
         for record in shown:
             answer = wire.model_version(entry.name, record)
-            if all(_version_holds(c, answer) for c in clauses if c.key != "name"):
+            prompt = leave_out and {"key": search.PROMPT_TAG, "value": "true"} in answer["tags"]
+            if not prompt and all(_version_holds(c, answer) for c in clauses if c.key != "name"):
                 rows.append({"answer": answer, "name": entry.name, "number": record[aliases.NUMBER],
                              "creation_timestamp": answer["creation_timestamp"],
                              "last_updated_timestamp": answer["last_updated_timestamp"]})
-    ordered = search.sort_by(rows, orders, lambda row: (row["name"], -row["number"]))  # type: ignore[operator]
+    ordered = search.sort_by(rows, orders, dict.__getitem__, lambda row: (row["name"], -row["number"]))
     page = ordered[start:start + count]
     found: dict[str, Any] = {"model_versions": [row["answer"] for row in page]}
     if start + count < len(ordered):
@@ -313,7 +312,7 @@ def _version_holds(clause: search.Clause, answer: dict[str, Any]) -> bool:
     if clause.key.startswith("tags."):
         key = clause.key[5:]
         values = [t["value"] for t in answer["tags"] if t["key"] == key]
-        return any(clause.holds(v) for v in values) if values else clause.holds(None)
+        return any(clause.holds(v) for v in values)  # as in MLflow's server, a version without the tag never matches
     actual = {"run_id": answer["run_id"], "source_path": answer["source"], "version_number": answer["version"]}[clause.key]
     return clause.holds(actual)
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
+from ...catalog.table import Labels, Selection
 from ...errors import InvalidParameter
+
+T = TypeVar("T")
 
 _CLAUSE = re.compile(
     r"\s*(?P<key>[A-Za-z_]+(?:\.(?:`[^`]+`|\"[^\"]+\"|[\w.-]+))?)\s*"
@@ -26,9 +31,7 @@ class Clause:
     op: str  # =, !=, LIKE, ILIKE, NOT LIKE, IN
     values: tuple[str, ...]
 
-    def holds(self, actual: str | None) -> bool:
-        if actual is None:  # an absent tag differs from every value
-            return self.op in ("!=", "NOT LIKE")
+    def holds(self, actual: str) -> bool:
         if self.op == "=":
             return actual == self.values[0]
         if self.op == "!=":
@@ -39,10 +42,76 @@ class Clause:
         return not found if self.op == "NOT LIKE" else found
 
 
-def like(pattern: str, ignore_case: bool) -> re.Pattern[str]:
+    def pattern(self) -> tuple[str, bool]:
+        """The clause as a regular expression the whole value matches, and whether a value holds when it does."""
+        if self.op in ("=", "!="):
+            return re.escape(self.values[0]), self.op == "="
+        if self.op == "IN":
+            return "(?:" + "|".join(map(re.escape, self.values)) + ")" if self.values else "(?!)", True
+        return like_source(self.values[0], self.op == "ILIKE"), self.op != "NOT LIKE"
+
+
+@dataclass(frozen=True)
+class TagTest:
+    """A `tags.<key>` clause as a test of a model's labels: as in MLflow's server, a model without the tag never
+    matches, whatever the operator."""
+
+    clause: Clause
+
+    def __call__(self, labels: Labels) -> bool:
+        key = self.clause.key[5:]
+        return any(self.clause.holds(value) for k, value in labels if k == key)
+
+
+@dataclass(frozen=True)
+class Untagged:
+    """A test of a model's labels: it has not the label (key, value)."""
+
+    key: str
+    value: str
+
+    def __call__(self, labels: Labels) -> bool:
+        return (self.key, self.value) not in labels
+
+
+PROMPT_TAG = "mlflow.prompt.is_prompt"  # MLflow keeps prompts as registered models and versions with this tag "true"
+NOT_A_PROMPT = Untagged(PROMPT_TAG, "true")
+
+
+def without_prompts(clauses: list[Clause]) -> tuple[list[Clause], bool]:
+    """MLflow's rule for prompts: a search answers them only when a clause asks for them (the tag = 'true' or
+    != 'false'); otherwise clauses on the tag are dropped and prompts left out (MLflow's clients add
+    `tags.mlflow.prompt.is_prompt != 'true'` to every search). The clauses, and whether to leave prompts out."""
+    key = "tags." + PROMPT_TAG
+    for clause in clauses:
+        if clause.key == key:
+            asked = clause.values[0].lower()
+            if (clause.op == "=" and asked == "true") or (clause.op == "!=" and asked == "false"):
+                return clauses, False
+            break
+    return [c for c in clauses if c.key != key], True
+
+
+def like_source(pattern: str, ignore_case: bool) -> str:
     """SQL LIKE as a regular expression: % any run, _ one character."""
     text = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.compile(text, re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL)
+    return "(?i)" + text if ignore_case else text
+
+
+@functools.lru_cache(maxsize=256)
+def like(pattern: str, ignore_case: bool) -> re.Pattern[str]:
+    return re.compile(like_source(pattern, ignore_case), re.DOTALL)
+
+
+def selection(clauses: list[Clause], order: Order | None, leave_out_prompts: bool) -> Selection:
+    """The models' clauses (on `name` and `tags.<key>`) as the catalog selects them, in the order (by name without
+    one)."""
+    exact = next((c.values[0] for c in clauses if c.key == "name" and c.op == "="), None)
+    return Selection(
+        name=exact, name_exact=exact is not None,
+        name_patterns=tuple(c.pattern() for c in clauses if c.key == "name" and not (c.op == "=" and c.values[0] == exact)),
+        label_tests=tuple(TagTest(c) for c in clauses if c.key.startswith("tags.")) + ((NOT_A_PROMPT,) if leave_out_prompts else ()),
+        sort_by=order.key if order else "ModelName", descending=order.descending if order else False)
 
 
 def parse_filter(text: str, keys: tuple[str, ...]) -> list[Clause]:
@@ -68,6 +137,8 @@ def parse_filter(text: str, keys: tuple[str, ...]) -> list[Clause]:
             if joined is None:
                 raise InvalidParameter(f"filter_string: clauses are joined by AND; got {text[at:at + 20]!r}")
             at = joined.end()
+            if not text[at:].strip():
+                raise InvalidParameter("filter_string ends with AND: a clause must follow it")
     return clauses
 
 
@@ -100,11 +171,11 @@ def parse_order(given: list[str], keys: dict[str, str]) -> list[Order]:
     return orders
 
 
-def sort_by(items: list[dict[str, object]], orders: list[Order], tie: Callable[[dict[str, object]], object]) -> list[dict[str, object]]:
-    """Sorted by the orders, then by tie (stable sorts, the last key first)."""
-    ordered = sorted(items, key=tie)  # type: ignore[arg-type]
+def sort_by(items: list[T], orders: list[Order], value: Callable[[T, str], Any], tie: Callable[[T], Any]) -> list[T]:
+    """Sorted by the orders (value(item, key) gives what an order compares), then by tie; stable sorts, the last key first."""
+    ordered = sorted(items, key=tie)
     for order in reversed(orders):
-        ordered.sort(key=lambda item: item[order.key], reverse=order.descending)  # type: ignore[arg-type,return-value]
+        ordered.sort(key=lambda item: value(item, order.key), reverse=order.descending)
     return ordered
 
 

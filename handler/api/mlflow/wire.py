@@ -102,12 +102,11 @@ def registered_model(workspace: Workspace, entry: Entry, record: dict[str, Any] 
         "tags": tags(record.get("Labels", [])),
     }
     held = aliases.aliases_of(record)
+    if held:
+        numbers = aliases.numbers(workspace, entry, held.values())
+        out["aliases"] = [{"alias": a, "version": str(numbers[v])} for a, v in held.items() if v in numbers]
     latest = workspace.latest(entry.id)
-    if held or latest is not None:
-        numbers, _ = aliases.numbered(record, aliases.versions_of(workspace, entry.id))
-        if held:
-            out["aliases"] = [{"alias": a, "version": str(numbers[v])} for a, v in held.items() if v in numbers]
-        if latest is not None:
-            shown = aliases.shown(workspace, entry, [latest.record()])[0]
-            out["latest_versions"] = [model_version(record["ModelName"], shown)]
+    if latest is not None:
+        shown = aliases.shown(workspace, entry, [latest.record()])[0]
+        out["latest_versions"] = [model_version(record["ModelName"], shown)]
     return out
