@@ -547,4 +547,5 @@ def test_the_access_log_names_the_key_a_refused_request_claimed_and_never_its_se
     assert connection.getresponse().status == 401
     connection.close()
     assert json.loads([r for r in caplog.records if r.name.endswith("access")][-1].getMessage())["AccessKeyId"] == "reader"
-    assert not {"a-guessed-secret-of-length", "whatever-secret-1234", "a-guessed-basic-secret"} & set(caplog.text.split('"'))
+    assert not [secret for secret in ("a-guessed-secret-of-length", "whatever-secret-1234", "a-guessed-basic-secret")
+                if secret in caplog.text]
