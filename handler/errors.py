@@ -52,6 +52,7 @@ class ApiError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.access_key_id: str | None = None  # a refused request's claimed key, for the access log (never sent)
 
     def body(self, request_id: str) -> dict[str, Any]:
         return {"RequestId": request_id, "Code": self.code, "Message": self.message}

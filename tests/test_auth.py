@@ -528,3 +528,24 @@ def test_a_request_time_in_another_form_than_the_sdks_is_refused(tmp_path: Path,
     headers["x-acs-date"] = date.format(now=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()))
     headers = resign("GET", headers, sorted(h for h in headers if h.startswith("x-acs-") or h == "host"))
     assert app.handle(Request("GET", "/api/v1/models", headers=headers)).body["Code"] == "InvalidAuthorization"
+
+
+def test_the_access_log_names_the_key_a_refused_request_claimed_and_never_its_secret(server, caplog) -> None:
+    srv, _ = server
+    body = json.dumps({"ModelName": "m"}).encode()
+    caplog.set_level("INFO")
+    for key, secret in (("admin", "a-guessed-secret-of-length"), ("gone-key\"}{\"forged\":1", "whatever-secret-1234")):
+        status, _ = send(srv, "POST", "/api/v1/models", {}, body, sign("POST", "/api/v1/models", {}, body, key=key, secret=secret))
+        assert status in (400, 401, 404)
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name.endswith("access")]
+    assert [line.get("AccessKeyId") for line in lines[-2:]] == ["admin", "gone-key\"}{\"forged\":1"]  # a JSON string, not a field
+    assert all("\n" not in r.getMessage() for r in caplog.records if r.name.endswith("access"))
+    host, port = srv.server_address[:2]
+    basic = "Basic " + base64.b64encode(b"reader:a-guessed-basic-secret").decode()  # MLflow's clients
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    connection.request("GET", "/api/2.0/mlflow/registered-models/get?name=m", headers={"authorization": basic})
+    assert connection.getresponse().status == 401
+    connection.close()
+    assert json.loads([r for r in caplog.records if r.name.endswith("access")][-1].getMessage())["AccessKeyId"] == "reader"
+    assert not [secret for secret in ("a-guessed-secret-of-length", "whatever-secret-1234", "a-guessed-basic-secret")
+                if secret in caplog.text]

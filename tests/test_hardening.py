@@ -518,6 +518,9 @@ def test_path_and_query_details_over_http(server) -> None:
     assert status_of(raw) == 400 and body_of(raw)["Message"].startswith("ModelId")
     raw = raw_exchange(srv, b"HEAD /api/v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
     assert status_of(raw) == 200 and raw.endswith(b"\r\n\r\n")  # the GET's headers, no body
+    for target in (b"/api/v1/models?=&&&=x", b"/api/v1/models?PageSize=1&=x", b"/api/2.0/mlflow/registered-models/search?=x"):
+        raw = raw_exchange(srv, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_of(raw) == 400 and "has no name" in str(body_of(raw).get("Message", body_of(raw).get("message"))), target
 
 
 def test_headers_sent_a_byte_at_a_time_are_cut_off_at_the_request_deadline(server, monkeypatch) -> None:

@@ -125,8 +125,13 @@ class App:
             return caller, None, None
         body = raw_body(request, self.max_body_bytes)
         mlflow = is_mlflow(request.path)  # MLflow's clients authenticate with HTTP Basic: no signature, no nonce
-        principal = (self.verifier.verify_basic(dict(request.headers)) if mlflow else
-                     self.verifier.verify(request.method, request.path, request.query, dict(request.headers), body, route.writes))
+        try:
+            principal = (self.verifier.verify_basic(dict(request.headers)) if mlflow else
+                         self.verifier.verify(request.method, request.path, request.query, dict(request.headers), body, route.writes))
+        except ApiError as e:
+            if e.access_key_id is not None:
+                facts["AccessKeyId"] = e.access_key_id
+            raise
         facts["AccessKeyId"] = principal.key.id
         action = route.policy_action
         if not principal.key.may(action, None):

@@ -11,6 +11,7 @@ name or value holding `&` or `=` is refused rather than read one of two ways.
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.utils
 import fnmatch
 import hashlib
@@ -21,12 +22,13 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
 from ..errors import (
     AccessKeyNotFound,
+    ApiError,
     ContentHashMismatch,
     InvalidAuthorization,
     InvalidParameter,
@@ -224,20 +226,21 @@ class Verifier:
         if acs3 is None and roa is None:
             raise InvalidAuthorization("Authorization is neither ACS3-HMAC-SHA256 nor an ROA signature")
         key_id = (acs3 or roa).group(1)  # type: ignore[union-attr]
-        key = self.keys.get(key_id)
-        if key is None:
-            raise AccessKeyNotFound(f"no access key {key_id[:64]!r}")
-        if acs3 is not None:
-            moment = self._acs3(key, acs3, method, path, pairs, headers, body, writes)
-        else:
-            assert roa is not None
-            if key.require_acs3:
-                raise InvalidAuthorization("this access key signs with ACS3-HMAC-SHA256 only")
-            moment = self._roa(key, roa, method, path, pairs, headers, body)
-        nonce = headers.get("x-acs-signature-nonce", "")
-        if writes and not nonce:
-            raise InvalidAuthorization("a signed request that changes something needs x-acs-signature-nonce")
-        return Principal(key, nonce, moment)
+        with _naming(key_id):
+            key = self.keys.get(key_id)
+            if key is None:
+                raise AccessKeyNotFound(f"no access key {key_id[:64]!r}")
+            if acs3 is not None:
+                moment = self._acs3(key, acs3, method, path, pairs, headers, body, writes)
+            else:
+                assert roa is not None
+                if key.require_acs3:
+                    raise InvalidAuthorization("this access key signs with ACS3-HMAC-SHA256 only")
+                moment = self._roa(key, roa, method, path, pairs, headers, body)
+            nonce = headers.get("x-acs-signature-nonce", "")
+            if writes and not nonce:
+                raise InvalidAuthorization("a signed request that changes something needs x-acs-signature-nonce")
+            return Principal(key, nonce, moment)
 
     def _acs3(self, key: AccessKey, found: re.Match[str], method: str, path: str, pairs: Sequence[tuple[str, str]],
               headers: dict[str, str], body: bytes, writes: bool) -> float:
@@ -315,12 +318,13 @@ class Verifier:
             colon = ""
         if scheme.lower() != "basic" or not colon:
             raise InvalidAuthorization("Authorization is not HTTP Basic with an access key ID and secret")
-        key = self.keys.get(key_id)
-        if key is None:
-            raise AccessKeyNotFound(f"no access key {key_id[:64]!r}")
-        if not hmac.compare_digest(secret.encode(), key.secret.encode()):
-            raise SignatureMismatch(f"the secret is not access key {key_id[:64]}'s")
-        return Principal(key)
+        with _naming(key_id):
+            key = self.keys.get(key_id)
+            if key is None:
+                raise AccessKeyNotFound(f"no access key {key_id[:64]!r}")
+            if not hmac.compare_digest(secret.encode(), key.secret.encode()):
+                raise SignatureMismatch(f"the secret is not access key {key_id[:64]}'s")
+            return Principal(key)
 
     def sweep(self) -> int:
         """Remove the nonces of hours whose requests are all too old to be accepted again; how many."""
@@ -328,3 +332,14 @@ class Verifier:
         stale = [key for key in self.store.list("nonces/") if key.split("/")[1] < oldest]
         self.store.delete_many(stale)
         return len(stale)
+
+
+@contextlib.contextmanager
+def _naming(key_id: str) -> Iterator[None]:
+    """A refusal of a request that named an access key names it too, so that the access log shows which key was
+    refused (a guessed secret, a retired key still in use); the client's message is unchanged."""
+    try:
+        yield
+    except ApiError as e:
+        e.access_key_id = key_id[:64]
+        raise

@@ -40,13 +40,19 @@ class Call:
     def query(self) -> dict[str, str]:
         """The query parameters, each at most once, checked against the route's query schema."""
         params: dict[str, str] = {}
-        for name, value in self.request.query:
+        for name, value in self.named_query():
             if name in params:
                 raise InvalidParameter(f"query parameter {name[:64]} is given more than once")
             params[name] = value
         if self.query_schema:
             validate(self.query_schema, params, root="query")
         return params
+
+    def named_query(self) -> list[tuple[str, str]]:
+        """The query's (name, value) pairs; a parameter without a name (`?=x`, `&&=`) is refused as such."""
+        if any(not name for name, _ in self.request.query):
+            raise InvalidParameter("a query parameter has no name (is there an '=' or '&' too many?)")
+        return list(self.request.query)
 
     def no_query(self) -> None:
         """Refuse query parameters on an operation that takes none (a typo would otherwise pass unseen)."""

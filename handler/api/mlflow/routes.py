@@ -33,7 +33,7 @@ def params(call: Call) -> dict[str, Any]:
     if call.request.method not in ("GET", "HEAD"):
         return call.body()
     found: dict[str, Any] = {}
-    for name, value in call.request.query:
+    for name, value in call.named_query():
         if name in _REPEATED:
             found.setdefault(name, []).append(value)
         elif name in found:
