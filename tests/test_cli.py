@@ -174,3 +174,13 @@ def test_deliveries_shows_a_rule_not_started_yet_with_dashes(tmp_path: Path) -> 
     result = run("deliveries", env={"MODEL_STORE": f"file://{tmp_path / 'store'}", "NOTIFICATIONS": f"file://{rules}"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().splitlines() == ["RULE WORKSPACE CURSOR HEAD LAG DEAD-LETTERS FAILING", "hook default - 1 - 0 -"]
+
+
+def test_import_mlflow_names_a_to_that_is_neither_a_store_nor_a_url_and_a_workers_below_one(tmp_path: Path) -> None:
+    for extra, expected in ((("--to", str(tmp_path)), "import-mlflow: error: --to must be a store (file://PATH or "
+                             "oss://BUCKET/PREFIX) or a running registry's http:// or https:// URL, not "),
+                            (("--workers", "0"), "import-mlflow: error: --workers must be at least 1, not 0")):
+        result = run("import-mlflow", "--from", "http://127.0.0.1:9", *extra, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert expected in result.stderr.decode(), result.stderr
+        assert not any(tmp_path.iterdir())  # refused before anything is read or written

@@ -225,6 +225,24 @@ def test_an_unreachable_source_is_one_line_and_nothing_is_written(tmp_path: Path
     assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("*.json"))
 
 
+def test_a_url_with_no_mlflow_api_at_either_end_stops_the_import_with_one_line_naming_it(
+        mlflow_url: str, seeded: dict[str, str], tmp_path: Path) -> None:
+    hint = "is {} an MLflow tracking URI (without /api/2.0/mlflow)?"
+    store = tmp_path / "store"
+    store.mkdir()
+    source = run_import(mlflow_url + "/api/2.0/mlflow", store.as_uri())  # the API's path given as the tracking URI
+    last = source.stderr.strip().splitlines()[-1]
+    assert source.returncode == 1 and source.stdout == ""
+    assert last.startswith(f"import-mlflow: {mlflow_url}/api/2.0/mlflow/api/2.0/mlflow/registered-models/search answered HTTP 404")
+    assert last.endswith(hint.format("--from"))
+    with registry_server(store) as url:
+        for wrong in (url + "/api/2.0/mlflow", url + "/no-such-path"):
+            target = run_import(mlflow_url, wrong)  # one line, not every model refused as "Not Found"
+            assert target.returncode == 1 and target.stdout == "", target.stdout
+            assert target.stderr.strip().splitlines()[-1].endswith(hint.format("--to")), target.stderr
+    assert not list(store.rglob("models/*.json"))
+
+
 def test_through_a_keyed_registry_s_api_the_import_signs_in_with_its_key_and_a_wrong_one_writes_nothing(
         mlflow_url: str, seeded: dict[str, str], tmp_path: Path) -> None:
     keys = tmp_path / "access-keys.json"

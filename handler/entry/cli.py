@@ -109,15 +109,22 @@ def main(argv: list[str] | None = None) -> int:
     imports.add_argument("--from", dest="source", required=True, metavar="MLFLOW_URL",
                          help="the MLflow server's URL (its tracking URI), read through its REST API")
     imports.add_argument("--to", dest="to", metavar="REGISTRY_URL",
-                         help="where to import: a store (as --store for serve), or a running registry's http(s):// URL, "
+                         help="where to import: a store (as --store for serve; default $MODEL_STORE, else ./model-store), or a "
+                              "running registry's http(s):// URL, "
                               "written through its MLflow API with REGISTRY_ACCESS_KEY_ID and REGISTRY_ACCESS_KEY_SECRET")
-    imports.add_argument("--workspace", help="the workspace to import into (default: $DEFAULT_WORKSPACE_ID or default)")
+    imports.add_argument("--workspace", help="the workspace to import into (default: the default workspace of --to's registry; "
+                              "for a store, $DEFAULT_WORKSPACE_ID or default)")
     imports.add_argument("--workers", type=int, default=8, metavar="N", help="models imported at once (default 8)")
     imports.add_argument("--json", action="store_true", help="the summary as one JSON object on standard output")
     args = parser.parse_args(argv)
     if args.command == "import-mlflow":
         remote = (args.to or "").startswith(("http://", "https://"))
         args.store = None if remote else args.to
+        if args.store is not None and args.store.partition("://")[0] not in ("file", "oss", "memory"):
+            imports.error(f"--to must be a store (file://PATH or oss://BUCKET/PREFIX) or a running registry's http:// or "
+                          f"https:// URL, not {args.store[:80]!r}")
+        if args.workers < 1:
+            imports.error(f"--workers must be at least 1, not {args.workers}")
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_LineFormatter())

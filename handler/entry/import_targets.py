@@ -118,7 +118,7 @@ class Remote:
         try:
             model = self.http.call("GET", "registered-models/get", {"name": name})["registered_model"]
         except MlflowHttpError as e:
-            if e.status == 404:
+            if e.status == 404 and not e.no_api:
                 return None
             raise
         found = self.http.pages("model-versions/search", "model_versions",
@@ -144,7 +144,7 @@ class Remote:
         except MlflowHttpError as e:
             if e.error_code == _EXISTS:
                 return False
-            if 400 <= e.status < 500 and e.status not in (401, 403):  # not allowed: no write would be
+            if 400 <= e.status < 500 and e.status not in (401, 403) and not e.no_api:  # not allowed: no write would be
                 raise Refused(e.reason) from None
             raise
         return True

@@ -22,6 +22,7 @@ class MlflowHttpError(Exception):
         self.status = status
         self.error_code = error_code
         self.reason = reason or message  # the server's own words, where it gave some
+        self.no_api = _no_api(status, error_code)
 
 
 class MlflowHttp:
@@ -32,6 +33,7 @@ class MlflowHttp:
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise MlflowHttpError(f"{what} must be an http:// or https:// URL, not {url[:80]!r}")
         self.base = url.rstrip("/") + "/api/2.0/mlflow"
+        self.what = what
         self.timeout = timeout
         self.headers = {"Accept": "application/json", "Content-Type": "application/json"}
         if authorization:
@@ -53,7 +55,8 @@ class MlflowHttp:
             except urllib.error.HTTPError as e:
                 if e.code < 500 or attempt == ATTEMPTS - 1:
                     message, code = _error(e)
-                    raise MlflowHttpError(f"{path} answered HTTP {e.code}: {message}", e.code, code, message) from None
+                    hint = f": is {self.what} an MLflow tracking URI (without /api/2.0/mlflow)?" if _no_api(e.code, code) else ""
+                    raise MlflowHttpError(f"{self.base}/{path} answered HTTP {e.code}: {message}{hint}", e.code, code, message) from None
             except (urllib.error.URLError, OSError) as e:
                 if attempt == ATTEMPTS - 1:
                     raise MlflowHttpError(f"cannot reach {self.base}: {getattr(e, 'reason', e)}") from None
@@ -76,6 +79,12 @@ class MlflowHttp:
 def quoted(value: str) -> str:
     """A string as a filter_string's quoted value."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _no_api(status: int, error_code: str) -> bool:
+    """A 404 that is not about a model, version or alias: no MLflow API at that URL (a typo, /api/2.0/mlflow given
+    twice). The import stops on it rather than refusing every model."""
+    return status == 404 and error_code != "RESOURCE_DOES_NOT_EXIST"
 
 
 def _error(error: urllib.error.HTTPError) -> tuple[str, str]:
