@@ -172,3 +172,11 @@ def test_the_sweep_removes_the_parts_a_crash_left_without_their_checkpoint(any_s
     assert parts_of(any_store, 3 * K) == kept_parts and parts_of(any_store, 2 * K)  # the two newest, whole
     assert report["Checkpoints"] >= 1
     assert names(Registry(any_store)) == [f"m{i:04d}" for i in range(3 * K + 3)]
+
+
+def test_a_checkpoint_s_parts_are_hashed_and_split_where_they_are_read_and_nothing_else_is() -> None:
+    from handler.catalog.keys import checkpoint_key, checkpoint_part_key, hint_key, is_checkpoint_part, log_key, segment_key
+
+    assert is_checkpoint_part(checkpoint_part_key("ws", 8192, 3))
+    assert not any(is_checkpoint_part(key) for key in (checkpoint_key("ws", 8192), log_key("ws", 1), hint_key("ws"),
+                                                         segment_key("ws", 32), "models/checkpoint-parts/x.jsonl"))

@@ -278,6 +278,17 @@ class OssStore(Store):
                 return None
         return self._overlapped(get_or_none, keys)
 
+    def get_each(self, keys: Sequence[str], then: Callable[[str, bytes], T]) -> list[T | None]:
+        for key in keys:
+            check_key(key)
+
+        def get_then(key: str) -> T | None:
+            try:
+                return then(key, self.get(key))
+            except NotFound:
+                return None
+        return self._overlapped(get_then, keys)
+
     def _overlapped(self, call: Callable[[str], T], keys: Sequence[str]) -> list[T]:
         """call(key) for each key on the writer threads, in this request's context (its time budget);
         every call is over before this returns or raises the first error."""
