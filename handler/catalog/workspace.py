@@ -359,8 +359,10 @@ class Workspace:
         the first that a checkpoint is written at are asked for at once: a workspace with none is new, and
         costs one round trip to find so. The hint is only a hint: missing (in a log long enough to have
         checkpoints), unreadable, dangling or far behind the log, the checkpoints are listed."""
-        hint_data, first, first_checkpointed = self._store.get_many(
-            [hint_key(self.id), log_key(self.id, 1), log_key(self.id, CHECKPOINT_EVERY)])
+        # Of the two commits only whether they exist counts: a first commit can be large (an import of the layout
+        # before the catalog holds every model), and a cold reader would otherwise read it whole every time.
+        asked = [hint_key(self.id), log_key(self.id, 1), log_key(self.id, CHECKPOINT_EVERY)]
+        hint_data, first, first_checkpointed = self._store.get_each(asked, _as_is, heads=dict.fromkeys(asked[1:], 1))
         hinted, parts = hinted_seq(hint_data), hinted_parts(hint_data)
         if hint_data is None and first_checkpointed is None:  # too short for a checkpoint: no need to list them
             if first is not None:
@@ -662,3 +664,7 @@ def segment_lines(data: bytes) -> list[bytes]:
 def _as_read(key: str, data: bytes) -> Part | bytes:
     """A checkpoint's part hashed and split where it was read; any other object as it is."""
     return Part.of(data) if is_checkpoint_part(key) else data
+
+
+def _as_is(key: str, data: bytes) -> bytes:
+    return data

@@ -5,7 +5,7 @@ import abc
 import contextvars
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -115,10 +115,21 @@ class Store(abc.ABC):
                 found.append(None)
         return found
 
-    def get_each(self, keys: Sequence[str], then: Callable[[str, bytes], T]) -> list[T | None]:
+    def get_each(self, keys: Sequence[str], then: Callable[[str, bytes], T], heads: Mapping[str, int] | None = None
+                 ) -> list[T | None]:
         """then(key, bytes) for each key (None where absent): a store that overlaps its reads runs it where each
-        read ends, beside the others still arriving (a checkpoint's parts are hashed and split as they come)."""
-        return [then(key, data) if data is not None else None for key, data in zip(keys, self.get_many(keys))]
+        read ends, beside the others still arriving (a checkpoint's parts are hashed and split as they come).
+        Of a key in `heads`, at most that many first bytes are read (where knowing it exists is enough)."""
+        heads = heads or {}
+        whole = [key for key in keys if key not in heads]
+        found = dict(zip(whole, self.get_many(whole)))
+        for key in keys:
+            if key in heads:
+                try:
+                    found[key] = self.get_head(key, heads[key])
+                except NotFound:
+                    found[key] = None
+        return [then(key, data) if (data := found[key]) is not None else None for key in keys]
 
     @abc.abstractmethod
     def put(self, key: str, data: bytes) -> None:

@@ -11,7 +11,7 @@ import mimetypes
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 import oss2
@@ -278,13 +278,15 @@ class OssStore(Store):
                 return None
         return self._overlapped(get_or_none, keys)
 
-    def get_each(self, keys: Sequence[str], then: Callable[[str, bytes], T]) -> list[T | None]:
+    def get_each(self, keys: Sequence[str], then: Callable[[str, bytes], T], heads: Mapping[str, int] | None = None
+                 ) -> list[T | None]:
         for key in keys:
             check_key(key)
+        heads = heads or {}
 
         def get_then(key: str) -> T | None:
             try:
-                return then(key, self.get(key))
+                return then(key, self.get_head(key, heads[key]) if key in heads else self.get(key))
             except NotFound:
                 return None
         return self._overlapped(get_then, keys)
