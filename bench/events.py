@@ -68,6 +68,7 @@ def run(harness: Harness, rtt_ms: float, quick: bool) -> list[Figure]:
         before = len(harness.server.log)
         repeat, again_after_all = deliver(app, event)
         repeat_requests = len(harness.server.log) - before
+        app.registry.settle()  # the reads that confirm record files, before the server is reset or stopped
         workspace = app.registry.workspace(WORKSPACE)
         workspace.read()
         registered = sum(len(names) for names in workspace.version_names().values())

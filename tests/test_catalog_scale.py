@@ -172,3 +172,43 @@ def test_the_sweep_removes_the_parts_a_crash_left_without_their_checkpoint(any_s
     assert parts_of(any_store, 3 * K) == kept_parts and parts_of(any_store, 2 * K)  # the two newest, whole
     assert report["Checkpoints"] >= 1
     assert names(Registry(any_store)) == [f"m{i:04d}" for i in range(3 * K + 3)]
+
+
+def test_a_checkpoint_s_parts_are_hashed_and_split_where_they_are_read_and_nothing_else_is() -> None:
+    from handler.catalog.keys import checkpoint_key, checkpoint_part_key, hint_key, is_checkpoint_part, log_key, segment_key
+
+    assert is_checkpoint_part(checkpoint_part_key("ws", 8192, 3))
+    assert not any(is_checkpoint_part(key) for key in (checkpoint_key("ws", 8192), log_key("ws", 1), hint_key("ws"),
+                                                         segment_key("ws", 32), "models/checkpoint-parts/x.jsonl"))
+
+
+class ReadsStore(CountingStore):
+    """Records which keys are read whole and which only in part."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.whole: list[str] = []
+        self.heads: list[str] = []
+
+    def get(self, key: str) -> bytes:
+        self.whole.append(key)
+        return super().get(key)
+
+    def get_many(self, keys_: list[str]) -> list[bytes | None]:  # type: ignore[override]
+        self.whole += keys_
+        return super().get_many(keys_)
+
+    def get_head(self, key: str, size: int) -> bytes:
+        self.heads.append(key)
+        return self.inner.get_head(key, size)
+
+
+def test_a_cold_reader_asks_only_whether_the_first_commit_exists_never_for_all_of_it(any_store: Store) -> None:
+    # A store moved from the layout before the catalog holds every model in its first commit: large, and read
+    # by no one once a checkpoint follows it.
+    seed(any_store, 40)  # commit 1, a checkpoint at 32, commits 33..40
+    reads = ReadsStore(any_store)
+    assert len(names(Registry(reads))) == 40
+    first = keys.log_key("ws", 1)
+    assert first in reads.heads and first not in reads.whole
+    assert keys.log_key("ws", 33) in reads.whole  # the commits after the checkpoint are read whole

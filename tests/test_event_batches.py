@@ -149,3 +149,41 @@ def test_concurrent_lookups_share_one_catch_up_read_per_round() -> None:
     for thread in threads:
         thread.join(10)
     assert rounds == [1, 5] and answers == [(None, None)] * 6
+
+
+def test_a_new_model_s_registration_is_one_commit_of_the_model_and_its_version(use_app, oss: FakeOss) -> None:
+    from handler.notify.events import events_of
+
+    app = use_app(make_oss_store(oss))
+    before = len(oss.log)
+    made = invoke(registration(1, "fresh"))
+    app.registry.settle()
+    commits = [r.key for r in oss.log[before:] if r.method == "PUT" and "/log/" in r.key]
+    assert len(commits) == 1, commits  # the model and its version: one commit, not two
+    entry = json.loads(oss.objects[commits[0]])
+    names = [event["type"].removeprefix("model-registry.") for event in events_of("default", entry)]
+    assert names == ["ModelCreated", "ModelVersionCreated"]  # the record's last number is part of the version's change
+    workspace = app.registry.workspace("default")
+    committed = workspace.model(made["ModelId"])[0]
+    assert committed is not None and committed.record()["LastVersionNumber"] == 1
+    assert oss.objects[f"registry/models/{made['ModelId']}.json"] == committed.raw  # written again after the commit
+
+
+def test_a_registration_whose_model_appeared_after_its_lookup_adds_its_version_there(use_app) -> None:
+    app = use_app(MemoryStore())
+    versions_api = app.versions
+    real = versions_api.registered
+
+    def looked_up_before_the_model_was_made(workspace_id: str, model_name: str, token: str) -> tuple[str | None, str | None]:
+        found = real(workspace_id, model_name, token)
+        versions_api.registered = real  # type: ignore[method-assign]
+        invoke({"ModelName": model_name, "Version": {"Uri": "oss://bucket.endpoint/runs/other/model.pt"}})  # meanwhile
+        return found
+
+    versions_api.registered = looked_up_before_the_model_was_made  # type: ignore[method-assign]
+    made = invoke(registration(1, "raced"))
+    assert list(versions(app).values()) == [["0.1.0", "0.2.0"]]  # one model, both versions
+    [model_id] = versions(app)
+    assert made["ModelId"] == model_id and made["VersionName"] == "0.2.0"
+    assert app.registry.store.list("models/") == [f"models/{model_id}.json", *(
+        f"models/{model_id}/versions/{name}.json" for name in ("0.1.0", "0.2.0"))]  # no record of the model not made

@@ -37,6 +37,24 @@ def test_get_missing_is_not_found(any_store: Store) -> None:
         any_store.get("models/none.json")
 
 
+def test_get_each_applies_then_to_each_object_found_where_it_is_read(any_store: Store) -> None:
+    for n in range(5):
+        any_store.put(f"each/{n}", b"x" * n)
+    seen: list[str] = []
+
+    def then(key: str, data: bytes) -> tuple[str, int]:
+        seen.append(key)
+        return key, len(data)
+
+    keys = ["each/3", "each/missing", "each/0", "each/4"]
+    assert any_store.get_each(keys, then) == [("each/3", 3), None, ("each/0", 0), ("each/4", 4)]
+    assert sorted(seen) == ["each/0", "each/3", "each/4"]  # never for what is absent
+    heads = {"each/4": 2, "each/missing": 1}
+    assert any_store.get_each(["each/4", "each/3", "each/missing"], lambda key, data: data, heads) == [b"xx", b"xxx", None]
+    with pytest.raises(InvalidKey):
+        any_store.get_each(["each/../x"], then)
+
+
 def test_put_replaces_and_delete_removes(any_store: Store) -> None:
     any_store.put("k/v", b"one")
     any_store.put("k/v", b"two")

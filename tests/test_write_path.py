@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -52,6 +52,10 @@ class TimedStore(Store):
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:  # sent together: one round trip
         return self._request(f"get {' '.join(keys)}", lambda: self.inner.get_many(keys))
+
+    def get_each(self, keys: Sequence[str], then: Callable[[str, bytes], T],  # sent together, as OSS sends them
+                 heads: Mapping[str, int] | None = None) -> list[T | None]:
+        return self._request(f"get {' '.join(keys)}", lambda: self.inner.get_each(keys, then, heads))
 
     def put(self, key: str, data: bytes) -> None:
         self._request(f"put {key}", lambda: self.inner.put(key, data))

@@ -35,9 +35,8 @@ def register_model_version(call: Call) -> dict[str, Any]:
             name, _ = call.versions.create(model_id, version, call.caller.owner_id, token=token)
         except errors.ModelNotFound:  # deleted since the lookup: register it anew, as if it had not been there
             model_id = None
-    if model_id is None:
-        model_id, _ = call.registry.create(normal, call.caller.owner_id, adopt=True)
-        name, _ = call.versions.create(model_id, version, call.caller.owner_id, token=token)
+    if model_id is None:  # the model and its version in one commit
+        model_id, name = call.versions.register(normal, version, call.caller.owner_id, token)
     call.facts.update(ModelId=model_id, VersionName=name)
     return {"ModelId": model_id, "VersionName": name}
 

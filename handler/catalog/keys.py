@@ -61,3 +61,9 @@ def checkpoint_parts_prefix(workspace_id: str, seq: int) -> str:
 
 def all_checkpoint_parts_prefix(workspace_id: str) -> str:
     return f"{CATALOG}{workspace_id}/checkpoint-parts/"
+
+
+def is_checkpoint_part(key: str) -> bool:
+    """Whether a key is a checkpoint's part (catalog/<ws>/checkpoint-parts/<seq>/<n>.jsonl)."""
+    workspace, found, rest = key.removeprefix(CATALOG).partition("/checkpoint-parts/")
+    return key.startswith(CATALOG) and bool(found) and "/" not in workspace and rest.endswith(".jsonl")

@@ -173,20 +173,21 @@ class State:
         return Frozen(self.seq, self.txn, columns, records, {m: list(found.values()) for m, found in self.versions.items()})
 
     @classmethod
-    def from_checkpoint(cls, data: bytes, parts: Sequence[bytes | None] = ()) -> State:
-        """The state a checkpoint holds (its first object, and its parts where it has any); CheckpointDamaged if
-        it is truncated, corrupt or a part is missing, CatalogFormatTooNew if a newer registry wrote it."""
+    def from_checkpoint(cls, data: bytes, parts: Sequence[Part | bytes | None] = ()) -> State:
+        """The state a checkpoint holds (its first object, and its parts where it has any, as read or as
+        Part.of read them); CheckpointDamaged if it is truncated, corrupt or a part is missing,
+        CatalogFormatTooNew if a newer registry wrote it."""
         header, lines = _checked_lines(data)
         listed = header.get("Parts", [])
         if not isinstance(listed, list) or len(parts) < len(listed):
             raise CheckpointDamaged("a part is missing")
-        for n, (meta, part) in enumerate(zip(listed, parts), start=1):
-            if part is None or not isinstance(meta, dict) or hashlib.sha256(part).hexdigest() != meta.get("Sha256"):
+        for n, (meta, given) in enumerate(zip(listed, parts), start=1):
+            part = Part.of(given) if isinstance(given, bytes) else given
+            if part is None or not isinstance(meta, dict) or part.sha256 != meta.get("Sha256"):
                 raise CheckpointDamaged(f"part {n} is missing or does not match its checksum")
-            found = part.rstrip(b"\n").split(b"\n")
-            if len(found) != meta.get("Lines"):
+            if len(part.lines) != meta.get("Lines"):
                 raise CheckpointDamaged(f"part {n} does not hold its lines")
-            lines += found
+            lines += part.lines
         try:
             if header.get("Format", 0) >= 2:
                 count, spread = header["Models"], header.get("ColumnLines", 1)  # a line per column, or one for all
@@ -211,6 +212,19 @@ class State:
             raise CheckpointDamaged("the count of models does not match: truncated")
         state.changed.clear()
         return state
+
+
+@dataclass(frozen=True)
+class Part:
+    """A checkpoint's part as read: its SHA-256 and its lines, made where it was read (Store.get_each), beside the
+    reads of the other parts; the bytes themselves are not kept."""
+
+    sha256: str
+    lines: list[bytes]
+
+    @classmethod
+    def of(cls, data: bytes) -> Part:
+        return cls(hashlib.sha256(data).hexdigest(), data.rstrip(b"\n").split(b"\n"))
 
 
 def checkpoint_parts(data: bytes) -> int:

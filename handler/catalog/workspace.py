@@ -20,7 +20,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 from ..errors import CatalogDamaged, CatalogFormatTooNew
@@ -29,8 +29,28 @@ from ..rules.times import iso_time_ms
 from ..stores.base import AlreadyExists, NotFound, Store, StoreError, Unavailable
 from .draft import Draft
 from .entry import Entry, encode
-from .keys import checkpoint_key, checkpoint_part_key, checkpoint_parts_prefix, checkpoints_prefix, hint_key, log_key, segment_key
-from .state import FORMAT, MAX_WORKSPACE_BYTES, Change, CheckpointDamaged, Frozen, State, check_entry, checkpoint_objects, checkpoint_parts
+from .keys import (
+    checkpoint_key,
+    checkpoint_part_key,
+    checkpoint_parts_prefix,
+    checkpoints_prefix,
+    hint_key,
+    is_checkpoint_part,
+    log_key,
+    segment_key,
+)
+from .state import (
+    FORMAT,
+    MAX_WORKSPACE_BYTES,
+    Change,
+    CheckpointDamaged,
+    Frozen,
+    Part,
+    State,
+    check_entry,
+    checkpoint_objects,
+    checkpoint_parts,
+)
 from .table import Selection
 
 log = logging.getLogger(__name__)
@@ -339,8 +359,10 @@ class Workspace:
         the first that a checkpoint is written at are asked for at once: a workspace with none is new, and
         costs one round trip to find so. The hint is only a hint: missing (in a log long enough to have
         checkpoints), unreadable, dangling or far behind the log, the checkpoints are listed."""
-        hint_data, first, first_checkpointed = self._store.get_many(
-            [hint_key(self.id), log_key(self.id, 1), log_key(self.id, CHECKPOINT_EVERY)])
+        # Of the two commits only whether they exist counts: a first commit can be large (an import of the layout
+        # before the catalog holds every model), and a cold reader would otherwise read it whole every time.
+        asked = [hint_key(self.id), log_key(self.id, 1), log_key(self.id, CHECKPOINT_EVERY)]
+        hint_data, first, first_checkpointed = self._store.get_each(asked, _as_is, heads=dict.fromkeys(asked[1:], 1))
         hinted, parts = hinted_seq(hint_data), hinted_parts(hint_data)
         if hint_data is None and first_checkpointed is None:  # too short for a checkpoint: no need to list them
             if first is not None:
@@ -351,8 +373,10 @@ class Workspace:
         state = None
         if hinted is not None:
             lag = LAGGING * CHECKPOINT_EVERY
-            data, ahead, *found = self._store.get_many([checkpoint_key(self.id, hinted), log_key(self.id, hinted + lag),
-                                                        *(checkpoint_part_key(self.id, hinted, n) for n in range(1, parts + 1))])
+            data, ahead, *found = self._store.get_each([checkpoint_key(self.id, hinted), log_key(self.id, hinted + lag),
+                                                        *(checkpoint_part_key(self.id, hinted, n) for n in range(1, parts + 1))],
+                                                       _as_read)
+            assert not isinstance(data, Part) and not isinstance(ahead, Part)  # _as_read makes parts of parts alone
             state = self._parse_checkpoint(hinted, data, found)
             if state is not None and ahead is not None and checkpoint_interval(state) > CHECKPOINT_EVERY:
                 # A large state's checkpoints are further apart: lagging is measured in its own intervals.
@@ -377,7 +401,7 @@ class Workspace:
                 return state
         return None
 
-    def _parse_checkpoint(self, seq: int, data: bytes | None, parts: list[bytes | None] | None = None) -> State | None:
+    def _parse_checkpoint(self, seq: int, data: bytes | None, parts: Sequence[Part | bytes | None] | None = None) -> State | None:
         """The state of checkpoint `seq` (its parts read here unless given), or None (logged) if it is absent or
         cannot be trusted."""
         if data is None:
@@ -385,7 +409,7 @@ class Workspace:
             return None
         count = checkpoint_parts(data)
         if parts is None or len(parts) != count:
-            parts = self._store.get_many([checkpoint_part_key(self.id, seq, n) for n in range(1, count + 1)])
+            parts = self._store.get_each([checkpoint_part_key(self.id, seq, n) for n in range(1, count + 1)], _as_read)
         try:
             state = State.from_checkpoint(data, parts)
         except CheckpointDamaged as e:
@@ -635,3 +659,12 @@ def segment_lines(data: bytes) -> list[bytes]:
     if hashlib.sha256(body).hexdigest() != end["Sha256"] or body.count(b"\n") != end["Lines"]:
         raise ValueError("checksum does not match")
     return body.split(b"\n")[:-1]
+
+
+def _as_read(key: str, data: bytes) -> Part | bytes:
+    """A checkpoint's part hashed and split where it was read; any other object as it is."""
+    return Part.of(data) if is_checkpoint_part(key) else data
+
+
+def _as_is(key: str, data: bytes) -> bytes:
+    return data

@@ -11,8 +11,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from ..catalog.draft import Draft
 from ..catalog.keys import CATALOG, record_key, version_record_key, versions_prefix
@@ -25,6 +25,7 @@ from . import changes, listing, records
 from .changes import Subject
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _WORKSPACES_KEPT = 256  # workspaces whose state an instance keeps in memory (least recently used dropped)
 _HOMES_KEPT = 200_000
@@ -113,6 +114,14 @@ class Registry:
         when any model holds the name (a registration adds versions to the model of that name).
         Else raises ModelNameConflict when the name is taken in the workspace by a model created otherwise.
         """
+        model_id, created, _, _ = self.create_then(normal, owner_id, adopt, None)
+        return model_id, created
+
+    def create_then(self, normal: dict[str, Any], owner_id: str | None, adopt: bool, then: Callable[[Draft, str], T] | None
+                    ) -> tuple[str, bool, T | None, int | None]:
+        """create, and then(draft, ModelId) planned in the same commit on the model created or adopted:
+        (ModelId, created, what then answered, the commit's seq). Where `then` changes the model's record, the
+        caller writes its file again after the commit, as an update does."""
         records.check_label_count(len(normal["Labels"]), "model")
         workspace = self.workspace(normal["WorkspaceId"])
         model_id = records.new_model_id()
@@ -130,18 +139,18 @@ class Registry:
             if loading is not None:
                 loading.result()
 
-        def plan(draft: Draft) -> tuple[str, bool]:
+        def plan(draft: Draft) -> tuple[str, bool, T | None]:
             holder = draft.named(record["ModelName"])
             if holder is None:
                 draft.put(record, fingerprint, raw)
-                return model_id, True
+                return model_id, True, then(draft, model_id) if then is not None else None
             existing = draft.model(holder)
             if adopt or (existing is not None and existing.fingerprint == fingerprint):
-                return holder, False
+                return holder, False, then(draft, holder) if then is not None else None
             raise _name_taken(record["ModelName"], workspace.id, holder, ", created by a request with other fields")
 
         try:
-            (answer, created), _ = workspace.commit(plan)
+            (answer, created, planned), seq = workspace.commit(plan)
         except ApiError:  # refused (a name taken, a quota): this record will never be committed
             self._discard(key)
             raise
@@ -149,7 +158,7 @@ class Registry:
         if not created:
             self._discard(key)
         self._remember(answer, workspace.id)
-        return answer, created
+        return answer, created, planned, seq
 
     def update(self, model_id: str, fields: dict[str, Any]) -> None:
         """Change the given fields (a partial update); renaming keeps names unique in the workspace."""

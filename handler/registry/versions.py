@@ -76,6 +76,53 @@ def _find(draft: Draft, model_name: str, token: str) -> Found:
     return holder, next((v.name for v in draft.versions(holder) if v.token == token), None)
 
 
+class _NewVersion:
+    """What a version create plans on a model in a draft: found again by its token or name (a retry), else a new
+    version with the next name and number (or the given ones), and the model's last number."""
+
+    def __init__(self, fields: dict[str, Any], owner_id: str | None, token: str | None, number: int | None) -> None:
+        self.normal = records.normalized_version(fields)
+        records.check_label_count(len(self.normal["Labels"]), "version")
+        self.fingerprint = records.fingerprint(self.normal)
+        self.requested: str | None = fields.get("VersionName")
+        self.owner_id, self.token, self.number = owner_id, token, number
+        self.now = time.time()
+        self.renumbered: list[str] = []  # versions given a number by this plan (made before numbers existed)
+
+    def plan(self, draft: Draft, model_id: str) -> tuple[str, bool]:
+        model = draft.model(model_id)
+        if model is None:
+            raise ModelNotFound(f"model {model_id} does not exist")
+        versions = draft.versions(model_id)
+        if self.token is not None:
+            for version in versions:
+                if version.token == self.token:
+                    return version.name, False
+        if self.requested is not None:
+            existing = draft.version(model_id, self.requested)
+            if existing is not None:
+                if existing.fingerprint == self.fingerprint:
+                    return self.requested, False
+                raise VersionNameConflict(f"model {model_id} has a version {self.requested} with other fields")
+            name = self.requested
+        else:
+            name = records.next_version_name([v.name for v in versions])
+            if not validator("common.json#/$defs/VersionName").is_valid(name):
+                raise InvalidParameter(f"model {model_id} has no next version name after its highest; give a VersionName")
+        last, given = aliases.numbered_in(draft, model_id, model)
+        self.renumbered[:] = given
+        number = self.number
+        if number is not None and number in aliases.numbered(model.record(), draft.versions(model_id))[0].values():
+            raise VersionNameConflict(f"model {model_id} has a version numbered {number}")
+        if number is not None and number <= last:
+            raise InvalidParameter(aliases.number_given_before(number, last))
+        new = last + 1 if number is None else number
+        record = {**records.build_version(self.normal, name, self.now, self.owner_id), aliases.NUMBER: new}
+        draft.put_version(model_id, record, self.fingerprint, self.token)
+        draft.put({**model.record(), aliases.LAST_NUMBER: max(last, new)}, model.fingerprint)
+        return name, True
+
+
 class Versions:
     """The seven version operations; a model's versions live in its workspace's catalog."""
 
@@ -92,53 +139,30 @@ class Versions:
         highest. A token (an event's identity) makes the create idempotent: redelivered, it finds its version.
         The new version takes the model's next version number, or `number` (an import) if no version has it."""
         workspace = self.registry.workspace_of(model_id)
-        normal = records.normalized_version(fields)
-        records.check_label_count(len(normal["Labels"]), "version")
-        fingerprint = records.fingerprint(normal)
-        requested = fields.get("VersionName")
-        now = time.time()
-        renumbered: list[str] = []
+        planned = _NewVersion(fields, owner_id, token, number)
+        (name, created), seq = workspace.commit(lambda draft: planned.plan(draft, model_id))
+        self._publish(workspace, model_id, name, created, planned.renumbered, seq)
+        return name, created
 
-        def plan(draft: Draft) -> tuple[str, bool]:
-            model = draft.model(model_id)
-            if model is None:
-                raise ModelNotFound(f"model {model_id} does not exist")
-            versions = draft.versions(model_id)
-            if token is not None:
-                for version in versions:
-                    if version.token == token:
-                        return version.name, False
-            if requested is not None:
-                existing = draft.version(model_id, requested)
-                if existing is not None:
-                    if existing.fingerprint == fingerprint:
-                        return requested, False
-                    raise VersionNameConflict(f"model {model_id} has a version {requested} with other fields")
-                name = requested
-            else:
-                name = records.next_version_name([v.name for v in versions])
-                if not validator("common.json#/$defs/VersionName").is_valid(name):
-                    raise InvalidParameter(f"model {model_id} has no next version name after its highest; give a VersionName")
-            last, given = aliases.numbered_in(draft, model_id, model)
-            renumbered[:] = given
-            if number is not None and number in aliases.numbered(model.record(), draft.versions(model_id))[0].values():
-                raise VersionNameConflict(f"model {model_id} has a version numbered {number}")
-            if number is not None and number <= last:
-                raise InvalidParameter(aliases.number_given_before(number, last))
-            new = last + 1 if number is None else number
-            record = {**records.build_version(normal, name, now, owner_id), aliases.NUMBER: new}
-            draft.put_version(model_id, record, fingerprint, token)
-            draft.put({**model.record(), aliases.LAST_NUMBER: max(last, new)}, model.fingerprint)
-            return name, True
+    def register(self, normal: dict[str, Any], fields: dict[str, Any], owner_id: str | None, token: str) -> tuple[str, str]:
+        """A registration of a model no model of that name held when it was looked up: the model (a normalized
+        CreateModel request) and its version, in one commit: (ModelId, VersionName). Where a model of that name
+        was made meanwhile, the version is added to it; where the token's version exists, it is answered."""
+        planned = _NewVersion(fields, owner_id, token, None)
+        model_id, _, answer, seq = self.registry.create_then(normal, owner_id, True, planned.plan)
+        assert answer is not None  # planned on the model created or adopted
+        name, created = answer
+        self._publish(self.registry.workspace(normal["WorkspaceId"]), model_id, name, created, planned.renumbered, seq)
+        return model_id, name
 
-        (name, created), seq = workspace.commit(plan)
+    def _publish(self, workspace: Workspace, model_id: str, name: str, created: bool, renumbered: list[str],
+                 seq: int | None) -> None:
         # Written, then checked: a delete committed meanwhile would otherwise find no file to remove
         # and leave ours behind. A retry that found its version repairs the file only if needed.
         subjects = [Subject(model_id, name)]
         if created:  # the model's record holds its last version number
             subjects += [Subject(model_id), *(Subject(model_id, given) for given in renumbered)]
         changes.publish_all(self.store, workspace, [subject.record_file(workspace) for subject in subjects], seq or 0)
-        return name, created
 
     def registered(self, workspace_id: str, model_name: str, token: str) -> tuple[str | None, str | None]:
         """Where a registration stands, from the newest state for one catch-up read and no write: the

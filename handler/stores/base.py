@@ -5,13 +5,15 @@ import abc
 import contextvars
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
 # A key is '/'-separated segments of safe characters: nothing can climb out of a directory,
 # hide a NUL, or be read differently by OSS and a file system.
 _SEGMENT = re.compile(r"[A-Za-z0-9_=-][A-Za-z0-9._=-]{0,199}")
 MAX_KEY_BYTES = 900
+T = TypeVar("T")
 
 
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("store_deadline", default=None)
@@ -112,6 +114,22 @@ class Store(abc.ABC):
             except NotFound:
                 found.append(None)
         return found
+
+    def get_each(self, keys: Sequence[str], then: Callable[[str, bytes], T], heads: Mapping[str, int] | None = None
+                 ) -> list[T | None]:
+        """then(key, bytes) for each key (None where absent): a store that overlaps its reads runs it where each
+        read ends, beside the others still arriving (a checkpoint's parts are hashed and split as they come).
+        Of a key in `heads`, at most that many first bytes are read (where knowing it exists is enough)."""
+        heads = heads or {}
+        whole = [key for key in keys if key not in heads]
+        found = dict(zip(whole, self.get_many(whole)))
+        for key in keys:
+            if key in heads:
+                try:
+                    found[key] = self.get_head(key, heads[key])
+                except NotFound:
+                    found[key] = None
+        return [then(key, data) if (data := found[key]) is not None else None for key in keys]
 
     @abc.abstractmethod
     def put(self, key: str, data: bytes) -> None:

@@ -11,7 +11,7 @@ import mimetypes
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 import oss2
@@ -277,6 +277,19 @@ class OssStore(Store):
             except NotFound:
                 return None
         return self._overlapped(get_or_none, keys)
+
+    def get_each(self, keys: Sequence[str], then: Callable[[str, bytes], T], heads: Mapping[str, int] | None = None
+                 ) -> list[T | None]:
+        for key in keys:
+            check_key(key)
+        heads = heads or {}
+
+        def get_then(key: str) -> T | None:
+            try:
+                return then(key, self.get_head(key, heads[key]) if key in heads else self.get(key))
+            except NotFound:
+                return None
+        return self._overlapped(get_then, keys)
 
     def _overlapped(self, call: Callable[[str], T], keys: Sequence[str]) -> list[T]:
         """call(key) for each key on the writer threads, in this request's context (its time budget);
