@@ -179,6 +179,7 @@ def test_deliveries_shows_a_rule_not_started_yet_with_dashes(tmp_path: Path) -> 
 def test_import_mlflow_names_a_to_that_is_neither_a_store_nor_a_url_and_a_workers_below_one(tmp_path: Path) -> None:
     for extra, expected in ((("--to", str(tmp_path)), "import-mlflow: error: --to must be a store (file://PATH or "
                              "oss://BUCKET/PREFIX) or a running registry's http:// or https:// URL, not "),
+                            (("--to", "memory://"), "not 'memory://'"),  # it would vanish with the command
                             (("--workers", "0"), "import-mlflow: error: --workers must be at least 1, not 0")):
         result = run("import-mlflow", "--from", "http://127.0.0.1:9", *extra, cwd=tmp_path)
         assert result.returncode == 2, result.stderr

@@ -51,7 +51,9 @@ def test_registered_model_lifecycle_is_a_pai_model(client: MlflowClient, served,
     assert total == 1 and pai[0]["ModelName"] == "fraud" and pai[0]["Labels"] == [{"Key": "team", "Value": "risk"}]
     assert json.loads((tmp_path / "store" / record_key(pai[0]["ModelId"])).read_text())["ModelDescription"] == "flags fraud"
 
-    fails("RESOURCE_ALREADY_EXISTS", 400, lambda: client.create_registered_model("fraud"))
+    for again in ({}, {"description": "other words"}):  # the same request, or another: MLflow's words either way
+        message = fails("RESOURCE_ALREADY_EXISTS", 400, lambda: client.create_registered_model("fraud", **again))  # noqa: B023
+        assert message.endswith(": Registered Model (name=fraud) already exists."), message
     client.rename_registered_model("fraud", "fraud-v2")
     fails("RESOURCE_DOES_NOT_EXIST", 404, lambda: client.get_registered_model("fraud"))
     client.update_registered_model("fraud-v2", description="new words")

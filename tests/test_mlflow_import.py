@@ -287,3 +287,19 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_in_a_log() -> None:
     drawn = terminal.getvalue()
     assert drawn.startswith("\rimport-mlflow: [") and drawn.endswith("\n") and drawn.count("\n") == 1  # redrawn in place
     assert "[" + "#" * 30 + "] 5/5 models" in drawn.rsplit("\r", 1)[1]
+
+
+def test_an_empty_source_still_ends_with_its_progress_line(tmp_path: Path) -> None:
+    from handler.entry.import_targets import Here
+    from handler.entry.importer import Importer
+
+    class Empty:  # an MLflow registry with no model (the summary and the progress line come from the importer alone)
+        def models(self) -> list[dict[str, object]]:
+            return []
+
+        def all_versions(self) -> dict[str, list[dict[str, object]]]:
+            return {}
+
+    log = io.StringIO()
+    summary = Importer(Here(Registry(FileStore(tmp_path / "store")), "default")).run(Empty(), progress=progress_lines(log))  # type: ignore[arg-type]
+    assert log.getvalue().startswith("import-mlflow: 0/0 models") and summary.lines()[0] == "models: 0 created, 0 already there, 0 refused"

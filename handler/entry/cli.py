@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "import-mlflow":
         remote = (args.to or "").startswith(("http://", "https://"))
         args.store = None if remote else args.to
-        if args.store is not None and args.store.partition("://")[0] not in ("file", "oss", "memory"):
+        if args.store is not None and args.store.partition("://")[0] not in ("file", "oss"):
             imports.error(f"--to must be a store (file://PATH or oss://BUCKET/PREFIX) or a running registry's http:// or "
                           f"https:// URL, not {args.store[:80]!r}")
         if args.workers < 1:

@@ -113,6 +113,8 @@ class Importer:
                 if progress is not None:
                     progress(done, len(models))
 
+        if not models and progress is not None:
+            progress(0, 0)  # the line at the end, for a registry with nothing to import
         with ThreadPoolExecutor(max(1, workers)) as pool:
             for _ in pool.map(one, models):  # models are independent: each takes its own commits
                 pass

@@ -120,9 +120,13 @@ def version_request(fields: dict[str, Any]) -> dict[str, Any]:
 def create_registered_model(call: Call) -> dict[str, Any]:
     fields = params(call)
     space = workspace(call)
-    model_id, created = call.registry.create(records.normalized_request(model_request(fields), space.id), call.caller.owner_id)
+    exists = ModelNameConflict(f"Registered Model (name={fields['name'][:200]}) already exists.")  # MLflow's words
+    try:
+        model_id, created = call.registry.create(records.normalized_request(model_request(fields), space.id), call.caller.owner_id)
+    except ModelNameConflict:
+        raise exists from None
     if not created:
-        raise ModelNameConflict(f"Registered Model (name={fields['name'][:200]}) already exists.")
+        raise exists
     call.facts["ModelId"] = model_id
     return model_answer(call, model_id)
 
