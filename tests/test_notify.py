@@ -111,6 +111,34 @@ def test_each_accepted_change_is_one_event_named_after_what_it_did(tmp_path: Pat
     assert receiver.bad_signatures == 0
 
 
+def test_alias_changes_say_what_the_aliases_are_and_were(tmp_path: Path, receiver: Receiver) -> None:
+    from handler.registry.aliases import Aliases
+
+    store = MemoryStore()
+    registry = Registry(store)
+    versions = Versions(registry)
+    deliverer = deliverer_of(store, write_rules(tmp_path / "rules.json", rule("all", receiver.url)))
+    deliverer.run()
+    model_id = create(registry, "fraud")
+    one, _ = versions.create(model_id, {"Uri": URI})
+    two, _ = versions.create(model_id, {"Uri": URI + "2"})
+    assert deliverer.run() == 3 and types(receiver.wait_for(3)) == ["ModelCreated", "ModelVersionCreated", "ModelVersionCreated"]
+    receiver.events.clear()
+    Aliases(registry).set(model_id, "champion", one)
+    Aliases(registry).set(model_id, "champion", two)  # moved
+    Aliases(registry).set(model_id, "champion", two)  # the same again: no change, no event
+    registry.update(model_id, {"ModelDescription": "d"})  # no alias changed: none said
+    versions.delete(model_id, two)  # its alias goes with it
+    assert deliverer.run() == 4
+    events = receiver.wait_for(4)
+    assert types(events) == ["ModelUpdated", "ModelUpdated", "ModelUpdated", "ModelVersionDeleted"]
+    said = [(e["data"].get("Aliases"), e["data"].get("PreviousAliases")) for e in events]
+    assert said == [([{"Alias": "champion", "VersionName": one}], []),
+                    ([{"Alias": "champion", "VersionName": two}], [{"Alias": "champion", "VersionName": one}]),
+                    (None, None),
+                    ([], [{"Alias": "champion", "VersionName": two}])]
+
+
 def test_an_entry_without_what_it_replaced_is_named_from_its_times() -> None:
     record = {"ModelId": "model-1", "ModelName": "m", "GmtCreateTime": "2026-01-01T00:00:00Z", "GmtModifiedTime": "2026-01-01T00:00:00Z"}
     later = {**record, "GmtModifiedTime": "2026-01-02T00:00:00Z"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import QuotaExceeded
-from .entry import VERSION_FACTS
+from .entry import ALIASES, VERSION_FACTS
 from .state import CREATED_PER_COMMIT, MAX_WORKSPACE_BYTES, MODEL_MEMORY, VERSION_MEMORY, Change, Entry, State
 
 
@@ -55,7 +55,10 @@ class Draft:
         if old is not None and self.named(old.name) == old.id:
             self._names[old.name] = None
         self._models[entry.id], self._names[entry.name] = entry, entry.id
-        self.changes.append({"Put": {"Model": record, "Fingerprint": fingerprint}, **self.by, "Was": {"Existed": old is not None}})
+        was: dict[str, Any] = {"Existed": old is not None}
+        if old is not None and (before := old.record().get(ALIASES, [])) != record.get(ALIASES, []):
+            was[ALIASES] = before  # an alias set, moved or removed: the events say from what
+        self.changes.append({"Put": {"Model": record, "Fingerprint": fingerprint}, **self.by, "Was": was})
 
     def delete(self, model_id: str) -> list[str]:
         """Delete a model and its versions; the names of the versions it had."""

@@ -12,6 +12,7 @@ from ..rules.times import parse_utc
 
 MODEL_FACTS = ("Domain", "Task", "Origin", "ModelType", "Provider", "OrderNumber", "ParameterSize", "GmtCreateTime",
                "GmtModifiedTime", "ModelName")
+ALIASES = "Aliases"  # in a model's record: [{"Alias": "champion", "VersionName": "0.2.0"}], sorted by alias
 VERSION_FACTS = ("ApprovalStatus", "FormatType", "FrameworkType", "SourceId", "SourceType", "VersionName",
                  "GmtCreateTime", "GmtModifiedTime", "VersionNumber")
 _TIMES = ("GmtCreateTime", "GmtModifiedTime")  # kept as epoch seconds, parsed once

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..catalog.entry import ALIASES
 from ..catalog.state import check_entry, part_of_the_change_before
 
 EVENT_NAMES = ("ModelCreated", "ModelUpdated", "ModelDeleted", "ModelVersionCreated", "ModelVersionUpdated",
@@ -45,11 +46,21 @@ def events_of(workspace_id: str, entry: Mapping[str, Any]) -> list[dict[str, Any
     seq = entry["Seq"]
     check_entry(entry, seq)
     changes = entry["Changes"]
-    return [_event(workspace_id, seq, index, change, entry) for index, change in enumerate(changes)
-            if not part_of_the_change_before(changes[index - 1] if index else None, change)]
+    parts = [bool(index) and part_of_the_change_before(changes[index - 1], change) for index, change in enumerate(changes)]
+    return [_event(workspace_id, seq, index, change, entry, changes[index + 1] if index + 1 < len(changes) and parts[index + 1] else None)
+            for index, change in enumerate(changes) if not parts[index]]
 
 
-def _event(workspace_id: str, seq: int, index: int, change: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, Any]:
+def _aliases(put: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Where a model's record change set, moved or removed an alias: its aliases after it and before it."""
+    if put is None or not isinstance(put.get("Was"), dict) or ALIASES not in put["Was"]:
+        return {}
+    return {ALIASES: put["Put"]["Model"].get(ALIASES, []), "Previous" + ALIASES: put["Was"][ALIASES]}
+
+
+def _event(workspace_id: str, seq: int, index: int, change: Mapping[str, Any], entry: Mapping[str, Any],
+           part: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One change's event; `part` is the model's record change that is part of it (a version's), if any."""
     name = event_name(change)
     found = change.get("Was")
     was: dict[str, Any] = found if isinstance(found, dict) else {}
@@ -70,6 +81,7 @@ def _event(workspace_id: str, seq: int, index: int, change: Mapping[str, Any], e
             data["ApprovalStatus"] = status
         if name == "ModelVersionApprovalStatusChanged":
             data["PreviousApprovalStatus"] = was["ApprovalStatus"]
+    data.update(_aliases(change if "Put" in change else part))
     data.update(By=change.get("By", "unknown"), At=at, Seq=seq)
     subject = f"models/{data['ModelId']}" + (f"/versions/{data['VersionName']}" if "VersionName" in data else "")
     return {"specversion": "1.0", "id": event_id(workspace_id, seq, index), "source": SOURCE + workspace_id,

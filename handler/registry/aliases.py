@@ -8,7 +8,7 @@ from collections.abc import Collection
 from typing import Any
 
 from ..catalog.draft import Draft
-from ..catalog.entry import VERSION_FACTS
+from ..catalog.entry import ALIASES, VERSION_FACTS
 from ..catalog.state import Entry
 from ..catalog.workspace import Workspace
 from ..errors import InvalidParameter, ModelNotFound, VersionNotFound
@@ -16,7 +16,6 @@ from . import changes
 from .changes import Subject
 from .models import Registry
 
-ALIASES = "Aliases"  # in a model's record: [{"Alias": "champion", "VersionName": "0.2.0"}], sorted by alias
 LAST_NUMBER = "LastVersionNumber"  # in a model's record
 NUMBER = "VersionNumber"  # in a version's record
 MAX_ALIAS = 255

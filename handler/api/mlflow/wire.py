@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from ... import errors
+from ...catalog.entry import ALIASES
 from ...catalog.state import Entry
 from ...catalog.workspace import Workspace
 from ...registry import aliases
@@ -88,8 +89,8 @@ def model_version(model_name: str, record: dict[str, Any]) -> dict[str, Any]:
     }
     if extra.get(RUN_LINK):
         out["run_link"] = extra[RUN_LINK]
-    if record.get(aliases.ALIASES):
-        out["aliases"] = record[aliases.ALIASES]
+    if record.get(ALIASES):
+        out["aliases"] = record[ALIASES]
     return out
 
 
