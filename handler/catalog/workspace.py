@@ -87,14 +87,14 @@ class _Pending(Generic[T]):
         self._changed = False
 
     def run(self, draft: Draft) -> None:
-        before = len(draft.changes)
+        before = draft.mark()
         draft.by = {"By": self.actor, "At": iso_time_ms()}
         try:
             self.result, self.error = self.plan(draft), None
         except Exception as e:  # noqa: BLE001 - the plan's own error (ApiError, or a bug) goes to its caller only
             self.result, self.error = None, e
-            del draft.changes[before:]  # plans raise before changing; this is only a safeguard
-        self._changed = len(draft.changes) > before
+            draft.undo(before)  # a plan may raise after changing the draft (a new model put, then its version refused)
+        self._changed = len(draft.changes) > before.changes
 
     def finish(self, seq: int | None) -> None:
         self.seq = seq if self._changed else None
