@@ -155,15 +155,16 @@ def test_many_writers_write_one_checkpoint_per_interval(any_store: Store) -> Non
 
 # --- 3. fail closed --------------------------------------------------------------------------------
 
-def test_a_gap_in_the_log_is_detected_and_never_committed_into(any_store: Store) -> None:
+@pytest.mark.parametrize("missing", [3, 1])  # 1: a cold reader of a log too short for checkpoints asks only its heads
+def test_a_gap_in_the_log_is_detected_and_never_committed_into(any_store: Store, missing: int) -> None:
     seed(any_store, 5)
-    any_store.delete(keys.log_key("ws", 3))
+    any_store.delete(keys.log_key("ws", missing))
     app = App(Registry(any_store), default_workspace="ws")
     listed = app.handle(Request("GET", "/api/v1/models"))
     assert (listed.status, listed.body["Code"]) == (503, "CatalogDamaged")
     created = app.handle(Request("POST", "/api/v1/models", json.dumps({"ModelName": "new"}).encode()))
     assert (created.status, created.body["Code"]) == (503, "CatalogDamaged")
-    assert keys.log_key("ws", 3) not in any_store.list(keys.log_prefix("ws"))
+    assert keys.log_key("ws", missing) not in any_store.list(keys.log_prefix("ws"))
 
 
 def test_a_warm_instance_never_acknowledges_a_commit_into_a_gap(any_store: Store) -> None:

@@ -212,3 +212,10 @@ def test_a_cold_reader_asks_only_whether_the_first_commit_exists_never_for_all_o
     first = keys.log_key("ws", 1)
     assert first in reads.heads and first not in reads.whole
     assert keys.log_key("ws", 33) in reads.whole  # the commits after the checkpoint are read whole
+
+
+def test_an_empty_first_commit_is_there_for_a_cold_reader_on_every_store(any_store: Store) -> None:
+    # Its head is empty (OSS answers a range over an empty object 416): it exists, and the checkpoint after it decides.
+    seed(any_store, 40)
+    any_store.put(keys.log_key("ws", 1), b"")
+    assert len(names(Registry(any_store))) == 40

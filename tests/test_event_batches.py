@@ -187,3 +187,44 @@ def test_a_registration_whose_model_appeared_after_its_lookup_adds_its_version_t
     assert made["ModelId"] == model_id and made["VersionName"] == "0.2.0"
     assert app.registry.store.list("models/") == [f"models/{model_id}.json", *(
         f"models/{model_id}/versions/{name}.json" for name in ("0.1.0", "0.2.0"))]  # no record of the model not made
+
+
+def test_a_registration_refused_after_its_model_was_planned_leaves_nothing_its_batch_could_commit(use_app) -> None:
+    # One batch (group commit) of two registrations of one new name: the first's model fits the quota, its version
+    # does not. The second must create the model itself, not adopt the first's, planned but never committed.
+    import threading
+    import time
+
+    from handler.catalog import keys
+    from handler.notify.events import events_of
+
+    store = MemoryStore()
+    app = use_app(store)
+    workspace = app.registry.workspace("default")
+    workspace.read()
+    workspace.max_bytes = 3000
+    app.versions.registered = lambda *args: (None, None)  # type: ignore[method-assign]  # both looked up before either
+    answers: dict[str, Any] = {}
+
+    def register(tag: str, description: str) -> None:
+        answers[tag] = invoke({"ModelName": "quota", "Version": {
+            "Uri": f"oss://bucket.endpoint/runs/{tag}/model.pt", "VersionDescription": description}})
+
+    with workspace._commit_lock:  # both queue up, then one commits the batch of both
+        for at, (tag, description) in enumerate((("big", "x" * 4000), ("small", "y")), start=1):
+            threading.Thread(target=register, args=(tag, description)).start()
+            while len(workspace._queue) < at:
+                time.sleep(0.01)
+    while len(answers) < 2:
+        time.sleep(0.01)
+    app.registry.settle()
+    assert answers["big"]["Code"] == "QuotaExceeded"
+    made = answers["small"]
+    [commit] = store.list(keys.log_prefix("default"))
+    names = [event["type"].removeprefix("model-registry.") for event in events_of("default", json.loads(store.get(commit)))]
+    assert names == ["ModelCreated", "ModelVersionCreated"]
+    workspace.read()
+    assert workspace.version_names() == {made["ModelId"]: ["0.1.0"]}
+    committed = workspace.model(made["ModelId"])[0]
+    assert committed is not None and store.get(keys.record_key(made["ModelId"])) == committed.raw
+    assert store.list("models/") == [f"models/{made['ModelId']}.json", f"models/{made['ModelId']}/versions/0.1.0.json"]

@@ -1,11 +1,21 @@
 """A draft: a workspace's state with a batch's uncommitted changes on top, which plans read and change."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import QuotaExceeded
 from .entry import ALIASES, VERSION_FACTS
 from .state import CREATED_PER_COMMIT, MAX_WORKSPACE_BYTES, MODEL_MEMORY, VERSION_MEMORY, Change, Entry, State
+
+_ABSENT = object()
+
+
+class Mark(NamedTuple):
+    """Where a draft stood before a plan ran: what Draft.undo goes back to."""
+
+    changes: int
+    undo: int
+    bytes: int
 
 
 class Draft:
@@ -21,6 +31,26 @@ class Draft:
         self._models: dict[str, Entry | None] = {}
         self._names: dict[str, str | None] = {}
         self._versions: dict[tuple[str, str], Entry | None] = {}
+        self._undo: list[tuple[dict[Any, Any], Any, Any]] = []  # (table, key, what it held before) per write
+
+    def mark(self) -> Mark:
+        return Mark(len(self.changes), len(self._undo), self.bytes)
+
+    def undo(self, mark: Mark) -> None:
+        """Back to where the draft stood at mark: a plan that raised after changing it (a model put, then its
+        version refused) leaves nothing that a later plan of its batch could read or commit."""
+        while len(self._undo) > mark.undo:
+            table, key, before = self._undo.pop()
+            if before is _ABSENT:
+                del table[key]
+            else:
+                table[key] = before
+        del self.changes[mark.changes:]
+        self.bytes = mark.bytes
+
+    def _set(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        self._undo.append((table, key, table.get(key, _ABSENT)))
+        table[key] = value
 
     def model(self, model_id: str) -> Entry | None:
         return self._models[model_id] if model_id in self._models else self.base.models.get(model_id)
@@ -53,8 +83,9 @@ class Draft:
         old = self.model(entry.id)
         self._grow(len(entry.raw) + MODEL_MEMORY, len(old.raw) + MODEL_MEMORY if old else 0)
         if old is not None and self.named(old.name) == old.id:
-            self._names[old.name] = None
-        self._models[entry.id], self._names[entry.name] = entry, entry.id
+            self._set(self._names, old.name, None)
+        self._set(self._models, entry.id, entry)
+        self._set(self._names, entry.name, entry.id)
         was: dict[str, Any] = {"Existed": old is not None}
         if old is not None and (before := old.record().get(ALIASES, [])) != record.get(ALIASES, []):
             was[ALIASES] = before  # an alias set, moved or removed: the events say from what
@@ -67,12 +98,12 @@ class Draft:
         if old is not None:
             self.bytes -= len(old.raw) + MODEL_MEMORY
             if self.named(old.name) == old.id:
-                self._names[old.name] = None
+                self._set(self._names, old.name, None)
         for name in gone:
             version = self.version(model_id, name)
             self.bytes -= len(version.raw) + VERSION_MEMORY if version else 0
-            self._versions[(model_id, name)] = None
-        self._models[model_id] = None
+            self._set(self._versions, (model_id, name), None)
+        self._set(self._models, model_id, None)
         self.changes.append({"Delete": model_id, **self.by, "Was": {"Existed": old is not None, "ModelName": old.name if old else ""}})
         return gone
 
@@ -83,7 +114,7 @@ class Draft:
         created = old.created if old is not None else (self.seq + 1) * CREATED_PER_COMMIT + len(self.changes)
         entry = Entry.version(record, fingerprint, token, created)
         self._grow(len(entry.raw) + VERSION_MEMORY, len(old.raw) + VERSION_MEMORY if old else 0)
-        self._versions[(model_id, name)] = entry
+        self._set(self._versions, (model_id, name), entry)
         put: dict[str, Any] = {"ModelId": model_id, "Version": record, "Fingerprint": fingerprint, "Created": created}
         if token is not None:
             put["Token"] = token
@@ -92,7 +123,7 @@ class Draft:
     def delete_version(self, model_id: str, name: str) -> None:
         old = self.version(model_id, name)
         self.bytes -= len(old.raw) + VERSION_MEMORY if old else 0
-        self._versions[(model_id, name)] = None
+        self._set(self._versions, (model_id, name), None)
         self.changes.append({"DeleteVersion": {"ModelId": model_id, "VersionName": name}, **self.by, "Was": self._was(model_id, old)})
 
     def _was(self, model_id: str, old: Entry | None) -> dict[str, Any]:

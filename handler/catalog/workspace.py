@@ -87,14 +87,14 @@ class _Pending(Generic[T]):
         self._changed = False
 
     def run(self, draft: Draft) -> None:
-        before = len(draft.changes)
+        before = draft.mark()
         draft.by = {"By": self.actor, "At": iso_time_ms()}
         try:
             self.result, self.error = self.plan(draft), None
         except Exception as e:  # noqa: BLE001 - the plan's own error (ApiError, or a bug) goes to its caller only
             self.result, self.error = None, e
-            del draft.changes[before:]  # plans raise before changing; this is only a safeguard
-        self._changed = len(draft.changes) > before
+            draft.undo(before)  # a plan may raise after changing the draft (a new model put, then its version refused)
+        self._changed = len(draft.changes) > before.changes
 
     def finish(self, seq: int | None) -> None:
         self.seq = seq if self._changed else None
@@ -356,17 +356,19 @@ class Workspace:
     def _load(self) -> tuple[State, bool]:
         """The state from the newest checkpoint that can be trusted, else from the beginning of the log; and
         whether it is known current already (an empty log, seen so). The hint, the log's first commit and
-        the first that a checkpoint is written at are asked for at once: a workspace with none is new, and
-        costs one round trip to find so. The hint is only a hint: missing (in a log long enough to have
+        the first that a checkpoint is written at are asked for at once, with the LOOKAHEAD commits after the first:
+        a workspace with none is new, and costs one round trip to find so. The hint is only a hint: missing (in a log long enough to have
         checkpoints), unreadable, dangling or far behind the log, the checkpoints are listed."""
         # Of the two commits only whether they exist counts: a first commit can be large (an import of the layout
         # before the catalog holds every model), and a cold reader would otherwise read it whole every time.
-        asked = [hint_key(self.id), log_key(self.id, 1), log_key(self.id, CHECKPOINT_EVERY)]
-        hint_data, first, first_checkpointed = self._store.get_each(asked, _as_is, heads=dict.fromkeys(asked[1:], 1))
+        # The LOOKAHEAD commits after the first, too: one there without a first means the first is missing (a gap).
+        asked = [hint_key(self.id), log_key(self.id, CHECKPOINT_EVERY),
+                 *(log_key(self.id, seq) for seq in range(1, LOOKAHEAD + 2))]
+        hint_data, first_checkpointed, first, *after = self._store.get_each(asked, _as_is, heads=dict.fromkeys(asked[1:], 1))
         hinted, parts = hinted_seq(hint_data), hinted_parts(hint_data)
         if hint_data is None and first_checkpointed is None:  # too short for a checkpoint: no need to list them
-            if first is not None:
-                return State(), False
+            if first is not None or any(found is not None for found in after):
+                return State(), False  # followed from the beginning (where a missing first is found, and refused)
             if self._legacy is not None and self._import_legacy(self._legacy(self.id)):
                 return State(), False
             return State(), True  # no commit 1 when we looked: nothing was acknowledged before

@@ -257,7 +257,15 @@ class OssStore(Store):
 
     def get_head(self, key: str, size: int) -> bytes:
         full = self._full(key)
-        return bytes(self._call("get", lambda bucket: bucket.get_object(full, byte_range=(0, size - 1)).read(size)))
+
+        def head(bucket: oss2.Bucket) -> bytes:
+            try:
+                return bytes(bucket.get_object(full, byte_range=(0, size - 1)).read(size))
+            except oss2.exceptions.OssError as e:
+                if (e.status, e.code) == (416, "InvalidRange"):  # the object is empty: no first byte to range over
+                    return b""
+                raise
+        return self._call("get", head)
 
     def delete_many(self, keys: Sequence[str]) -> None:
         for key in keys:
