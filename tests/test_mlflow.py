@@ -163,6 +163,19 @@ def test_search_registered_models_filters_orders_and_pages(client: MlflowClient)
     fails("INVALID_PARAMETER_VALUE", 400, lambda: client.search_registered_models(max_results=1001))
 
 
+def test_a_like_pattern_of_many_runs_is_answered_and_the_server_keeps_serving(client: MlflowClient, served) -> None:
+    # "%a%a...%b" against long names of a's: a backtracking match tries every way to place the runs and never ends
+    names = [f"{'a' * 120}-{i}" for i in range(3)]
+    for name in names:
+        client.create_registered_model(name)
+        client.create_model_version(name, "s3://b/m")
+    stalling = "name LIKE '" + "%a" * 25 + "%b'"
+    assert client.search_registered_models(stalling) == []
+    assert client.search_model_versions(stalling) == []
+    assert [m.name for m in client.search_registered_models("name LIKE '" + "%a" * 25 + "%-_'")] == names
+    assert [m.name for m in client.search_registered_models("name ILIKE '" + "%A" * 25 + "%1'")] == names[1:2]
+
+
 def test_prompts_are_answered_only_when_asked_for_as_mlflow_s_server_does(client: MlflowClient, served) -> None:
     client.create_registered_model("model")
     client.create_model_version("model", "s3://b/m")

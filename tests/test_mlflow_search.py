@@ -99,6 +99,22 @@ def test_like_is_sql_s_like() -> None:
     assert selected(state, "name IN ('mx', 'nothing')", []) == ["mx"]
 
 
+def sql_like(pattern: str, text: str) -> bool:
+    """SQL's LIKE by its definition: % matches any run (empty too), _ one character, the rest itself."""
+    if not pattern:
+        return not text
+    if pattern[0] == "%":
+        return any(sql_like(pattern[1:], text[at:]) for at in range(len(text) + 1))
+    return bool(text) and pattern[0] in ("_", text[0]) and sql_like(pattern[1:], text[1:])
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text("ab%_.", max_size=7), st.text("abAB.", max_size=8), st.booleans())
+def test_like_answers_as_sql_s_definition(pattern: str, text: str, ignore_case: bool) -> None:
+    expected = sql_like(pattern.lower(), text.lower()) if ignore_case else sql_like(pattern, text)
+    assert (search.like(pattern, ignore_case).fullmatch(text) is not None) == expected
+
+
 def test_a_deleted_model_matches_no_pattern_even_one_that_matches_everything() -> None:
     state = State()
     apply(state, [record(1, "gone", [("team", "a")], 0), record(2, "kept", [("team", "a")], 0), "model-001"])

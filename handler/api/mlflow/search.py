@@ -93,8 +93,15 @@ def without_prompts(clauses: list[Clause]) -> tuple[list[Clause], bool]:
 
 
 def like_source(pattern: str, ignore_case: bool) -> str:
-    """SQL LIKE as a regular expression: % any run, _ one character."""
-    text = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    """SQL LIKE as a regular expression: % any run, _ one character. Each run between two %s takes its first place
+    in what is left, and keeps it: `(?=(?P<r>.*?run))(?P=r)` is an atomic group (Python 3.10 has none), so a pattern like
+    `%a%a%a%b` is one pass over a name, not a backtracking search of every way to place the runs."""
+    runs = ["".join("." if c == "_" else re.escape(c) for c in run) for run in pattern.split("%")]
+    if len(runs) == 1:
+        text = runs[0]
+    else:
+        middle = "".join(f"(?=(?P<r{n}>.*?{run}))(?P=r{n})" for n, run in enumerate(filter(None, runs[1:-1])))
+        text = runs[0] + middle + ".*" + runs[-1]
     return "(?i)" + text if ignore_case else text
 
 
