@@ -12,9 +12,8 @@ from ..errors import ApiError, ModelNameConflict, VersionNameConflict
 from ..registry import aliases, records
 from ..registry.models import Registry
 from ..registry.versions import Versions
-from .mlflow_http import MlflowHttp, MlflowHttpError, quoted
+from .mlflow_http import MlflowHttp, MlflowHttpError, versions_named
 
-VERSIONS_PAGE = 10_000
 _EXISTS = "RESOURCE_ALREADY_EXISTS"
 
 
@@ -112,7 +111,6 @@ class Remote:
     def __init__(self, url: str, workspace_id: str | None, authorization: str | None) -> None:
         base = url.rstrip("/") + (f"/workspaces/{workspace_id}" if workspace_id else "")
         self.http = MlflowHttp(base, authorization, what="--to")
-        self.url = url
 
     def find(self, name: str) -> Found | None:
         try:
@@ -121,9 +119,7 @@ class Remote:
             if e.status == 404 and not e.no_api:
                 return None
             raise
-        found = self.http.pages("model-versions/search", "model_versions",
-                                {"filter": f"name = {quoted(name)}", "max_results": VERSIONS_PAGE})
-        return Found({int(v["version"]) for v in found}, None,
+        return Found({int(v["version"]) for v in versions_named(self.http, name)}, None,
                      {a["alias"]: int(a["version"]) for a in model.get("aliases", [])})
 
     def create_model(self, model: dict[str, Any]) -> bool:

@@ -14,10 +14,9 @@ from typing import Any, TextIO
 
 from ..registry.aliases import number_given_before
 from .import_targets import Found, Refused, Target
-from .mlflow_http import MlflowHttp, MlflowHttpError, quoted
+from .mlflow_http import VERSIONS_PAGE, MlflowHttp, MlflowHttpError, versions_named
 
 MODELS_PAGE = 1000  # MLflow's largest page of registered models
-VERSIONS_PAGE = 10_000
 KINDS = ("models", "versions", "aliases")
 _ONE = {"models": "model", "versions": "version", "aliases": "alias"}
 
@@ -52,8 +51,7 @@ class Source:
         return found
 
     def versions(self, name: str) -> list[dict[str, Any]]:
-        return list(self.http.pages("model-versions/search", "model_versions",
-                                    {"filter": f"name = {quoted(name)}", "max_results": VERSIONS_PAGE}))
+        return list(versions_named(self.http, name))
 
 
 def basic(user: str, password: str) -> str:
@@ -124,7 +122,8 @@ class Importer:
         """One registered model with its versions and aliases."""
         name = str(model.get("name", ""))
         label = repr(name[:200])
-        if self.target.find(name) is not None:
+        found = self.target.find(name)
+        if found is not None:
             self.summary.count("models", False)
         else:
             try:
@@ -136,10 +135,10 @@ class Importer:
                 for alias in model.get("aliases") or []:
                     self.summary.refuse("aliases", f"{label}@{alias.get('alias')}", "its model was refused")
                 return
-        found = self.target.find(name)
+            found = self.target.find(name)
         for version in sorted(versions, key=lambda v: int(v.get("version", 0))):
             self._version(name, label, version, found)
-        self._aliases(name, label, model.get("aliases") or [])
+        self._aliases(name, label, model.get("aliases") or [], found)
 
     def _version(self, name: str, label: str, version: dict[str, Any], found: Found | None) -> None:
         number = int(version["version"])
@@ -157,9 +156,11 @@ class Importer:
             self.summary.count("versions", self.target.create_version(name, version, number))
         except Refused as e:
             self.summary.refuse("versions", what, str(e))
+            return
+        found.numbers.add(number)  # there now: its aliases may name it
 
-    def _aliases(self, name: str, label: str, wanted: list[dict[str, Any]]) -> None:
-        found = self.target.find(name)
+    def _aliases(self, name: str, label: str, wanted: list[dict[str, Any]], found: Found | None) -> None:
+        """The model's aliases, against what the target had (`found`) and the versions this import added."""
         for alias in wanted:
             alias_name, number = str(alias.get("alias", "")), str(alias.get("version", ""))
             what = f"{label}@{alias_name[:64]}"

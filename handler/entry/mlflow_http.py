@@ -10,6 +10,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+VERSIONS_PAGE = 10_000  # model versions asked for a page
 ATTEMPTS = 4  # a server that is briefly busy (SQLite locked, a restart) is asked again, after 0.5, 1 and 2 s
 
 
@@ -74,6 +75,11 @@ class MlflowHttp:
             token = page.get("next_page_token")
             if not token:
                 return
+
+
+def versions_named(http: MlflowHttp, name: str) -> Iterator[dict[str, Any]]:
+    """Every version of the registered model of that name (a search by name, paged)."""
+    return http.pages("model-versions/search", "model_versions", {"filter": f"name = {quoted(name)}", "max_results": VERSIONS_PAGE})
 
 
 def quoted(value: str) -> str:
